@@ -1,0 +1,51 @@
+# finetune-pipeline. `make run` sets everything up and runs the whole DVC pipeline;
+# `make test` sets up and runs the test suite (CI calls it through .ci/run).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= true
+PYTEST_ARGS ?=
+
+.PHONY: setup run repro params test test-fast lint format mlflow-ui clean
+
+setup: $(VENV)/.installed
+
+# torch first, pinned: this picks the local CPU wheel instead of several GB of CUDA packages.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+run: setup
+	dvc repro
+
+repro: run
+
+# Recompose params.yaml from conf/ (after editing conf/). Extra overrides: make params O="train.epochs=2"
+params: setup
+	$(BIN)/python -m finetune.config compose $(O)
+
+test: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf data/processed data/augmented models reports .pytest_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""Batched inference: texts sorted by length so each batch pads as little as possible."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictions:
+    probabilities: np.ndarray  # (n, num_classes), rows in input order
+    batch_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+
+def predict_proba(
+    model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64, max_length: int = 128
+) -> Predictions:
+    """Class probabilities for ``texts`` (input order), batching texts of similar length."""
+    import torch
+
+    num_labels = int(model.config.num_labels)
+    if not texts:
+        return Predictions(np.zeros((0, num_labels), dtype=np.float32))
+    lengths = [len(t) for t in texts]
+    order = np.argsort(lengths, kind="stable")
+    probs = np.zeros((len(texts), num_labels), dtype=np.float32)
+    timings: list[float] = []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            began = time.perf_counter()
+            enc = tokenizer(
+                [texts[i] for i in idx],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            logits = model(**enc).logits.float()
+            probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+            timings.append(time.perf_counter() - began)
+    return Predictions(probs, timings)

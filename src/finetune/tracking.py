@@ -1,0 +1,184 @@
+"""MLflow wiring: one run per trained model, shared by train, evaluate and error_analysis.
+
+The tracking store defaults to SQLite at ``<repo>/.mlflow/mlflow.db`` with artifacts in
+``<repo>/.mlflow/artifacts``. Inside ``dvc exp run --temp/--queue`` the stage runs in a temporary
+copy; DVC sets ``DVC_ROOT`` to the real repository, so every experiment lands in one store.
+``tracking.uri`` or, when that is null, ``MLFLOW_TRACKING_URI`` points it at a tracking server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finetune.io import read_json
+
+log = logging.getLogger(__name__)
+
+STORE_DIR = ".mlflow"
+RUN_ID_TAG = "finetune.train_run_id"
+
+
+def project_root() -> Path:
+    """The repository MLflow data belongs to: DVC_ROOT in experiments, else the cwd."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """``tracking.uri`` if set (it is recorded in params), else MLFLOW_TRACKING_URI, else SQLite."""
+    if configured:
+        return str(configured)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    store = project_root() / STORE_DIR
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """Absolute artifact root for local SQLite stores (so temp copies write to the repo)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
+    return None
+
+
+def setup(tracking_cfg: Mapping[str, Any]) -> str:
+    """Point mlflow at the store and make sure the experiment exists; returns its id."""
+    import mlflow
+
+    uri = tracking_uri(tracking_cfg.get("uri"))
+    mlflow.set_tracking_uri(uri)
+    name = str(tracking_cfg["experiment_name"])
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location(uri))
+    else:
+        experiment_id = experiment.experiment_id
+    log.info("MLflow: %s, experiment %r", uri, name)
+    return experiment_id
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"train": {"lr": 1}} -> {"train.lr": "1"} (lists joined), for mlflow.log_params."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, list | tuple):
+            flat[name] = ",".join(map(str, value))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def git_commit(cwd: str | Path = ".") -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def data_version(lock_path: str | Path, stages: tuple[str, ...]) -> dict[str, str]:
+    """Hashes of the named stages' data deps/outs from dvc.lock: {"preprocess.deps.<path>": md5}.
+
+    DVC writes dvc.lock after each stage, so by the time train runs it holds the hashes of the
+    exact data preprocess and augment produced.
+    """
+    lock_path = Path(lock_path)
+    if not lock_path.is_file():
+        return {}
+    lock = yaml.safe_load(lock_path.read_text()) or {}
+    found: dict[str, str] = {}
+    for stage in stages:
+        entry = lock.get("stages", {}).get(stage, {})
+        for kind in ("deps", "outs"):
+            for item in entry.get(kind, []):
+                path = item.get("path", "")
+                if path.startswith(("src/", "stages/")) or "md5" not in item:
+                    continue
+                found[f"{stage}.{kind}.{path}"] = str(item["md5"])
+    return found
+
+
+def version_digest(hashes: Mapping[str, str]) -> str:
+    return hashlib.md5(
+        "".join(f"{k}={v};" for k, v in sorted(hashes.items())).encode()
+    ).hexdigest()[:12]
+
+
+def run_tags(lock_path: str | Path = "dvc.lock") -> dict[str, str]:
+    tags: dict[str, str] = {}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        tags["git_commit"] = commit
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
+    hashes = data_version(lock_path, ("preprocess", "augment"))
+    if hashes:
+        tags["data.version"] = version_digest(hashes)
+        tags.update({f"data.md5.{k}": v for k, v in hashes.items()})
+    return tags
+
+
+@contextmanager
+def active_run(
+    run_id: str | None, experiment_id: str, run_name: str | None = None
+) -> Iterator[Any]:
+    """Start (run_id None) or resume a run; end it FAILED on any exception and re-raise."""
+    import mlflow
+
+    run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name)
+    try:
+        yield run
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+@contextmanager
+def train_run(run_info_path: str | Path, tracking_cfg: Mapping[str, Any]) -> Iterator[Any]:
+    """Resume the MLflow run the train stage opened, for evaluate and error_analysis.
+
+    The id comes from the train stage's run-info output, also when DVC restored that output
+    from its cache. If the run is not in the current store (another machine or store), a new
+    run is started, tagged with the original id, and a warning says so.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    experiment_id = setup(tracking_cfg)
+    original = str(read_json(run_info_path)["run_id"])
+    run_id: str | None = original
+    try:
+        mlflow.get_run(original)
+    except MlflowException:
+        log.warning(
+            "MLflow run %s (from %s) is not in %s; logging into a new run instead",
+            original,
+            run_info_path,
+            mlflow.get_tracking_uri(),
+        )
+        run_id = None
+    with active_run(run_id, experiment_id) as run:
+        if run_id is None:
+            mlflow.set_tags({**run_tags(), RUN_ID_TAG: original})
+        elif os.environ.get("DVC_EXP_NAME"):
+            mlflow.set_tag("dvc.experiment", os.environ["DVC_EXP_NAME"])
+        yield run

@@ -1,0 +1,20 @@
+"""error_analysis stage: report the mistakes, most confident first, and frequent confusions.
+
+Run by `dvc repro` (see dvc.yaml). Reads the composed params.yaml, never conf/ directly,
+so what runs is exactly what DVC records. Logic lives in `finetune.error_analysis`.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from finetune import error_analysis
+from finetune.stage import run_stage
+
+
+@hydra.main(config_path="..", config_name="params", version_base=None)
+def main(cfg: DictConfig) -> None:
+    run_stage("error_analysis", error_analysis.run, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Shared fixtures: a tiny BERT built locally (no downloads) and a small labelled dataset."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+import copy
+import random
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Words the tiny data uses; each class has its own cue words plus shared filler.
+CLASS_WORDS = {
+    "billing": ["refund", "charged", "invoice", "payment", "card", "price"],
+    "shipping": ["parcel", "delivery", "tracking", "courier", "arrived", "address"],
+    "account": ["password", "login", "locked", "email", "reset", "username"],
+}
+FILLER = ["my", "the", "is", "was", "please", "help", "not", "i", "a", "it", "today", "again"]
+
+
+def make_texts(n_per_class: int = 20, seed: int = 0) -> pd.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    for label, cues in CLASS_WORDS.items():
+        for i in range(n_per_class):
+            words = rng.sample(cues, 2) + rng.sample(FILLER, 3)
+            rng.shuffle(words)
+            rows.append(
+                {
+                    "id": f"{label}-{i}",
+                    "text": " ".join(words) + f" {i}",
+                    "label": label,
+                    "channel": rng.choice(["email", "chat"]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def build_tiny_model(directory: Path) -> Path:
+    """A 2-layer BERT (hidden 32) and a WordPiece tokenizer, saved with save_pretrained."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted({w for ws in CLASS_WORDS.values() for w in ws} | set(FILLER))
+    vocab = {t: i for i, t in enumerate(special + words + [str(i) for i in range(100)])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def tiny_data() -> pd.DataFrame:
+    return make_texts()
+
+
+def base_params() -> dict[str, Any]:
+    """The committed params.yaml (composed from conf/)."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def make_stage_cfg(workspace: Path, model_dir: Path, data: pd.DataFrame) -> dict[str, Any]:
+    """The committed params with absolute paths into ``workspace``, tiny data and tiny model."""
+    raw = workspace / "data" / "raw" / "tickets.csv"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    data.to_csv(raw, index=False)
+    cfg = copy.deepcopy(base_params())
+    cfg["paths"] = {k: str(workspace / v) for k, v in cfg["paths"].items()}
+    cfg["data"]["path"] = str(raw)
+    cfg["data"]["split"] = {"validation": 0.2, "test": 0.2}
+    cfg["model"]["name_or_path"] = str(model_dir)
+    cfg["model"]["max_length"] = 32
+    cfg["train"].update(
+        {
+            "epochs": 2,
+            "batch_size": 8,
+            "learning_rate": 5e-3,
+            "logging_steps": 2,
+            "precision": "fp32",
+            "warmup_ratio": 0.0,
+        }
+    )
+    cfg["tracking"]["uri"] = f"sqlite:///{workspace / 'mlflow.db'}"
+    cfg["error_analysis"]["known_mislabels"] = None
+    return cfg
+
+
+@pytest.fixture
+def stage_cfg(
+    tmp_path: Path, tiny_model_dir: Path, tiny_data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """A fresh workspace (also the cwd) for one test."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        monkeypatch.delenv(var, raising=False)
+    return make_stage_cfg(tmp_path, tiny_model_dir, tiny_data)
+
+
+@pytest.fixture(scope="module")
+def pipeline_cfg(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
+    """All five stages run once on tiny data, shared by the tests of one module (read only)."""
+    from finetune import augment, error_analysis, evaluate, preprocess, train
+
+    cfg = make_stage_cfg(tmp_path_factory.mktemp("pipeline"), tiny_model_dir, make_texts())
+    for stage in (preprocess, augment, train, evaluate, error_analysis):
+        stage.run(cfg)
+    return cfg
+
+
+def copy_repo(dest: Path) -> Path:
+    """A git copy of the tracked + untracked-but-not-ignored project files, for e2e tests."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in files:
+        src = REPO / name
+        if src.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    return dest

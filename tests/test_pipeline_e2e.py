@@ -1,0 +1,145 @@
+"""End to end: real `dvc repro` / `dvc exp run` in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import copy_repo
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["check_config", "preprocess", "augment", "train", "evaluate", "error_analysis"]
+
+
+def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+        env.pop(var, None)
+    proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def ran(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", proc.stdout + proc.stderr)
+
+
+def runs(repo: Path) -> list[mlflow.entities.Run]:
+    client = MlflowClient(f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("finetune-pipeline")
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """A git copy of the project whose conf/ selects the tiny model and the smoke preset."""
+    root = copy_repo(tmp_path_factory.mktemp("repo"))
+    (root / "conf" / "model" / "tiny.yaml").write_text(
+        f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nmax_length: 32\n"
+    )
+    config = root / "conf" / "config.yaml"
+    config.write_text(
+        config.read_text()
+        .replace("- model: minilm", "- model: tiny")
+        .replace("- optional experiment: null", "- optional experiment: smoke")
+    )
+    sh(root, sys.executable, "-m", "finetune.config", "compose")
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    return root
+
+
+def test_repro_runs_everything_then_nothing(repo: Path) -> None:
+    first = sh(repo, "dvc", "repro")
+    assert ran(first) == STAGES
+    for path in (
+        "data/processed/test.parquet",
+        "data/augmented/train.parquet",
+        "models/model/model.safetensors",
+        "reports/evaluate/metrics.json",
+        "reports/error_analysis/report.md",
+        "reports/error_analysis/tables/errors.csv",
+    ):
+        assert (repo / path).is_file(), path
+    (run,) = runs(repo)
+    run_info = json.loads((repo / "models/mlflow_run.json").read_text())
+    assert run.info.run_id == run_info["run_id"]
+    assert (
+        run.data.tags["mlflow.source.git.commit"]
+        == sh(repo, "git", "rev-parse", "HEAD").stdout.strip()
+    )
+    assert run.data.tags["data.version"] and any(t.startswith("data.md5.") for t in run.data.tags)
+    assert "test_f1_macro" in run.data.metrics and "errors_num_errors" in run.data.metrics
+
+    began = time.perf_counter()
+    again = sh(repo, "dvc", "repro")
+    assert ran(again) == [] and "up to date" in again.stdout
+    print(f"no-op dvc repro: {time.perf_counter() - began:.2f} s")
+    assert len(runs(repo)) == 1, "re-running with unchanged inputs creates no new run"
+
+    plots = sh(repo, "dvc", "plots", "show", "--json")
+    assert "confusion" in plots.stdout
+
+
+def test_stale_params_stop_repro_with_the_fix(repo: Path) -> None:
+    train_conf = repo / "conf" / "train" / "default.yaml"
+    original = train_conf.read_text()
+    train_conf.write_text(original.replace("weight_decay: 0.01", "weight_decay: 0.02"))
+    try:
+        proc = sh(repo, "dvc", "repro", check=False)
+        assert proc.returncode != 0
+        assert ran(proc) == ["check_config"]
+        assert "out of date with conf/" in proc.stdout + proc.stderr
+        assert "make params" in proc.stdout + proc.stderr
+    finally:
+        train_conf.write_text(original)
+    assert ran(sh(repo, "dvc", "repro")) == ["check_config"]
+
+
+def test_evaluate_param_reruns_only_evaluate_and_error_analysis(repo: Path) -> None:
+    before = len(runs(repo))
+    proc = sh(repo, "dvc", "exp", "run", "-S", "evaluate.batch_size=16", "-n", "eval-bs16")
+    assert ran(proc) == ["evaluate", "error_analysis"]
+    assert len(runs(repo)) == before, "evaluate logs into the train run DVC restored"
+    sh(repo, "git", "checkout", "--", "params.yaml")
+    sh(repo, "dvc", "checkout", "--force")
+
+
+def test_learning_rate_experiment_in_a_temp_copy(repo: Path) -> None:
+    before = {r.info.run_id for r in runs(repo)}
+    proc = sh(
+        repo, "dvc", "exp", "run", "--temp", "-S", "train.learning_rate=0.001", "-n", "lr-1e-3"
+    )
+    assert ran(proc) == ["train", "evaluate", "error_analysis"]
+    new = [r for r in runs(repo) if r.info.run_id not in before]
+    assert len(new) == 1, "the temp copy logged into the real repository's store"
+    (run,) = new
+    assert run.data.tags["dvc.experiment"] == "lr-1e-3"
+    assert run.data.params["train.learning_rate"] == "0.001"
+    assert "test_f1_macro" in run.data.metrics
+    show = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
+    names = {e.get("name") for b in show for e in (b.get("experiments") or [])}
+    assert {"lr-1e-3", "eval-bs16"} <= {n for n in names if n} | {
+        r.get("name") for b in show for e in (b.get("experiments") or []) for r in e.get("revs", [])
+    }
+
+
+def test_changing_the_data_reruns_everything(repo: Path) -> None:
+    raw = repo / "data" / "raw" / "support_tickets.csv"
+    raw.write_text(
+        raw.read_text() + 'msg-e2e-1,"my card got charged twice, refund please",billing,chat\n'
+    )
+    proc = sh(repo, "dvc", "repro")
+    assert ran(proc) == STAGES[1:]

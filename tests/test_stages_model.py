@@ -1,0 +1,129 @@
+"""train -> evaluate -> error_analysis run() with the tiny model: outputs and one MLflow run."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from finetune import augment, evaluate, preprocess, train
+from finetune.errors import ConfigError
+from finetune.train import TrainSpec, select_precision
+
+
+@pytest.fixture
+def trained(pipeline_cfg: dict[str, Any]) -> dict[str, Any]:
+    return pipeline_cfg
+
+
+def _client(cfg: dict[str, Any]) -> MlflowClient:
+    mlflow.set_tracking_uri(cfg["tracking"]["uri"])
+    return MlflowClient()
+
+
+def _runs(cfg: dict[str, Any]) -> list[Any]:
+    client = _client(cfg)
+    exp = client.get_experiment_by_name(cfg["tracking"]["experiment_name"])
+    return client.search_runs([exp.experiment_id])
+
+
+def test_train_saves_model_run_info_and_logs_run(trained: dict[str, Any]) -> None:
+    paths = trained["paths"]
+    model_dir = Path(paths["model_dir"])
+    assert (model_dir / "config.json").is_file() and (model_dir / "tokenizer.json").is_file()
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "account", "1": "billing", "2": "shipping"}
+    metrics = json.loads(Path(paths["train_report"]).read_text())
+    assert 0 <= metrics["val_f1_macro"] <= 1 and metrics["precision"] == "fp32"
+    run_id = json.loads(Path(paths["run_info"]).read_text())["run_id"]
+    (run,) = _runs(trained)
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    assert run.data.params["train.learning_rate"] == "0.005"
+    assert run.data.params["model.name_or_path"] == trained["model"]["name_or_path"]
+    assert "val_f1_macro" in run.data.metrics and "train_loss" in run.data.metrics
+    history = _client(trained).get_metric_history(run_id, "loss")
+    assert len(history) >= 2, "training loss is logged per logging step"
+    assert len(_client(trained).get_metric_history(run_id, "eval_f1_macro")) >= 2  # per epoch
+    versions = _client(trained).search_model_versions(
+        f"name='{trained['tracking']['registered_model_name']}'"
+    )
+    assert [v.run_id for v in versions] == [run_id]
+
+
+def test_logged_model_predicts_raw_texts(trained: dict[str, Any]) -> None:
+    run_id = json.loads(Path(trained["paths"]["run_info"]).read_text())["run_id"]
+    _client(trained)
+    model_uri = mlflow.get_run(run_id).outputs.model_outputs[0].model_id
+    loaded = mlflow.pyfunc.load_model(f"models:/{model_uri}")
+    out = loaded.predict(["my refund is late", "parcel tracking please"])
+    assert list(out["label"]) and set(out["label"]) <= {"account", "billing", "shipping"}
+    assert ((out["score"] > 0) & (out["score"] <= 1)).all()
+
+
+def test_evaluate_and_error_analysis_log_into_the_train_run(trained: dict[str, Any]) -> None:
+    paths = trained["paths"]
+    metrics = json.loads(Path(paths["evaluate_metrics"]).read_text())
+    summary = json.loads(Path(paths["error_metrics"]).read_text())
+    on_disk = json.loads(Path(paths["evaluate_metrics"]).read_text())
+    assert on_disk["accuracy"] == metrics["accuracy"]
+    assert set(on_disk["per_class"]) == {"account", "billing", "shipping"}
+    assert on_disk["per_class"]["billing"]["support"] == 4
+    preds = pd.read_parquet(paths["predictions"])
+    assert np.allclose(preds[[c for c in preds if c.startswith("prob_")]].sum(axis=1), 1, atol=1e-5)
+    plot = pd.read_csv(paths["confusion_plot"])
+    assert list(plot.columns) == ["actual", "predicted"] and len(plot) == 12
+    assert summary["num_errors"] == int((~preds["correct"]).sum())
+    report = Path(paths["error_report"]).read_text()
+    assert "## Most frequent confusions" in report and "most confident first" in report
+    (run,) = _runs(trained)  # still one run: evaluate and error_analysis resumed it
+    assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
+    assert "errors_num_errors" in run.data.metrics
+    artifacts = {a.path for a in _client(trained).list_artifacts(run.info.run_id, "evaluate")}
+    assert "evaluate/confusion_matrix.png" in artifacts
+    names = {a.path for a in _client(trained).list_artifacts(run.info.run_id, "error_analysis")}
+    assert "error_analysis/report.md" in names
+
+
+def test_evaluate_when_the_run_is_not_in_this_store(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    cfg = copy.deepcopy(trained)
+    cfg["tracking"]["uri"] = f"sqlite:///{tmp_path / 'other.db'}"
+    cfg["paths"]["evaluate_metrics"] = str(tmp_path / "m.json")
+    cfg["paths"]["predictions"] = str(tmp_path / "p.parquet")
+    cfg["paths"]["confusion_plot"] = str(tmp_path / "c.csv")
+    evaluate.run(cfg)
+    (run,) = _runs(cfg)
+    original = json.loads(Path(trained["paths"]["run_info"]).read_text())["run_id"]
+    assert run.data.tags["finetune.train_run_id"] == original
+
+
+def test_failed_train_marks_run_failed_and_writes_nothing(stage_cfg: dict[str, Any]) -> None:
+    preprocess.run(stage_cfg)
+    augment.run(stage_cfg)
+    stage_cfg["model"]["name_or_path"] = "./no/such/model"
+    with pytest.raises(Exception, match="not a directory"):
+        train.run(stage_cfg)
+    (run,) = _runs(stage_cfg)
+    assert run.info.status == "FAILED"
+    for key in ("model_dir", "run_info", "train_report"):
+        assert not Path(stage_cfg["paths"][key]).exists()
+
+
+def test_train_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['learning_rat'\]"):
+        TrainSpec.from_config({"learning_rat": 1})
+    with pytest.raises(ConfigError, match="train.precision='fp8'"):
+        TrainSpec.from_config({"precision": "fp8"})
+    with pytest.raises(ConfigError, match="train.batch_size=0"):
+        TrainSpec.from_config({"batch_size": 0})
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        select_precision("fp16")
+    assert select_precision("auto") in {"bf16", "fp32"}
