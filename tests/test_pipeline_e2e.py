@@ -105,7 +105,7 @@ def test_stale_params_stop_repro_with_the_fix(repo: Path) -> None:
         assert "make params" in proc.stdout + proc.stderr
     finally:
         train_conf.write_text(original)
-    assert ran(sh(repo, "dvc", "repro")) == ["check_config"]
+    assert ran(sh(repo, "dvc", "repro")) == [], "conf/ is back to what dvc.lock recorded"
 
 
 def test_evaluate_param_reruns_only_evaluate_and_error_analysis(repo: Path) -> None:
@@ -130,10 +130,20 @@ def test_learning_rate_experiment_in_a_temp_copy(repo: Path) -> None:
     assert run.data.params["train.learning_rate"] == "0.001"
     assert "test_f1_macro" in run.data.metrics
     show = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
-    names = {e.get("name") for b in show for e in (b.get("experiments") or [])}
-    assert {"lr-1e-3", "eval-bs16"} <= {n for n in names if n} | {
-        r.get("name") for b in show for e in (b.get("experiments") or []) for r in e.get("revs", [])
+    exps = {
+        rev["name"]: rev["data"]
+        for baseline in show
+        for exp in baseline.get("experiments") or []
+        for rev in exp["revs"]
     }
+    assert {"lr-1e-3", "eval-bs16"} <= set(exps)
+    for name, lr in (("lr-1e-3", 0.001), ("eval-bs16", 0.0001)):
+        data = exps[name]
+        assert data["params"]["params.yaml"]["data"]["train"]["learning_rate"] == lr
+        assert 0 <= data["metrics"]["reports/evaluate/metrics.json"]["data"]["f1_macro"] <= 1
+    assert exps["lr-1e-3"]["metrics"]["reports/evaluate/metrics.json"]["data"]["f1_macro"] == (
+        pytest.approx(run.data.metrics["test_f1_macro"])
+    )
 
 
 def test_changing_the_data_reruns_everything(repo: Path) -> None:
@@ -143,3 +153,35 @@ def test_changing_the_data_reruns_everything(repo: Path) -> None:
     )
     proc = sh(repo, "dvc", "repro")
     assert ran(proc) == STAGES[1:]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # DVC checks deps before running the stage and names the missing file itself.
+        (None, r"failed to reproduce 'preprocess'.*No such file.*support_tickets\.csv"),
+        ("id,text,label,channel\n", "has a header but no rows"),
+        ("id,text,label,channel\nm1,hello,billing,chat\nm2,hi,billing,chat\n", "only one class"),
+        ("id,message,label,channel\nm1,hello,billing,chat\n", r"missing column\(s\) \['text'\]"),
+    ],
+    ids=["missing-file", "no-rows", "single-class", "missing-text-column"],
+)
+def test_bad_input_stops_repro_with_a_message_and_no_outputs(
+    repo: Path, content: str | None, message: str
+) -> None:
+    raw = repo / "data" / "raw" / "support_tickets.csv"
+    original = raw.read_bytes()
+    try:
+        if content is None:
+            raw.unlink()
+        else:
+            raw.write_text(content)
+        proc = sh(repo, "dvc", "repro", "preprocess", check=False)
+        assert proc.returncode != 0
+        output = proc.stdout + proc.stderr
+        assert re.search(message, output), output
+        assert "Traceback" not in output, "a user error is one clear message, not a traceback"
+        assert not (repo / "data" / "processed").exists()
+        assert not (repo / "reports" / "preprocess" / "data_report.json").exists()
+    finally:
+        raw.write_bytes(original)
