@@ -89,8 +89,10 @@ def test_repro_runs_everything_then_nothing(repo: Path) -> None:
     print(f"no-op dvc repro: {time.perf_counter() - began:.2f} s")
     assert len(runs(repo)) == 1, "re-running with unchanged inputs creates no new run"
 
-    plots = sh(repo, "dvc", "plots", "show", "--json")
-    assert "confusion" in plots.stdout
+    plots = json.loads(sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
+    assert {"reports/evaluate/confusion.csv", "reports/evaluate/confusion_matrix.png"} <= set(plots)
+    (image,) = plots["reports/evaluate/confusion_matrix.png"]
+    assert Path(image["url"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_stale_params_stop_repro_with_the_fix(repo: Path) -> None:

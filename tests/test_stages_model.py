@@ -45,6 +45,9 @@ def test_train_saves_model_run_info_and_logs_run(trained: dict[str, Any]) -> Non
     run_id = json.loads(Path(paths["run_info"]).read_text())["run_id"]
     (run,) = _runs(trained)
     assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    assert run.info.run_name.startswith("repro-")
+    experiment = _client(trained).get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.data.params["train.learning_rate"] == "0.005"
     assert run.data.params["model.name_or_path"] == trained["model"]["name_or_path"]
     assert "val_f1_macro" in run.data.metrics and "train_loss" in run.data.metrics

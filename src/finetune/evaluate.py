@@ -120,6 +120,7 @@ def run(cfg: Any) -> dict[str, Any]:
         mlflow.log_dict(metrics, "evaluate/metrics.json")
         mlflow.log_dict({"labels": labels, "matrix": cm.tolist()}, "evaluate/confusion_matrix.json")
         figure = confusion_figure(cm, labels)
+        figure.savefig(out.file(paths["confusion_image"]), format="png", dpi=120)
         mlflow.log_figure(figure, "evaluate/confusion_matrix.png")
         plt.close(figure)
     log.info(

@@ -14,6 +14,7 @@ import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +61,25 @@ def setup(tracking_cfg: Mapping[str, Any]) -> str:
     name = str(tracking_cfg["experiment_name"])
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location(uri))
+        experiment_id = mlflow.create_experiment(
+            name,
+            artifact_location=artifact_location(uri),
+            # Opens on "Training runs" (not the GenAI overview) in the MLflow 3 UI.
+            tags={"mlflow.experimentKind": "custom_model_development"},
+        )
     else:
         experiment_id = experiment.experiment_id
     log.info("MLflow: %s, experiment %r", uri, name)
     return experiment_id
+
+
+def run_name() -> str:
+    """The DVC experiment name inside ``dvc exp run``; else ``repro-<commit>-<UTC time>``."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return os.environ["DVC_EXP_NAME"]
+    commit = git_commit()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"repro-{commit[:7] if commit else 'nogit'}-{stamp}"
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -267,8 +266,7 @@ def run(cfg: Any) -> TrainResult:
     train_df = pd.read_parquet(Path(paths["augmented_dir"]) / "train.parquet")
     validation_df = load_split(paths["processed_dir"], "validation")
     experiment_id = tracking.setup(tracking_cfg)
-    run_name = os.environ.get("DVC_EXP_NAME")
-    with tracking.active_run(None, experiment_id, run_name=run_name) as active:
+    with tracking.active_run(None, experiment_id, run_name=tracking.run_name()) as active:
         mlflow.set_tags(tracking.run_tags())
         mlflow.log_params(tracking.flatten({k: v for k, v in cfg.items() if k != "paths"}))
         mlflow.log_metrics({"train_rows": len(train_df), "validation_rows": len(validation_df)})
