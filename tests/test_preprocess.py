@@ -1,152 +1,280 @@
-"""preprocess: reading each format, validation errors with file/row/fix, cleaning, splitting."""
+"""preprocess: validation errors with file/rows/fix, cleaning, dedup, conflicts, leakage, report."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from finetune import preprocess
-from finetune.errors import DataError
-from finetune.preprocess import DataSpec, clean, read_table, split, validate
+from finetune import cleaning, data_report, preprocess, sources
+from finetune.cleaning import CleaningSpec
+from finetune.errors import ConfigError, DataError
+from finetune.preprocess import DataSpec, as_raw, validate
+from finetune.sources import SourceSpec
 
 
-def spec_for(path: Path | str, **kw: Any) -> DataSpec:
-    return DataSpec(path=str(path), id_column="id", **kw)
+def spec_for(path: Path | str = "f.csv", **kw: Any) -> DataSpec:
+    return DataSpec(path=str(path), id_column=kw.pop("id_column", "id"), **kw)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
-def test_read_table_each_format(tmp_path: Path, tiny_data: pd.DataFrame, fmt: str) -> None:
-    path = tmp_path / f"data.{fmt}"
-    if fmt == "csv":
-        tiny_data.to_csv(path, index=False)
-    elif fmt == "tsv":
-        tiny_data.to_csv(path, index=False, sep="\t")
-    elif fmt == "jsonl":
-        tiny_data.to_json(path, orient="records", lines=True)
-    else:
-        tiny_data.to_parquet(path)
-    df = read_table(path)
-    assert list(df.columns) == list(tiny_data.columns)
-    assert df["text"].tolist() == tiny_data["text"].tolist()
+def run_on(df: pd.DataFrame, **kw: Any) -> preprocess.Preprocessed:
+    return preprocess.preprocess(as_raw(df, "f.csv"), spec_for(**kw), seed=0)
 
 
-def test_missing_file_names_path_and_fix(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"nope\.csv does not exist.*set data\.path"):
-        read_table(tmp_path / "nope.csv")
+def frame(texts: list[str | None], labels: list[str | None]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"id": [f"r{i}" for i in range(len(texts))], "text": texts, "label": labels}
+    )
 
 
-def test_unknown_extension(tmp_path: Path) -> None:
-    (tmp_path / "x.txt").write_text("a")
-    with pytest.raises(DataError, match=r"x\.txt: cannot tell the format"):
-        read_table(tmp_path / "x.txt")
+def padded(df: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """``df`` plus n distinct rows for each of two classes, so splitting is possible."""
+    filler = frame(
+        [f"filler text number {i} {c}" for c in ("p", "q") for i in range(n)], ["p"] * n + ["q"] * n
+    )
+    filler["id"] = [f"f{i}" for i in range(2 * n)]
+    return pd.concat([df, filler], ignore_index=True)
 
 
-def test_undecodable_bytes_name_offset(tmp_path: Path) -> None:
-    path = tmp_path / "bad.csv"
-    path.write_bytes(b"text,label\nhello \xff\xfe world,a\n")
-    with pytest.raises(DataError, match=r"bad\.csv: bytes at offset \d+ are not valid UTF-8"):
-        read_table(path)
+# --- validation errors: each names the file, the first offending rows and the fix ---
 
 
-def test_empty_file(tmp_path: Path) -> None:
-    path = tmp_path / "empty.csv"
-    path.write_text("")
-    with pytest.raises(DataError, match=r"empty\.csv is empty"):
-        read_table(path)
-
-
-def test_missing_column_lists_available(tmp_path: Path) -> None:
+def test_missing_column_lists_available() -> None:
     df = pd.DataFrame({"id": ["1"], "body": ["x"], "label": ["a"]})
-    with pytest.raises(DataError, match=r"f\.csv: missing column\(s\) \['text'\]; the file has"):
-        validate(df, spec_for(tmp_path / "f.csv"))
-
-
-def test_missing_label_column(tmp_path: Path) -> None:
-    df = pd.DataFrame({"id": ["1"], "text": ["x"], "category": ["a"]})
-    with pytest.raises(DataError, match=r"missing column\(s\) \['label'\].*data\.label_column"):
-        validate(df, spec_for(tmp_path / "f.csv"))
+    with pytest.raises(
+        DataError, match=r"f\.csv: missing column\(s\) \['text'\]; the file has .*data\.text_column"
+    ):
+        validate(df, spec_for())
 
 
 def test_no_rows(tmp_path: Path) -> None:
     path = tmp_path / "header_only.csv"
     path.write_text("id,text,label\n")
+    raw = sources.load(SourceSpec(path=str(path)))
     with pytest.raises(DataError, match=r"header_only\.csv has a header but no rows"):
-        validate(read_table(path), spec_for(path))
+        validate(raw, spec_for(path))
 
 
-def test_null_labels_name_rows(tmp_path: Path) -> None:
-    df = pd.DataFrame({"id": ["1", "2", "3"], "text": ["a", "b", "c"], "label": ["x", None, None]})
-    with pytest.raises(DataError, match=r"'label' is empty in 2 row\(s\) \(data rows 2, 3\)"):
-        validate(df, spec_for(tmp_path / "f.csv"))
+def test_null_labels_name_file_and_rows() -> None:
+    df = frame(["a", "b", "c", "d"], ["x", None, " ", "y"])
+    with pytest.raises(
+        DataError,
+        match=r"'label' is empty in 2 row\(s\) \(f\.csv data rows 2, 3\); label them or remove",
+    ):
+        validate(df, spec_for())
 
 
-def test_duplicate_ids(tmp_path: Path) -> None:
-    df = pd.DataFrame({"id": ["1", "1"], "text": ["a", "b"], "label": ["x", "y"]})
-    with pytest.raises(DataError, match=r"duplicate ids in data rows 2"):
-        validate(df, spec_for(tmp_path / "f.csv"))
+def test_labels_outside_the_configured_set() -> None:
+    df = frame(["a", "b", "c", "d"], ["pos", "neg", "positive", "neutral"])
+    with pytest.raises(
+        DataError,
+        match=r"label\(s\) \['neutral', 'positive'\] outside data\.labels \['neg', 'pos'\] in "
+        r"2 row\(s\) \(f\.csv data rows 3, 4\); fix those rows or add",
+    ):
+        validate(df, spec_for(labels=("neg", "pos")))
 
 
-def test_single_class(tmp_path: Path) -> None:
-    df = pd.DataFrame({"id": list("abcd"), "text": list("wxyz"), "label": ["only"] * 4})
-    with pytest.raises(DataError, match=r"only one class \('only'\).*at least two labels"):
-        preprocess.preprocess(df, spec_for(tmp_path / "f.csv"), seed=0)
+def test_configured_label_set_fixes_the_order() -> None:
+    df = padded(frame([], []))
+    result = run_on(df, labels=("q", "p"))
+    assert result.labels == ["q", "p"]
+    train = result.splits["train"]
+    assert (train["label_id"] == train["label"].map({"q": 0, "p": 1})).all()
 
 
-def test_class_too_small_to_stratify(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
-    df = pd.concat(
-        [
-            tiny_data,
-            pd.DataFrame({"id": ["r1"], "text": ["rare"], "label": ["rare"], "channel": [""]}),
-        ]
-    )
-    with pytest.raises(DataError, match=r"\{'rare': 1\} have fewer than 3 examples"):
-        preprocess.preprocess(df, spec_for(tmp_path / "f.csv"), seed=0)
+def test_duplicate_ids() -> None:
+    df = pd.DataFrame({"id": ["1", "2", "1"], "text": ["a", "b", "c"], "label": ["x", "y", "x"]})
+    with pytest.raises(DataError, match=r"duplicate ids in f\.csv data row 3; ids must be unique"):
+        validate(df, spec_for())
 
 
-def test_clean_normalises_whitespace_drops_empty_and_duplicates(tmp_path: Path) -> None:
-    df = pd.DataFrame(
-        {
-            "id": ["1", "2", "3", "4", "5"],
-            "text": ["  my  card\twas\ncharged ", "my card was charged", "   ", None, "other"],
-            "label": ["billing", "billing", "billing", "billing", "shipping"],
-        }
-    )
-    out, counts = clean(df, spec_for(tmp_path / "f.csv"))
-    assert out["text"].tolist() == ["my card was charged", "other"]
-    assert out["id"].tolist() == ["1", "5"]
+def test_empty_texts_error_policy_names_rows() -> None:
+    df = padded(frame(["fine", None, "   ", "ok"], ["p", "p", "q", "q"]))
+    with pytest.raises(
+        DataError,
+        match=r"text is empty in 2 row\(s\) \(f\.csv data rows 2, 3\); fill in or remove .*"
+        r"empty_text: drop",
+    ):
+        run_on(df, cleaning=CleaningSpec(empty_text="error"))
+
+
+def test_empty_texts_drop_policy_counts(caplog: pytest.LogCaptureFixture) -> None:
+    df = padded(frame(["fine", None, "   ", "ok"], ["p", "p", "q", "q"]))
+    result = run_on(df)
+    assert result.report["empty_texts_dropped"] == 2
+    assert result.report["rows_kept"] == 22
+    assert "f.csv data rows 2, 3" in caplog.text
+
+
+def test_undecodable_bytes_stop_the_stage(stage_cfg: dict[str, Any]) -> None:
+    raw = Path(stage_cfg["data"]["path"])
+    raw.write_bytes(raw.read_bytes().replace(b"refund", b"r\xe9fund", 1))
+    with pytest.raises(
+        DataError, match=r"tickets\.csv: bytes that are not valid utf-8 at lines \d"
+    ):
+        preprocess.run(stage_cfg)
+
+
+def test_single_class() -> None:
+    df = frame(list("wxyz"), ["only"] * 4)
+    with pytest.raises(DataError, match=r"f\.csv: only one class \('only'\).*at least two labels"):
+        run_on(df)
+
+
+def test_class_too_small_to_stratify(tiny_data: pd.DataFrame) -> None:
+    extra = pd.DataFrame({"id": ["r1", "r2"], "text": ["rare", "rarer"], "label": ["rare"] * 2})
+    with pytest.raises(
+        DataError,
+        match=r"f\.csv: class\(es\) \{'rare': 2\} have fewer than 3 examples, too few to "
+        r"stratify.*add examples",
+    ):
+        run_on(pd.concat([tiny_data, extra]))
+
+
+def test_eval_label_unseen_in_train(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
+    (tmp_path / "ds").mkdir()
+    tiny_data.to_csv(tmp_path / "ds" / "train.csv", index=False)
+    test = pd.DataFrame({"id": ["t1"], "text": ["brand new"], "label": ["new"], "channel": ["x"]})
+    test.to_csv(tmp_path / "ds" / "test.csv", index=False)
+    raw = sources.load(SourceSpec(path=str(tmp_path / "ds")))
+    with pytest.raises(DataError, match=r"label\(s\) \['new'\] occur in the test split but not"):
+        preprocess.preprocess(raw, spec_for(), seed=0)
+
+
+def test_bad_split_sizes(tiny_data: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="together below 1"):
+        run_on(tiny_data, validation_size=0.5, test_size=0.5)
+
+
+def test_cleaning_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"data\.cleaning\.conflicts='vote'"):
+        CleaningSpec.from_config({"conflicts": "vote"})
+    with pytest.raises(ConfigError, match=r"data\.cleaning: unknown option\(s\) \['lower'\]"):
+        CleaningSpec.from_config({"lower": True})
+
+
+# --- cleaning: each step configurable and counted ---
+
+
+def test_cleaning_steps_and_counts() -> None:
+    texts = ["Ｃａｆé  costs\u00a0€5", "<b>Tom &amp; Jerry</b>", "plain text", " Padded\n"]
+    arr = __import__("pyarrow").chunked_array([texts])
+    out, counts = cleaning.clean_texts(arr, CleaningSpec(html=True, lowercase=True))
+    assert out.to_pylist() == ["café costs €5", "tom & jerry", "plain text", "padded"]
     assert counts == {
-        "rows_read": 5,
-        "empty_texts_dropped": 2,
-        "conflicting_label_texts": 0,
-        "duplicates_dropped": 1,
-        "rows_kept": 2,
+        "unicode_nfkc_changed": 1,
+        "html_changed": 1,
+        "whitespace_changed": 3,
+        "lowercase_changed": 3,
     }
+    kept, counts = cleaning.clean_texts(arr, CleaningSpec(unicode=None, whitespace=False))
+    assert kept.to_pylist() == texts and counts == {}
 
 
-def test_split_is_stratified_disjoint_and_seeded(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
-    spec = spec_for(tmp_path / "f.csv", validation_size=0.2, test_size=0.2)
-    parts = split(tiny_data, spec, seed=3)
+def test_exact_and_normalised_duplicates_counted() -> None:
+    df = padded(
+        frame(
+            [
+                "My card was charged",
+                "my card  was charged",
+                "My card was charged",
+                "MY CARD, was charged!",
+            ],
+            ["p", "p", "p", "p"],
+        )
+    )
+    result = run_on(df)
+    r = result.report
+    assert r["cleaning"]["whitespace_changed"] == 1
+    # Row 3 repeats row 1 exactly; rows 2 and 4 only match after case/punctuation folding.
+    assert (r["exact_duplicates_dropped"], r["normalized_duplicates_dropped"]) == (1, 2)
+    texts = pd.concat(result.splits.values())["text"]
+    assert (texts == "My card was charged").sum() == 1
+    exact_only = run_on(df, cleaning=CleaningSpec(dedup="exact"))
+    assert exact_only.report["normalized_duplicates_dropped"] == 0
+    assert exact_only.report["rows_kept"] == r["rows_kept"] + 2
+
+
+@pytest.mark.parametrize(
+    ("policy", "dropped", "kept"),
+    [
+        ("keep", 0, {("dup", "p"), ("dup", "q")}),
+        ("drop", 2, set()),
+        ("majority", 1, {("dup", "q")}),  # q: "dup" + "Dup!" (same normalised text) beat p: 1
+    ],
+)
+def test_conflicting_labels_policy(policy: str, dropped: int, kept: set[tuple[str, str]]) -> None:
+    df = padded(frame(["dup", "dup", "Dup!", "solo"], ["p", "q", "q", "p"]))
+    result = run_on(df, cleaning=CleaningSpec(conflicts=policy))
+    everything = pd.concat(result.splits.values())
+    found = {(t, lab) for t, lab in zip(everything["text"], everything["label"], strict=True)}
+    assert result.report["conflict_rows_dropped"] == dropped
+    assert result.report["normalized_duplicates_dropped"] == 1  # "Dup!" (q) = "dup" (q)
+    leaked = sum(result.report["leakage_removed"].values())
+    # "keep" keeps both labelled rows; if they land in different splits, the later one leaks.
+    assert {x for x in found if x[0].lower().startswith("dup")} | (
+        {("dup", "p"), ("dup", "q")} if leaked and policy == "keep" else set()
+    ) == kept
+    assert result.report["conflicting_label_texts"] == 1
+    assert result.report["conflicting_label_rows"] == 3
+    assert result.conflicts == [
+        {"text": "dup", "labels": {"p": 1, "q": 1}},
+        {"text": "Dup!", "labels": {"q": 1}},
+    ]
+
+
+def test_majority_tie_goes_to_first_label() -> None:
+    df = padded(frame(["tie", "tie"], ["q", "p"]))
+    everything = pd.concat(run_on(df).splits.values())
+    assert everything.loc[everything["text"] == "tie", "label"].tolist() == ["q"]
+
+
+def test_leakage_removed_from_evaluation_splits(tmp_path: Path) -> None:
+    rows = [(f"text {c} {i}", c) for c in "pq" for i in range(10)]
+    train = pd.DataFrame(rows, columns=["text", "label"])
+    test = pd.DataFrame(
+        [("Text p 1!", "p"), ("new p", "p"), ("text q 2", "q"), ("new q", "q"), ("dev q", "q")],
+        columns=["text", "label"],
+    )
+    validation = pd.DataFrame(
+        [("new p", "p"), ("dev q", "q"), ("dev p", "p")], columns=["text", "label"]
+    )
+    for name, part in (("train", train), ("test", test), ("validation", validation)):
+        part.to_csv(tmp_path / f"{name}.csv", index=False)
+    raw = sources.load(SourceSpec(path=str(tmp_path)))
+    result = preprocess.preprocess(raw, spec_for(id_column=None), seed=0)
+    assert result.report["leakage_removed"] == {"validation": 2, "test": 2}
+    assert result.splits["test"]["text"].tolist() == ["new p", "new q", "dev q"]
+    assert result.splits["validation"]["text"].tolist() == ["dev p"]
+    assert len(result.splits["train"]) == 20
+    assert result.splits["test"]["id"].tolist() == ["test-2", "test-4", "test-5"]
+
+
+def test_split_is_stratified_disjoint_and_seeded(tiny_data: pd.DataFrame) -> None:
+    spec = spec_for(validation_size=0.2, test_size=0.2)
+    parts = preprocess.preprocess(as_raw(tiny_data), spec, seed=3).splits
     assert [len(parts[s]) for s in ("train", "validation", "test")] == [36, 12, 12]
     for part in parts.values():
         assert part["label"].value_counts().min() == part["label"].value_counts().max()
     ids = [set(p["id"]) for p in parts.values()]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
-    again = split(tiny_data, spec, seed=3)
+    again = preprocess.preprocess(as_raw(tiny_data), spec, seed=3).splits
     assert all(parts[s].equals(again[s]) for s in parts)
-    assert not split(tiny_data, spec, seed=4)["test"]["id"].equals(parts["test"]["id"])
+    other = preprocess.preprocess(as_raw(tiny_data), spec, seed=4).splits
+    assert not other["test"]["id"].equals(parts["test"]["id"])
 
 
-def test_bad_split_sizes(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
-    with pytest.raises(DataError, match="together below 1"):
-        split(tiny_data, spec_for(tmp_path / "f.csv", validation_size=0.5, test_size=0.5), 0)
+# --- the stage: outputs, data report, no partial outputs ---
 
 
 def test_run_writes_splits_label_map_and_report(stage_cfg: dict[str, Any]) -> None:
     result = preprocess.run(stage_cfg)
-    processed = Path(stage_cfg["paths"]["processed_dir"])
+    paths = stage_cfg["paths"]
+    processed = Path(paths["processed_dir"])
     assert sorted(p.name for p in processed.iterdir()) == [
         "label_map.json",
         "test.parquet",
@@ -157,8 +285,42 @@ def test_run_writes_splits_label_map_and_report(stage_cfg: dict[str, Any]) -> No
     assert list(train.columns) == ["id", "text", "label", "label_id", "channel"]
     assert result.labels == ["account", "billing", "shipping"]
     assert train["label_id"].tolist() == [result.labels.index(x) for x in train["label"]]
-    report = pd.read_json(stage_cfg["paths"]["preprocess_report"], typ="series")
+    report = json.loads(Path(paths["preprocess_report"]).read_text())
     assert report["rows_kept"] == 60 and report["num_classes"] == 3
+    # Token lengths with the configured tokenizer: "[CLS] w1..w5 n [SEP]" = 8 tokens each.
+    assert report["token_lengths"]["train"]["max"] == 8
+    assert report["token_lengths"]["test"]["truncation_rate"] == 0.0
+    assert report["class_counts"]["test"] == {"account": 4, "billing": 4, "shipping": 4}
+    md = Path(paths["preprocess_report_md"]).read_text()
+    assert "| billing | 12 | 4 | 4 |" in md and "## Token lengths" in md
+    hist = pd.read_csv(paths["token_length_plot"])
+    assert list(hist.columns) == ["tokens", "train", "validation", "test"]
+    assert hist["train"].sum() == 36
+    assert Path(paths["token_length_image"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_truncation_rate_at_max_length(tiny_model_dir: Path) -> None:
+    from finetune.modeling import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    lengths = data_report.token_lengths(["refund", "refund card price payment invoice"], tok)
+    assert lengths.tolist() == [3, 7]
+    stats = data_report.length_stats(np.array([3, 7, 10, 12]), max_length=8)
+    assert stats["truncated"] == 2 and stats["truncation_rate"] == 0.5
+
+
+def test_data_report_logged_to_mlflow(stage_cfg: dict[str, Any], tmp_path: Path) -> None:
+    import mlflow
+
+    preprocess.run(stage_cfg)
+    mlflow.set_tracking_uri(stage_cfg["tracking"]["uri"])
+    with mlflow.start_run() as run:
+        data_report.log_to_mlflow(stage_cfg["paths"])
+    logged = mlflow.get_run(run.info.run_id)
+    assert logged.data.metrics["data.rows_kept"] == 60
+    assert logged.data.metrics["data.token_lengths.train.truncation_rate"] == 0.0
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "data")}
+    assert {"data/data_report.json", "data/data_report.md", "data/token_lengths.png"} <= names
 
 
 @pytest.mark.parametrize(
@@ -169,8 +331,16 @@ def test_run_writes_splits_label_map_and_report(stage_cfg: dict[str, Any]) -> No
         ("id,text,channel\n1,hi,x\n", r"missing column\(s\) \['label'\]"),
         ("id,text,label,channel\n", "has a header but no rows"),
         ("id,text,label,channel\n1,a,x,c\n2,b,x,c\n3,c,x,c\n", "only one class"),
+        ("id,text,label,channel\n1,a,,c\n", r"'label' is empty in 1 row\(s\)"),
     ],
-    ids=["missing-file", "no-text-column", "no-label-column", "no-rows", "single-class"],
+    ids=[
+        "missing-file",
+        "no-text-column",
+        "no-label-column",
+        "no-rows",
+        "single-class",
+        "null-label",
+    ],
 )
 def test_bad_input_leaves_no_partial_outputs(
     stage_cfg: dict[str, Any], content: str | None, message: str
@@ -182,6 +352,6 @@ def test_bad_input_leaves_no_partial_outputs(
         raw.write_text(content)
     with pytest.raises(DataError, match=message):
         preprocess.run(stage_cfg)
-    assert not Path(stage_cfg["paths"]["processed_dir"]).exists()
-    assert not Path(stage_cfg["paths"]["preprocess_report"]).exists()
+    for key in ("processed_dir", "preprocess_report", "preprocess_report_md", "token_length_plot"):
+        assert not Path(stage_cfg["paths"][key]).exists()
     assert [p for p in Path.cwd().rglob("*.tmp")] == []

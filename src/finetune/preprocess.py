@@ -1,31 +1,44 @@
-"""preprocess: raw table -> validated, cleaned, stratified train/validation/test splits."""
+"""preprocess: raw data -> validated, cleaned, de-duplicated, leak-free train/validation/test.
+
+Reads a source (:mod:`finetune.sources`: CSV/TSV/JSONL/Parquet files, a directory, a glob, or a
+Hugging Face dataset), validates it with errors that name the file, the rows and the fix,
+cleans the texts (:mod:`finetune.cleaning`), removes duplicates, resolves conflicting labels,
+splits (the source's own splits where it has them, else a seeded stratified split), removes
+evaluation texts that also occur in an earlier split, and writes the data report
+(:mod:`finetune.data_report`). The table stays in Arrow until the splits are written.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sklearn.model_selection import train_test_split
 
-from finetune.errors import DataError
-from finetune.io import StagedOutputs, write_json, write_parquet
+from finetune import cleaning, data_report
+from finetune.cleaning import CleaningSpec
+from finetune.errors import ConfigError, DataError
+from finetune.io import StagedOutputs, write_json
+from finetune.sources import FILE_COL, ROW_COL, SPLIT_COL, RawData, SourceSpec, read_file
 from finetune.splits import LABEL_MAP, SPLITS
 
 log = logging.getLogger(__name__)
 
-
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-_WS = re.compile(r"\s+")
+# Priority when a text occurs in several splits: it stays in the first and leaves the others.
+LEAKAGE_ORDER = ("train", "test", "validation")
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    path: str
-    text_column: str = "text"
+    path: str | None = None
+    text_column: str | tuple[str, ...] = "text"
     label_column: str = "label"
     id_column: str | None = None
     extra_columns: tuple[str, ...] = ()
@@ -33,12 +46,22 @@ class DataSpec:
     validation_size: float = 0.1
     test_size: float = 0.15
     min_examples_per_class: int = 2
+    labels: tuple[str, ...] | None = None  # the label set, in id order; others are an error
+    text_separator: str = " "
+    cleaning: CleaningSpec = field(default_factory=CleaningSpec)
+    source: SourceSpec | None = None
+    token_sample: int = 20000  # texts per split whose token length is measured
 
     @classmethod
-    def from_config(cls, data: Any) -> DataSpec:
+    def from_config(cls, data: Mapping[str, Any]) -> DataSpec:
+        text = data["text_column"]
+        text_columns = (str(text),) if isinstance(text, str) else tuple(map(str, text))
+        if not text_columns:
+            raise ConfigError("data.text_column is empty: name one column or a list of columns")
+        labels = data.get("labels")
         return cls(
-            path=str(data["path"]),
-            text_column=str(data["text_column"]),
+            path=None if data.get("path") is None else str(data["path"]),
+            text_column=text_columns[0] if len(text_columns) == 1 else text_columns,
             label_column=str(data["label_column"]),
             id_column=data.get("id_column"),
             extra_columns=tuple(data.get("extra_columns") or ()),
@@ -46,7 +69,20 @@ class DataSpec:
             validation_size=float(data["split"]["validation"]),
             test_size=float(data["split"]["test"]),
             min_examples_per_class=int(data.get("min_examples_per_class", 2)),
+            labels=tuple(str(x) for x in labels) if labels else None,
+            text_separator=str(data.get("text_separator", " ")),
+            cleaning=CleaningSpec.from_config(data.get("cleaning")),
+            source=SourceSpec.from_config(data),
+            token_sample=int((data.get("report") or {}).get("token_sample", 20000)),
         )
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        return (self.text_column,) if isinstance(self.text_column, str) else self.text_column
+
+    @property
+    def source_spec(self) -> SourceSpec:
+        return self.source or SourceSpec(path=self.path, format=self.format)
 
 
 @dataclass
@@ -54,211 +90,386 @@ class Preprocessed:
     splits: dict[str, pd.DataFrame]
     labels: list[str]
     report: dict[str, Any] = field(default_factory=dict)
-
-
-def _row_list(rows: pd.Index | list[int], limit: int = 10) -> str:
-    rows = [int(r) + 1 for r in list(rows)[:limit]]  # 1-based data rows (header excluded)
-    return ", ".join(map(str, rows)) + (" ..." if len(rows) == limit else "")
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
-    """Read a CSV, TSV, JSONL or Parquet file, all columns as strings where they are text."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"raw data file {path} does not exist: put your data there or set data.path "
-            f"(in conf/data/, then `make params`) to a CSV, TSV, JSONL or Parquet file"
-        )
-    kind = FORMATS.get(path.suffix.lower()) if fmt == "auto" else fmt
-    if kind is None:
-        raise DataError(
-            f"{path}: cannot tell the format from the extension {path.suffix!r}; "
-            f"use .csv, .tsv, .jsonl or .parquet, or set data.format"
-        )
-    try:
-        if kind in {"csv", "tsv"}:
-            df = pd.read_csv(
-                path,
-                sep="\t" if kind == "tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                encoding="utf-8",
-            )
-        elif kind == "jsonl":
-            df = pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
-        elif kind == "parquet":
-            df = pd.read_parquet(path)
-        else:
-            raise DataError(f"{path}: unknown data.format {kind!r} (csv, tsv, jsonl or parquet)")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path}: bytes at offset {exc.start} are not valid UTF-8; re-save the file as UTF-8"
-        ) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path} is empty: it has no header and no rows") from exc
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"{path}: cannot parse as {kind}: {exc}") from exc
-    log.info("read %d rows, columns %s from %s", len(df), list(df.columns), path)
-    return df
+    """One file as a DataFrame of strings (kept for callers that want pandas)."""
+    from finetune.sources import expand
+
+    return read_file(expand(str(path), fmt)[0], fmt).to_pandas()
 
 
-def validate(df: pd.DataFrame, spec: DataSpec) -> None:
+def as_raw(df: pd.DataFrame | pa.Table, path: str = "<table>") -> RawData:
+    """Wrap an in-memory table as a one-file source without predefined splits."""
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    from finetune.sources import _all_strings, _with_bookkeeping
+
+    return RawData(_with_bookkeeping(_all_strings(table), None, 0), [path], False)
+
+
+def _where(raw: RawData, mask: np.ndarray, limit: int = 10) -> str:
+    """'f.csv data rows 2, 5; g.csv data rows 1' for the first ``limit`` rows in ``mask``."""
+    positions = np.flatnonzero(mask)[:limit]
+    files = raw.table.column(FILE_COL).take(positions).to_pylist()
+    rows = raw.table.column(ROW_COL).take(positions).to_pylist()
+    by_file: dict[int, list[int]] = {}
+    for f, r in zip(files, rows, strict=True):
+        by_file.setdefault(f, []).append(r)
+    more = " ..." if int(mask.sum()) > limit else ""
+    parts = [
+        f"{raw.files[f]} data row{'s' if len(rs) > 1 else ''} {', '.join(map(str, rs))}"
+        for f, rs in by_file.items()
+    ]
+    return "; ".join(parts) + more
+
+
+def _mask(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _source_name(raw: RawData) -> str:
+    return raw.files[0] if len(raw.files) == 1 else f"{raw.files[0]} (+{len(raw.files) - 1} files)"
+
+
+def validate(raw: RawData | pd.DataFrame, spec: DataSpec) -> None:
     """Raise DataError naming the file, column and rows when the table cannot be used."""
-    wanted = [spec.text_column, spec.label_column, *spec.extra_columns]
+    raw = raw if isinstance(raw, RawData) else as_raw(raw, spec.path or "<table>")
+    name = _source_name(raw)
+    wanted = [*spec.text_columns, spec.label_column, *spec.extra_columns]
     if spec.id_column:
         wanted.append(spec.id_column)
-    missing = [c for c in wanted if c not in df.columns]
+    missing = [c for c in wanted if c not in raw.columns]
     if missing:
         raise DataError(
-            f"{spec.path}: missing column(s) {missing}; the file has {list(df.columns)}. "
+            f"{name}: missing column(s) {missing}; the file has {raw.columns}. "
             f"Rename the columns or set data.text_column / data.label_column / data.id_column / "
             f"data.extra_columns in conf/data/"
         )
-    if df.empty:
-        raise DataError(f"{spec.path} has a header but no rows: add labelled examples")
-    null_labels = df.index[df[spec.label_column].isna()]
-    if len(null_labels):
+    if raw.table.num_rows == 0:
+        raise DataError(f"{name} has a header but no rows: add labelled examples")
+    labels = raw.table.column(spec.label_column)
+    null_labels = _mask(
+        pc.or_kleene(pc.is_null(labels), pc.equal(pc.utf8_trim_whitespace(labels), ""))
+    )
+    if null_labels.any():
         raise DataError(
-            f"{spec.path}: column {spec.label_column!r} is empty in {len(null_labels)} row(s) "
-            f"(data rows {_row_list(null_labels)}); label them or remove them"
+            f"column {spec.label_column!r} is empty in {int(null_labels.sum())} row(s) "
+            f"({_where(raw, null_labels)}); label them or remove them"
         )
-    if spec.id_column:
-        dup_ids = df.index[df[spec.id_column].duplicated(keep="first")]
-        if len(dup_ids):
+    if spec.labels:
+        outside = ~_mask(pc.is_in(pc.utf8_trim_whitespace(labels), pa.array(spec.labels)))
+        if outside.any():
+            found = sorted(
+                set(pc.utf8_trim_whitespace(labels).filter(pa.array(outside)).to_pylist())
+            )
             raise DataError(
-                f"{spec.path}: column {spec.id_column!r} has duplicate ids in data rows "
-                f"{_row_list(dup_ids)}; ids must be unique (or set data.id_column: null)"
+                f"column {spec.label_column!r} has label(s) {found[:10]} outside data.labels "
+                f"{list(spec.labels)} in {int(outside.sum())} row(s) ({_where(raw, outside)}); "
+                f"fix those rows or add the label(s) to data.labels"
+            )
+    if spec.id_column:
+        ids = raw.table.column(spec.id_column)
+        null_ids = _mask(pc.is_null(ids))
+        if null_ids.any():
+            raise DataError(
+                f"column {spec.id_column!r} is empty in {int(null_ids.sum())} row(s) "
+                f"({_where(raw, null_ids)}); fill in the ids or set data.id_column: null"
+            )
+        id_codes = cleaning.codes(ids)
+        dup = np.ones(len(id_codes), dtype=bool)
+        dup[np.unique(id_codes, return_index=True)[1]] = False
+        if dup.any():
+            raise DataError(
+                f"column {spec.id_column!r} has duplicate ids in {_where(raw, dup)}; ids must be "
+                f"unique (or set data.id_column: null to number the rows)"
             )
 
 
-def normalise_whitespace(texts: pd.Series) -> pd.Series:
-    return texts.fillna("").astype(str).map(lambda t: _WS.sub(" ", t).strip())
+def _labels(raw: RawData, spec: DataSpec) -> pa.ChunkedArray:
+    labels = pc.utf8_trim_whitespace(raw.table.column(spec.label_column))
+    class_label = raw.notes.get("class_label")
+    if class_label and class_label["column"] == spec.label_column:
+        names = class_label["names"]
+        as_int = pc.cast(labels, pa.int64())
+        labels = pc.take(pa.array(names), as_int)  # a dataset's ClassLabel ids -> names
+    return labels
 
 
-def clean(df: pd.DataFrame, spec: DataSpec) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Normalise whitespace, drop empty texts and exact duplicates. Returns counts too."""
-    out = pd.DataFrame(
-        {
-            "id": df[spec.id_column].astype(str)
-            if spec.id_column
-            else [f"row-{i + 1}" for i in range(len(df))],
-            "text": normalise_whitespace(df[spec.text_column]),
-            "label": df[spec.label_column].astype(str).str.strip(),
-        }
-    )
-    for col in spec.extra_columns:
-        out[col] = df[col]
-    counts = {"rows_read": len(out)}
-    empty = out["text"] == ""
-    if empty.any():
-        log.warning(
-            "%s: dropping %d row(s) with empty text (data rows %s)",
-            spec.path,
-            int(empty.sum()),
-            _row_list(out.index[empty]),
-        )
-    out = out[~empty]
-    counts["empty_texts_dropped"] = int(empty.sum())
-    conflicts = out.groupby("text")["label"].nunique()
-    counts["conflicting_label_texts"] = int((conflicts > 1).sum())
-    if counts["conflicting_label_texts"]:
-        log.warning(
-            "%s: %d text(s) occur with different labels; the first occurrence is kept",
-            spec.path,
-            counts["conflicting_label_texts"],
-        )
-    dup = out["text"].duplicated(keep="first")
-    out = out[~dup].reset_index(drop=True)
-    counts["duplicates_dropped"] = int(dup.sum())
-    counts["rows_kept"] = len(out)
-    return out, counts
+def label_order(present: list[str], spec: DataSpec) -> list[str]:
+    if spec.labels:
+        return list(spec.labels)
+    try:
+        return sorted(present, key=int)  # integer labels: 2 before 10
+    except ValueError:
+        return sorted(present)
 
 
-def check_classes(df: pd.DataFrame, spec: DataSpec) -> list[str]:
-    """Sorted label list; raise when stratified splitting is impossible."""
-    sizes = df["label"].value_counts()
-    if df.empty:
-        raise DataError(f"{spec.path}: no rows left after cleaning (all texts empty?)")
+def check_classes(sizes: Mapping[str, int], spec: DataSpec, where: str, needed: int) -> None:
+    """Raise when the classes cannot be split/stratified."""
+    if not sizes:
+        raise DataError(f"{where}: no rows left after cleaning (all texts empty or duplicates?)")
     if len(sizes) < 2:
+        only = next(iter(sizes))
         raise DataError(
-            f"{spec.path}: only one class ({sizes.index[0]!r}) in column {spec.label_column!r}; "
+            f"{where}: only one class ({only!r}) in column {spec.label_column!r}; "
             f"a classifier needs at least two labels"
         )
-    # Each class needs a member in every split after two stratified cuts.
-    needed = max(spec.min_examples_per_class, 3)
-    small = sizes[sizes < needed]
-    if len(small):
-        small_counts = {str(k): int(v) for k, v in small.items()}
+    small = {k: int(v) for k, v in sizes.items() if v < needed}
+    if small:
         raise DataError(
-            f"{spec.path}: class(es) {small_counts} have fewer than {needed} examples, too few to "
-            f"stratify into train/validation/test; add examples or remove the class"
+            f"{where}: class(es) {small} have fewer than {needed} examples, too few to "
+            f"stratify into train/validation/test; add examples, remove the class, or lower "
+            f"data.min_examples_per_class / use predefined splits"
         )
-    return sorted(sizes.index.tolist())
 
 
-def split(df: pd.DataFrame, spec: DataSpec, seed: int) -> dict[str, pd.DataFrame]:
-    """Stratified train/validation/test split, reproducible for a seed."""
-    held_out = spec.validation_size + spec.test_size
-    if not 0 < spec.validation_size < 1 or not 0 < spec.test_size < 1 or held_out >= 1:
-        raise DataError(
-            f"data.split validation={spec.validation_size} test={spec.test_size}: each must be "
-            f"between 0 and 1 and together below 1"
-        )
+def _stratified(
+    positions: np.ndarray, label_codes: np.ndarray, size: float, seed: int, where: str
+) -> tuple[np.ndarray, np.ndarray]:
     try:
-        train, rest = train_test_split(
-            df, test_size=held_out, stratify=df["label"], random_state=seed
-        )
-        validation, test = train_test_split(
-            rest, test_size=spec.test_size / held_out, stratify=rest["label"], random_state=seed
+        keep, cut = train_test_split(
+            positions, test_size=size, stratify=label_codes[positions], random_state=seed
         )
     except ValueError as exc:
         raise DataError(
-            f"{spec.path}: cannot make a stratified split ({exc}); add examples to the smallest "
+            f"{where}: cannot make a stratified split ({exc}); add examples to the smallest "
             f"classes or change data.split"
         ) from exc
-    return {
-        name: part.sort_index().reset_index(drop=True)
-        for name, part in zip(SPLITS, (train, validation, test), strict=True)
-    }
+    return np.sort(keep), np.sort(cut)
 
 
-def preprocess(raw: pd.DataFrame, spec: DataSpec, seed: int) -> Preprocessed:
-    """Pure pipeline step: validated raw table in, splits + labels + report out."""
+def split_positions(
+    label_codes: np.ndarray,
+    split_names: list[str | None],
+    spec: DataSpec,
+    seed: int,
+    where: str,
+) -> dict[str, np.ndarray]:
+    """Row positions per split: predefined splits kept, missing ones carved from train."""
+    val, test = spec.validation_size, spec.test_size
+    if not 0 < val < 1 or not 0 < test < 1 or val + test >= 1:
+        raise DataError(
+            f"data.split validation={val} test={test}: each must be between 0 and 1 and "
+            f"together below 1"
+        )
+    names = np.array([s if s is not None else "" for s in split_names], dtype=object)
+    if not any(split_names):  # one pool: two stratified cuts
+        train, rest = _stratified(np.arange(len(label_codes)), label_codes, val + test, seed, where)
+        validation, test_rows = _stratified(rest, label_codes, test / (val + test), seed, where)
+        return {"train": train, "validation": validation, "test": test_rows}
+    parts = {s: np.flatnonzero(names == s) for s in SPLITS if (names == s).any()}
+    if "test" not in parts:
+        parts["train"], parts["test"] = _stratified(parts["train"], label_codes, test, seed, where)
+    if "validation" not in parts:
+        parts["train"], parts["validation"] = _stratified(
+            parts["train"], label_codes, val, seed, where
+        )
+    return {s: parts[s] for s in SPLITS}
+
+
+def _ids(raw: RawData, spec: DataSpec) -> pa.ChunkedArray:
+    if spec.id_column:
+        return raw.table.column(spec.id_column)
+    rows = pc.cast(raw.table.column(ROW_COL), pa.string())
+    if len(raw.files) == 1:
+        return pc.binary_join_element_wise("row", rows, "-")
+    tags = [Path(f.split("[")[-1].rstrip("]")).stem for f in raw.files]
+    file_tags = pc.take(pa.array(tags), raw.table.column(FILE_COL))
+    return pc.binary_join_element_wise(file_tags, rows, "-")
+
+
+def preprocess(raw: RawData | pd.DataFrame, spec: DataSpec, seed: int) -> Preprocessed:
+    """Pure pipeline step: raw source in, splits + labels + report out."""
+    raw = raw if isinstance(raw, RawData) else as_raw(raw, spec.path or "<table>")
     validate(raw, spec)
-    cleaned, counts = clean(raw, spec)
-    labels = check_classes(cleaned, spec)
-    label2id = {label: i for i, label in enumerate(labels)}
-    splits = split(cleaned, spec, seed)
-    for part in splits.values():
-        part.insert(3, "label_id", part["label"].map(label2id).astype("int64"))
+    name = _source_name(raw)
+    table = raw.table
+    n_read = table.num_rows
+    texts = cleaning.build_text(table, spec.text_columns, spec.text_separator)
+    texts, step_counts = cleaning.clean_texts(texts, spec.cleaning)
+    labels = _labels(raw, spec)
+
+    empty = _mask(pc.or_kleene(pc.is_null(texts), pc.equal(texts, "")))
+    if empty.any():
+        message = (
+            f"{'/'.join(spec.text_columns)} is empty in {int(empty.sum())} row(s) "
+            f"({_where(raw, empty)})"
+        )
+        if spec.cleaning.empty_text == "error":
+            raise DataError(
+                f"{message}; fill in or remove those rows, or set data.cleaning.empty_text: drop"
+            )
+        log.warning("%s; dropping them (data.cleaning.empty_text: drop)", message)
+    keep = np.flatnonzero(~empty)
+    texts = pc.fill_null(texts, "")
+
+    split_col = table.column(SPLIT_COL)
+    text_codes = cleaning.codes(texts)
+    key_codes = (
+        cleaning.codes(cleaning.normalized_keys(texts))
+        if spec.cleaning.dedup == "normalized"
+        else text_codes
+    )
+    label_codes_all = cleaning.codes(labels)
+    group_codes = cleaning.codes(pc.fill_null(split_col, ""))
+    dedup = cleaning.deduplicate(
+        text_codes[keep],
+        key_codes[keep],
+        label_codes_all[keep],
+        group_codes[keep],
+        spec.cleaning.dedup,
+        spec.cleaning.conflicts,
+    )
+    conflict_positions = keep[dedup.conflict_rows]
+    if dedup.counts["conflicting_texts"]:
+        log.warning(
+            "%s: %d text(s) occur with different labels (%d rows); data.cleaning.conflicts=%s",
+            name,
+            dedup.counts["conflicting_texts"],
+            dedup.counts["conflicting_rows"],
+            spec.cleaning.conflicts,
+        )
+    keep = keep[dedup.keep]
+
+    # Labels and class checks on what is left.
+    kept_labels = labels.take(pa.array(keep)).to_pylist()
+    split_names = split_col.take(pa.array(keep)).to_pylist()
+    present = sorted(set(kept_labels))
+    label_list = label_order(present, spec)
+    label2id = {label: i for i, label in enumerate(label_list)}
+    label_ids = np.array([label2id[x] for x in kept_labels], dtype=np.int64)
+    needed = max(spec.min_examples_per_class, 3)
+    if raw.predefined_splits:
+        train_mask = np.array([s == "train" for s in split_names])
+        sizes = pd.Series(np.array(kept_labels, dtype=object)[train_mask]).value_counts()
+        carve = sum(s not in set(split_names) for s in ("validation", "test"))
+        needed = max(spec.min_examples_per_class, 1 + carve) if carve else 1
+        check_classes(sizes.to_dict(), spec, f"{name} (train split)", needed)
+    else:
+        sizes = pd.Series(kept_labels, dtype=object).value_counts()
+        check_classes(sizes.to_dict(), spec, name, needed)
+    parts = split_positions(label_ids, split_names, spec, seed, name)
+
+    # Leakage: a text (normalised key) in an earlier split leaves the later evaluation split.
+    split_code = np.full(len(keep), -1)
+    for code, s in enumerate(SPLITS):
+        split_code[parts[s]] = code
+    drop = cleaning.leaking_rows(
+        key_codes[keep], split_code, [SPLITS.index(s) for s in LEAKAGE_ORDER]
+    )
+    leakage = {s: int(drop[parts[s]].sum()) for s in SPLITS if s != "train"}
+    if any(leakage.values()):
+        log.warning("removed texts also present in an earlier split: %s", leakage)
+    parts = {s: p[~drop[p]] for s, p in parts.items()}
+
+    train_labels = set(label_ids[parts["train"]].tolist())
+    for s in ("validation", "test"):
+        if len(parts[s]) == 0:
+            raise DataError(f"{name}: the {s} split is empty after cleaning; add examples")
+        unseen = sorted(
+            {label_list[i] for i in label_ids[parts[s]]} - {label_list[i] for i in train_labels}
+        )
+        if unseen:
+            raise DataError(
+                f"{name}: label(s) {unseen} occur in the {s} split but not in train: the model "
+                f"could never predict them; add training examples or remove those rows"
+            )
+
+    ids = _ids(raw, spec)
+    splits: dict[str, pd.DataFrame] = {}
+    for s in SPLITS:
+        rows = pa.array(keep[parts[s]])
+        columns = {
+            "id": ids.take(rows),
+            "text": texts.take(rows),
+            "label": labels.take(rows),
+            "label_id": pa.array(label_ids[parts[s]], pa.int64()),
+        }
+        for col in spec.extra_columns:
+            columns[col] = table.column(col).take(rows)
+        splits[s] = pa.table(columns).to_pandas()
+
+    conflicts = _conflict_examples(texts, labels, conflict_positions)
+    counts = {
+        "rows_read": n_read,
+        "files": len(raw.files),
+        "predefined_splits": raw.predefined_splits,
+        "cleaning": step_counts,
+        "empty_texts_dropped": int(empty.sum()),
+        "exact_duplicates_dropped": dedup.counts["exact_duplicates"],
+        "normalized_duplicates_dropped": dedup.counts["normalized_duplicates"],
+        "conflicting_label_texts": dedup.counts["conflicting_texts"],
+        "conflicting_label_rows": dedup.counts["conflicting_rows"],
+        "conflict_rows_dropped": dedup.counts["conflict_rows_dropped"],
+        "leakage_removed": leakage,
+        "rows_kept": int(sum(len(p) for p in parts.values())),
+    }
     report = {
         **counts,
-        "num_classes": len(labels),
-        "rows": {name: len(part) for name, part in splits.items()},
+        "num_classes": len(label_list),
+        "rows": {s: len(splits[s]) for s in SPLITS},
         "class_counts": {
-            name: {label: int((part["label"] == label).sum()) for label in labels}
-            for name, part in splits.items()
+            s: {label: int((splits[s]["label"] == label).sum()) for label in label_list}
+            for s in SPLITS
         },
     }
-    return Preprocessed(splits=splits, labels=labels, report=report)
+    return Preprocessed(splits=splits, labels=label_list, report=report, conflicts=conflicts)
 
 
-def run(cfg: Any) -> Preprocessed:
-    """Stage entry: read data.path, write paths.processed_dir and paths.preprocess_report."""
+def _conflict_examples(
+    texts: pa.ChunkedArray, labels: pa.ChunkedArray, positions: np.ndarray, limit: int = 20
+) -> list[dict[str, Any]]:
+    if len(positions) == 0:
+        return []
+    frame = pd.DataFrame(
+        {
+            "text": texts.take(pa.array(positions)).to_pylist(),
+            "label": labels.take(pa.array(positions)).to_pylist(),
+        }
+    )
+    grouped = frame.groupby("text", sort=False)["label"].value_counts()
+    out: list[dict[str, Any]] = []
+    for text in frame["text"].drop_duplicates().head(limit):
+        out.append({"text": text, "labels": {k: int(v) for k, v in grouped[text].items()}})
+    return out
+
+
+def write_outputs(result: Preprocessed, paths: Mapping[str, str], out: StagedOutputs) -> None:
+    processed = out.dir(paths["processed_dir"])
+    for name, part in result.splits.items():
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, processed / f"{name}.parquet")
+    write_json(processed / LABEL_MAP, {"labels": result.labels})
+
+
+def run(cfg: Mapping[str, Any]) -> Preprocessed:
+    """Stage entry: read the source, write paths.processed_dir and the data report."""
+    from finetune import sources
+
     spec = DataSpec.from_config(cfg["data"])
-    result = preprocess(read_table(spec.path, spec.format), spec, int(cfg["seed"]))
+    raw = sources.load(spec.source_spec)
+    result = preprocess(raw, spec, int(cfg["seed"]))
+    model = cfg.get("model") or {}
+    tokenizer = None
+    if model.get("name_or_path"):
+        from finetune.modeling import load_tokenizer
+
+        tokenizer = load_tokenizer(str(model["name_or_path"]))
+    max_length = int(model.get("max_length", 512))
+    report = data_report.build(result, tokenizer, max_length, spec.token_sample, int(cfg["seed"]))
+    paths = cfg["paths"]
     with StagedOutputs() as out:
-        processed = out.dir(cfg["paths"]["processed_dir"])
-        for name, part in result.splits.items():
-            write_parquet(processed / f"{name}.parquet", part)
-        write_json(processed / LABEL_MAP, {"labels": result.labels})
-        write_json(out.file(cfg["paths"]["preprocess_report"]), result.report)
+        write_outputs(result, paths, out)
+        data_report.write(report, result, paths, out)
+    result.report = report
     log.info(
         "preprocess: %d rows kept of %d; %s; %d classes",
-        result.report["rows_kept"],
-        result.report["rows_read"],
-        result.report["rows"],
+        report["rows_kept"],
+        report["rows_read"],
+        report["rows"],
         len(result.labels),
     )
     return result

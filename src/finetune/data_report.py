@@ -1,0 +1,250 @@
+"""The data report: what preprocess (and augment) did to the data, for DVC, MLflow and people.
+
+Files (all paths from ``paths`` in params.yaml):
+
+- ``preprocess_report``: JSON, a DVC metrics file (rows per class per split, token lengths,
+  truncation rate, duplicates/conflicts/leakage removed, rows changed by each cleaning step);
+- ``token_length_plot``: CSV histogram of token lengths (DVC plot), ``token_length_image`` the
+  same per split as a PNG (renders offline);
+- ``preprocess_report_md``: the readable Markdown report.
+
+MLflow design: preprocess and augment run before the train stage opens the model's MLflow run,
+and their outputs are that run's inputs. So instead of a run of their own they leave files, and
+the train stage logs them into the model's run with one call, inside its active run::
+
+    data_report.log_to_mlflow(cfg["paths"])
+
+which logs the numeric data metrics (``data.*`` and ``augment.*``) and every report file as
+artifacts under ``data/``. Data, report and model then sit in one run, tagged with the data
+version from dvc.lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from finetune.io import StagedOutputs, read_json, write_json
+from finetune.splits import SPLITS
+
+if TYPE_CHECKING:
+    from finetune.preprocess import Preprocessed
+
+log = logging.getLogger(__name__)
+
+HISTOGRAM_BINS = 40
+# Files logged to MLflow by log_to_mlflow, when they exist.
+ARTIFACT_KEYS = (
+    "preprocess_report",
+    "preprocess_report_md",
+    "token_length_plot",
+    "token_length_image",
+    "augment_report",
+    "augment_samples",
+)
+
+
+def token_lengths(texts: list[str], tokenizer: Any, batch_size: int = 2048) -> np.ndarray:
+    """Tokens per text with special tokens, without truncation (fast tokenizers batch in Rust)."""
+    out: list[int] = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            texts[start : start + batch_size],
+            add_special_tokens=True,
+            truncation=False,
+            verbose=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        out.extend(len(ids) for ids in enc["input_ids"])
+    return np.asarray(out, dtype=np.int64)
+
+
+def length_stats(lengths: np.ndarray, max_length: int) -> dict[str, float]:
+    if len(lengths) == 0:
+        return {}
+    return {
+        "mean": round(float(lengths.mean()), 2),
+        "p50": float(np.percentile(lengths, 50)),
+        "p95": float(np.percentile(lengths, 95)),
+        "p99": float(np.percentile(lengths, 99)),
+        "max": int(lengths.max()),
+        "truncated": int((lengths > max_length).sum()),
+        "truncation_rate": round(float((lengths > max_length).mean()), 4),
+    }
+
+
+def build(
+    result: Preprocessed, tokenizer: Any | None, max_length: int, sample: int, seed: int
+) -> dict[str, Any]:
+    """The preprocess report plus token lengths of up to ``sample`` texts per split."""
+    report = dict(result.report)
+    report["labels"] = list(result.labels)
+    if tokenizer is None:
+        return report
+    rng = np.random.default_rng(seed)
+    lengths: dict[str, np.ndarray] = {}
+    measured: dict[str, int] = {}
+    for name in SPLITS:
+        texts = result.splits[name]["text"]
+        if sample and len(texts) > sample:
+            texts = texts.iloc[np.sort(rng.choice(len(texts), sample, replace=False))]
+        lengths[name] = token_lengths(texts.tolist(), tokenizer)
+        measured[name] = len(texts)
+    report["max_length"] = max_length
+    report["tokenizer"] = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+    report["token_lengths_measured"] = measured
+    report["token_lengths"] = {s: length_stats(v, max_length) for s, v in lengths.items()}
+    report["_lengths"] = lengths  # raw arrays for the plots; not written to JSON
+    return report
+
+
+def histogram(
+    lengths: Mapping[str, np.ndarray], bins: int = HISTOGRAM_BINS
+) -> list[dict[str, Any]]:
+    """Rows ``{tokens, train, validation, test}``: texts per split per length bin (upper edge)."""
+    everything = np.concatenate([v for v in lengths.values() if len(v)] or [np.zeros(1)])
+    edges = np.histogram_bin_edges(everything, bins=min(bins, max(1, int(everything.max()))))
+    counts = {s: np.histogram(v, bins=edges)[0] for s, v in lengths.items()}
+    return [
+        {"tokens": int(np.ceil(edges[i + 1])), **{s: int(c[i]) for s, c in counts.items()}}
+        for i in range(len(edges) - 1)
+    ]
+
+
+def _plot(lengths: Mapping[str, np.ndarray], max_length: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    top = max((int(v.max()) for v in lengths.values() if len(v)), default=1)
+    bins = np.linspace(0, max(top, max_length) + 1, 50)
+    for name, values in lengths.items():
+        ax.hist(values, bins=bins, histtype="step", density=True, label=name, linewidth=1.5)
+    ax.axvline(max_length, color="red", linestyle="--", label=f"max_length {max_length}")
+    ax.set_xlabel("tokens per text")
+    ax.set_ylabel("share of texts")
+    ax.set_title("Token lengths per split")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
+    labels = report["labels"]
+    lines = [
+        "# Data report",
+        "",
+        f"{report['rows_read']} rows read from {report['files']} file(s)/split(s); "
+        f"{report['rows_kept']} kept. Splits: "
+        + ("predefined by the source" if report["predefined_splits"] else "seeded stratified")
+        + ".",
+        "",
+        "## Rows per class per split",
+        "",
+        "| label | " + " | ".join(SPLITS) + " |",
+        "|---|" + "---:|" * len(SPLITS),
+    ]
+    for label in labels:
+        lines.append(
+            f"| {label} | "
+            + " | ".join(str(report["class_counts"][s][label]) for s in SPLITS)
+            + " |"
+        )
+    lines.append("| **total** | " + " | ".join(str(report["rows"][s]) for s in SPLITS) + " |")
+    lines += [
+        "",
+        "## Cleaning",
+        "",
+        "| step | rows |",
+        "|---|---:|",
+        *(f"| {k} (changed) | {v} |" for k, v in report["cleaning"].items()),
+        f"| empty texts dropped | {report['empty_texts_dropped']} |",
+        f"| exact duplicates dropped | {report['exact_duplicates_dropped']} |",
+        f"| normalised duplicates dropped | {report['normalized_duplicates_dropped']} |",
+        f"| texts with conflicting labels | {report['conflicting_label_texts']} "
+        f"({report['conflicting_label_rows']} rows) |",
+        f"| rows dropped to resolve conflicts | {report['conflict_rows_dropped']} |",
+        *(f"| leakage removed from {s} | {n} |" for s, n in report["leakage_removed"].items()),
+    ]
+    if "token_lengths" in report:
+        lines += [
+            "",
+            f"## Token lengths ({report['tokenizer']}, max_length {report['max_length']})",
+            "",
+            "| split | measured | mean | p50 | p95 | p99 | max | truncated | rate |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for s in SPLITS:
+            st = report["token_lengths"][s]
+            if st:
+                lines.append(
+                    f"| {s} | {report['token_lengths_measured'][s]} | {st['mean']} | "
+                    f"{st['p50']:g} | {st['p95']:g} | {st['p99']:g} | {st['max']} | "
+                    f"{st['truncated']} | {st['truncation_rate']:.2%} |"
+                )
+        lines += ["", "![token lengths](token_lengths.png)"]
+    if conflicts:
+        lines += ["", "## Texts with conflicting labels (first 20)", ""]
+        lines += [f"- {c['text'][:200]!r}: {c['labels']}" for c in conflicts]
+    return "\n".join(lines) + "\n"
+
+
+def write(
+    report: dict[str, Any], result: Preprocessed, paths: Mapping[str, str], out: StagedOutputs
+) -> None:
+    lengths = report.pop("_lengths", None)
+    write_json(out.file(paths["preprocess_report"]), report)
+    if paths.get("preprocess_report_md"):
+        out.file(paths["preprocess_report_md"]).write_text(markdown(report, result.conflicts))
+    if lengths is not None and paths.get("token_length_plot"):
+        import csv
+
+        rows = histogram(lengths)
+        with out.file(paths["token_length_plot"]).open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if lengths is not None and paths.get("token_length_image"):
+        _plot(lengths, int(report["max_length"]), out.file(paths["token_length_image"]))
+
+
+def _numeric(data: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, Mapping):
+            flat.update(_numeric(value, name))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def mlflow_payload(paths: Mapping[str, str]) -> tuple[dict[str, float], list[Path]]:
+    """Numeric metrics and existing report files of preprocess and augment."""
+    metrics: dict[str, float] = {}
+    for key, prefix in (("preprocess_report", "data"), ("augment_report", "augment")):
+        path = paths.get(key)
+        if path and Path(path).is_file():
+            metrics.update(_numeric(read_json(path), prefix))
+    files = [Path(paths[k]) for k in ARTIFACT_KEYS if paths.get(k) and Path(paths[k]).is_file()]
+    return metrics, files
+
+
+def log_to_mlflow(paths: Mapping[str, str]) -> None:
+    """Log the data and augmentation reports into the active MLflow run (see module doc)."""
+    import mlflow
+
+    metrics, files = mlflow_payload(paths)
+    if metrics:
+        mlflow.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()})
+    for path in files:
+        mlflow.log_artifact(str(path), artifact_path="data")
+    log.info("logged %d data metrics and %d report files to MLflow", len(metrics), len(files))

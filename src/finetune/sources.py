@@ -1,0 +1,385 @@
+"""Raw data sources for preprocess: local files (one, a directory or a glob) or a HF dataset.
+
+Everything is read into Arrow tables with every column as a string, plus three bookkeeping
+columns the validation messages use: ``__split`` (a predefined split name, or null when the
+source has no splits), ``__file`` (index into :attr:`RawData.files`) and ``__row`` (1-based
+data row in that file, header excluded, or the example index in a dataset split).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from finetune.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
+SPLIT_COL, FILE_COL, ROW_COL = "__split", "__file", "__row"
+_SPLIT_STEM = re.compile(r"^([a-z]+)(?:[-_.].*)?$")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where the raw data is. ``kind`` is ``files`` (path: file, directory or glob) or ``hf``."""
+
+    path: str | None = None
+    kind: str = "files"
+    format: str = "auto"
+    encoding: str = "utf-8"
+    split_files: Mapping[str, str] | None = None  # {train: path-or-glob, test: ...}
+    hf_name: str | None = None
+    hf_config: str | None = None
+    hf_revision: str | None = None
+    hf_cache_dir: str | None = None
+    hf_splits: Mapping[str, str] | None = None  # our split name -> dataset split name
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any]) -> SourceSpec:
+        hf = data.get("hf") or {}
+        kind = str(data.get("source", "files"))
+        if kind not in {"files", "hf"}:
+            raise DataError(f"data.source={kind!r}: choose `files` (local files) or `hf`")
+        return cls(
+            path=None if data.get("path") is None else str(data["path"]),
+            kind=kind,
+            format=str(data.get("format", "auto")),
+            encoding=str(data.get("encoding", "utf-8")),
+            split_files=dict(data["split_files"]) if data.get("split_files") else None,
+            hf_name=hf.get("name"),
+            hf_config=hf.get("config"),
+            hf_revision=hf.get("revision"),
+            hf_cache_dir=hf.get("cache_dir"),
+            hf_splits=dict(hf["splits"]) if hf.get("splits") else None,
+        )
+
+    @property
+    def where(self) -> str:
+        return f"dataset {self.hf_name!r}" if self.kind == "hf" else str(self.path)
+
+
+@dataclass
+class RawData:
+    """All rows of a source in one Arrow table (string columns + bookkeeping columns)."""
+
+    table: pa.Table
+    files: list[str]
+    predefined_splits: bool
+    label_names: list[str] | None = None  # from a dataset's ClassLabel feature
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in self.table.column_names if c not in (SPLIT_COL, FILE_COL, ROW_COL)]
+
+
+def format_of(path: Path, fmt: str = "auto") -> str:
+    kind = FORMATS.get(path.suffix.lower()) if fmt == "auto" else fmt
+    if kind is None:
+        raise DataError(
+            f"{path}: cannot tell the format from the extension {path.suffix!r}; "
+            f"use .csv, .tsv, .jsonl or .parquet, or set data.format"
+        )
+    if kind not in {"csv", "tsv", "jsonl", "parquet"}:
+        raise DataError(f"{path}: unknown data.format {kind!r} (csv, tsv, jsonl or parquet)")
+    return kind
+
+
+def expand(path_or_glob: str, fmt: str = "auto") -> list[Path]:
+    """A file, every data file under a directory (recursively), or every glob match; sorted."""
+    if glob.has_magic(path_or_glob):
+        found = sorted(Path(p) for p in glob.glob(path_or_glob, recursive=True))  # noqa: PTH207
+        files = [p for p in found if p.is_file()]
+        if not files:
+            raise DataError(
+                f"data.path glob {path_or_glob!r} matches no files: check the pattern "
+                f"(relative to the project root) or set data.path to a file or directory"
+            )
+        return files
+    path = Path(path_or_glob)
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FORMATS
+        )
+        if fmt != "auto":
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(
+                f"directory {path} holds no .csv, .tsv, .jsonl or .parquet files: put the data "
+                f"there or set data.path to a file or glob"
+            )
+        return files
+    if not path.is_file():
+        raise DataError(
+            f"raw data file {path} does not exist: put your data there or set data.path "
+            f"(in conf/data/, then `make params`) to a CSV, TSV, JSONL or Parquet file, "
+            f"a directory or a glob"
+        )
+    return [path]
+
+
+def split_of(path: Path) -> str | None:
+    """``train.csv``, ``dev.tsv``, ``test-00000-of-00001.parquet`` -> train/validation/test."""
+    match = _SPLIT_STEM.match(path.name.lower())
+    return SPLIT_ALIASES.get(match.group(1)) if match else None
+
+
+def _invalid_utf8_lines(path: Path, encoding: str, limit: int = 5) -> list[int]:
+    bad: list[int] = []
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError:
+                bad.append(number)
+                if len(bad) >= limit:
+                    break
+    return bad
+
+
+def _undecodable(path: Path, encoding: str) -> DataError:
+    lines = _invalid_utf8_lines(path, encoding)
+    where = f"lines {', '.join(map(str, lines))}" if lines else "somewhere in the file"
+    return DataError(
+        f"{path}: bytes that are not valid {encoding} at {where} (line numbers count the header "
+        f"as line 1); re-save the file as UTF-8 or set data.encoding (e.g. latin-1)"
+    )
+
+
+def _all_strings(table: pa.Table) -> pa.Table:
+    """Every column as a string column (ints/floats/bools keep their text form)."""
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_string(column.type):
+            columns.append(column)
+        elif (
+            pa.types.is_large_string(column.type)
+            or pa.types.is_string_view(column.type)
+            or pa.types.is_dictionary(column.type)
+        ):
+            columns.append(column.cast(pa.string()))
+        elif pa.types.is_null(column.type):
+            columns.append(pa.nulls(len(table), pa.string()))
+        else:
+            try:
+                columns.append(pc.cast(column, pa.string()))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise DataError(
+                    f"column {name!r} has type {column.type}, which cannot be read as text "
+                    f"or a label; drop it or pick other columns"
+                ) from exc
+    return pa.table(columns, names=table.column_names)
+
+
+def read_file(path: str | Path, fmt: str = "auto", encoding: str = "utf-8") -> pa.Table:
+    """One CSV, TSV, JSONL or Parquet file as an Arrow table of strings (empty field = null)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    kind = format_of(path, fmt)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty: it has no header and no rows")
+    try:
+        if kind in {"csv", "tsv"}:
+            read = pacsv.ReadOptions(encoding=encoding, block_size=1 << 24)
+            parse = pacsv.ParseOptions(
+                delimiter="\t" if kind == "tsv" else ",", newlines_in_values=True
+            )
+            with pacsv.open_csv(path, read_options=read, parse_options=parse) as reader:
+                names = reader.schema.names
+            convert = pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                strings_can_be_null=True,
+                null_values=[""],
+            )
+            table = pacsv.read_csv(path, read, parse, convert)
+        elif kind == "jsonl":
+            if encoding.lower().replace("-", "") != "utf8":
+                raise DataError(f"{path}: JSONL must be UTF-8 (data.encoding={encoding!r})")
+            table = pajson.read_json(
+                path, parse_options=pajson.ParseOptions(newlines_in_values=False)
+            )
+        else:
+            table = pq.read_table(path)
+    except UnicodeDecodeError as exc:
+        raise _undecodable(path, encoding) from exc
+    except pa.ArrowInvalid as exc:
+        message = str(exc)
+        if "UTF8" in message or "UTF-8" in message or "utf8" in message:
+            raise _undecodable(path, encoding) from exc
+        if "Empty CSV file" in message:
+            raise DataError(f"{path} is empty: it has no header and no rows") from exc
+        raise DataError(f"{path}: cannot parse as {kind}: {message.splitlines()[0]}") from exc
+    table = _all_strings(table)
+    if kind == "parquet" or kind == "jsonl":
+        # Parquet/JSON strings were never checked by a decoder: check them now.
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid as exc:
+                raise DataError(
+                    f"{path}: column {name!r} holds bytes that are not valid UTF-8; "
+                    f"re-encode it as UTF-8"
+                ) from exc
+    log.info("read %d rows, columns %s from %s", table.num_rows, table.column_names, path)
+    return table
+
+
+def _with_bookkeeping(table: pa.Table, split: str | None, file_index: int) -> pa.Table:
+    n = table.num_rows
+    return (
+        table.append_column(SPLIT_COL, pa.array([split] * n, pa.string()))
+        .append_column(FILE_COL, pa.array([file_index] * n, pa.int32()))
+        .append_column(ROW_COL, pa.array(range(1, n + 1), pa.int64()))
+    )
+
+
+def _concat(tables: list[pa.Table], files: list[str]) -> pa.Table:
+    names = tables[0].column_names
+    for table, name in zip(tables[1:], files[1:], strict=True):
+        if set(table.column_names) != set(names):
+            raise DataError(
+                f"{name} has columns {sorted(c for c in table.column_names if c[:2] != '__')}"
+                f" but {files[0]} has {sorted(c for c in names if c[:2] != '__')}: "
+                f"every file of one source must have the same columns"
+            )
+    return pa.concat_tables([t.select(names) for t in tables])
+
+
+def load_files(spec: SourceSpec) -> RawData:
+    if spec.split_files:
+        groups: dict[str | None, list[Path]] = {}
+        for name, where in spec.split_files.items():
+            split = SPLIT_ALIASES.get(str(name).lower())
+            if split is None:
+                raise DataError(
+                    f"data.split_files: unknown split {name!r}; use train, validation and test"
+                )
+            groups[split] = expand(str(where), spec.format)
+    else:
+        if spec.path is None:
+            raise DataError("data.path is not set: point it at a file, a directory or a glob")
+        files = expand(spec.path, spec.format)
+        by_split = {p: split_of(p) for p in files}
+        named = [p for p, s in by_split.items() if s]
+        if len(files) > 1 and len(named) == len(files) and "train" in by_split.values():
+            groups = {}
+            for p, s in by_split.items():
+                groups.setdefault(s, []).append(p)
+            log.info(
+                "predefined splits from file names: %s", {k: len(v) for k, v in groups.items()}
+            )
+        else:
+            groups = {None: files}
+    tables, names = [], []
+    for split, paths in groups.items():
+        for p in paths:
+            table = read_file(p, spec.format, spec.encoding)
+            tables.append(_with_bookkeeping(table, split, len(names)))
+            names.append(str(p))
+    predefined = None not in groups
+    if predefined and "train" not in groups:
+        raise DataError(f"{spec.where}: predefined splits {sorted(groups)} have no train split")
+    return RawData(_concat(tables, names), names, predefined_splits=predefined)
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def load_hf(spec: SourceSpec) -> RawData:
+    """A Hugging Face dataset: a Hub id (online, or the local cache with HF_HUB_OFFLINE=1), a
+    local dataset directory (data files, as in a dataset repository) or a directory written by
+    ``save_to_disk``."""
+    import datasets
+
+    if not spec.hf_name:
+        raise DataError("data.source=hf needs data.hf.name (a Hub id or a local directory)")
+    name = spec.hf_name
+    try:
+        if Path(name).is_dir() and _is_saved_dataset(Path(name)):
+            loaded = datasets.load_from_disk(name)
+        else:
+            loaded = datasets.load_dataset(
+                name, spec.hf_config, revision=spec.hf_revision, cache_dir=spec.hf_cache_dir
+            )
+    except Exception as exc:  # datasets raises many types: all mean "cannot load it"
+        import os
+
+        offline = any(
+            os.environ.get(v, "0").lower() in {"1", "true", "yes"}
+            for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        )
+        hint = (
+            "HF_HUB_OFFLINE is set, so only the local cache is searched: load it once online, "
+            "or point data.hf.name at a local dataset directory"
+            if offline
+            else "check the dataset id, data.hf.config and your network, or point data.hf.name "
+            "at a local dataset directory"
+        )
+        raise DataError(f"cannot load Hugging Face dataset {name!r}: {hint}. ({exc})") from exc
+    if isinstance(loaded, datasets.Dataset):
+        loaded = datasets.DatasetDict({"train": loaded})
+    wanted = dict(spec.hf_splits) if spec.hf_splits else {}
+    if not wanted:
+        for ds_split in loaded:
+            ours = SPLIT_ALIASES.get(str(ds_split).lower())
+            if ours and ours not in wanted:
+                wanted[ours] = str(ds_split)
+    missing = [s for s in wanted.values() if s not in loaded]
+    if missing or "train" not in wanted:
+        raise DataError(
+            f"dataset {name!r} has splits {list(loaded)}; cannot find {missing or ['train']}: "
+            f"set data.hf.splits, e.g. {{train: train, test: test}}"
+        )
+    tables, files, label_names = [], [], None
+    for ours, theirs in wanted.items():
+        ds = loaded[theirs]
+        for feature_name, feature in ds.features.items():
+            if isinstance(feature, datasets.ClassLabel) and label_names is None:
+                label_names = (feature_name, list(feature.names))
+        table = ds.with_format("arrow")[:]
+        table = _all_strings(pa.table(table))
+        tables.append(_with_bookkeeping(table, ours, len(files)))
+        files.append(f"{name}[{theirs}]")
+    table = _concat(tables, files)
+    raw = RawData(table, files, predefined_splits=True)
+    if label_names:
+        raw.notes["class_label"] = {"column": label_names[0], "names": label_names[1]}
+    return raw
+
+
+def load(spec: SourceSpec) -> RawData:
+    return load_hf(spec) if spec.kind == "hf" else load_files(spec)

@@ -1,0 +1,210 @@
+"""sources: every source type (file formats, directory, glob, split files, HF datasets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from finetune import preprocess, sources
+from finetune.errors import DataError
+from finetune.preprocess import DataSpec
+from finetune.sources import SourceSpec, read_file
+
+
+def write(df: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = sources.FORMATS[path.suffix]
+    if kind == "csv":
+        df.to_csv(path, index=False)
+    elif kind == "tsv":
+        df.to_csv(path, index=False, sep="\t")
+    elif kind == "jsonl":
+        df.to_json(path, orient="records", lines=True)
+    else:
+        df.to_parquet(path)
+    return path
+
+
+def data_spec(path: str | None = None, **kw: Any) -> DataSpec:
+    source = kw.pop("source", None) or SourceSpec(path=path)
+    return DataSpec(path=path, id_column=kw.pop("id_column", "id"), source=source, **kw)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_each_file_format(tmp_path: Path, tiny_data: pd.DataFrame, suffix: str) -> None:
+    path = write(tiny_data, tmp_path / f"data{suffix}")
+    raw = sources.load(SourceSpec(path=str(path)))
+    assert raw.columns == list(tiny_data.columns)
+    assert raw.table.column("text").to_pylist() == tiny_data["text"].tolist()
+    assert not raw.predefined_splits
+    result = preprocess.preprocess(raw, data_spec(str(path)), seed=0)
+    assert sum(len(p) for p in result.splits.values()) == 60
+
+
+def test_directory_and_glob_of_many_files(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
+    for i, part in enumerate((tiny_data.iloc[:25], tiny_data.iloc[25:])):
+        write(part, tmp_path / "parts" / f"part-{i}.csv")
+    (tmp_path / "parts" / "README.md").write_text("not data")
+    for where in (tmp_path / "parts", tmp_path / "parts" / "part-*.csv"):
+        raw = sources.load(SourceSpec(path=str(where)))
+        assert raw.table.num_rows == 60 and len(raw.files) == 2
+        # Row numbers restart per file, so messages point into the right file.
+        assert raw.table.column("__row").to_pylist()[25] == 1
+
+
+def test_glob_matching_nothing(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"glob .*\*\.csv' matches no files"):
+        sources.load(SourceSpec(path=str(tmp_path / "*.csv")))
+
+
+def test_directory_without_data_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"holds no \.csv, \.tsv, \.jsonl or \.parquet files"):
+        sources.load(SourceSpec(path=str(tmp_path)))
+
+
+def test_files_with_different_columns(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
+    write(tiny_data, tmp_path / "a.csv")
+    write(tiny_data.rename(columns={"text": "body"}), tmp_path / "b.csv")
+    with pytest.raises(DataError, match=r"b\.csv has columns .* every file of one source"):
+        sources.load(SourceSpec(path=str(tmp_path)))
+
+
+def test_predefined_split_files_by_name(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
+    """train.csv + test.csv: both kept as given; validation carved (stratified) from train."""
+    test_ids = {f"{label}-{i}" for label in ("billing", "shipping", "account") for i in range(5)}
+    write(tiny_data[~tiny_data["id"].isin(test_ids)], tmp_path / "ds" / "train.csv")
+    write(tiny_data[tiny_data["id"].isin(test_ids)], tmp_path / "ds" / "test.csv")
+    raw = sources.load(SourceSpec(path=str(tmp_path / "ds")))
+    assert raw.predefined_splits
+    result = preprocess.preprocess(raw, data_spec(validation_size=0.2), seed=0)
+    assert set(result.splits["test"]["id"]) == test_ids
+    assert len(result.splits["validation"]) == 9 and len(result.splits["train"]) == 36
+    assert result.report["predefined_splits"] is True
+
+
+def test_split_files_mapping(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
+    write(tiny_data.iloc[::2], tmp_path / "fit.jsonl")
+    write(tiny_data.iloc[1::4], tmp_path / "holdout.jsonl")
+    write(tiny_data.iloc[3::4], tmp_path / "final.jsonl")
+    spec = SourceSpec(
+        split_files={
+            "train": str(tmp_path / "fit.jsonl"),
+            "dev": str(tmp_path / "holdout.jsonl"),
+            "test": str(tmp_path / "final.jsonl"),
+        }
+    )
+    result = preprocess.preprocess(sources.load(spec), data_spec(source=spec), seed=0)
+    assert [len(result.splits[s]) for s in ("train", "validation", "test")] == [30, 15, 15]
+    with pytest.raises(DataError, match=r"data.split_files: unknown split 'holdout'"):
+        sources.load(SourceSpec(split_files={"holdout": str(tmp_path / "fit.jsonl")}))
+
+
+def test_integer_labels_and_text_from_several_columns(tmp_path: Path) -> None:
+    rows = [
+        {"title": f"title {i}", "body": None if i % 7 == 0 else f"body {i}", "stars": i % 3 + 1}
+        for i in range(30)
+    ]
+    path = write(pd.DataFrame(rows), tmp_path / "reviews.jsonl")
+    spec = data_spec(
+        str(path),
+        id_column=None,
+        text_column=("title", "body"),
+        label_column="stars",
+        text_separator=" | ",
+    )
+    result = preprocess.preprocess(sources.load(spec.source_spec), spec, seed=0)
+    assert result.labels == ["1", "2", "3"]
+    everything = pd.concat(result.splits.values())
+    texts = dict(zip(everything["id"], everything["text"], strict=True))
+    assert texts["row-2"] == "title 1 | body 1" and texts["row-8"] == "title 7"
+
+
+def test_hf_local_dataset_directory(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
+    """A dataset repository checked out locally (data files per split), loaded offline."""
+    write(tiny_data.iloc[:45], tmp_path / "repo" / "train.csv")
+    write(tiny_data.iloc[45:], tmp_path / "repo" / "test.csv")
+    spec = SourceSpec(kind="hf", hf_name=str(tmp_path / "repo"), hf_cache_dir=str(tmp_path / "c"))
+    raw = sources.load(spec)
+    assert raw.predefined_splits and raw.files == [
+        f"{tmp_path / 'repo'}[train]",
+        f"{tmp_path / 'repo'}[test]",
+    ]
+    assert raw.table.num_rows == 60
+
+
+def test_hf_saved_dataset_with_class_labels(tmp_path: Path) -> None:
+    import datasets
+
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    words = ["good", "bad", "fine", "awful", "great", "poor", "nice", "sad"]
+    split = {
+        "sentence": [f"{w} film {i}" for i in range(10) for w in words],
+        "label": [i % 2 for _ in range(10) for i in range(len(words))],
+    }
+    ds = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(split, features=features),
+            "validation": datasets.Dataset.from_dict(
+                {k: v[:8] for k, v in split.items()}, features=features
+            ),
+        }
+    )
+    ds["validation"] = ds["validation"].map(lambda r: {"sentence": r["sentence"] + " (dev)"})
+    ds.save_to_disk(tmp_path / "saved")
+    source = SourceSpec(kind="hf", hf_name=str(tmp_path / "saved"))
+    spec = DataSpec(text_column="sentence", source=source, test_size=0.25)
+    result = preprocess.preprocess(sources.load(source), spec, seed=0)
+    assert result.labels == ["neg", "pos"]  # ClassLabel ids mapped to their names
+    assert len(result.splits["validation"]) == 8 and len(result.splits["test"]) == 20
+
+
+def test_hf_unknown_dataset_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    spec = SourceSpec(kind="hf", hf_name="nobody/no-such-dataset", hf_cache_dir=str(tmp_path))
+    with pytest.raises(DataError, match=r"cannot load Hugging Face dataset 'nobody/no-such-data"):
+        sources.load(spec)
+
+
+def test_missing_file_names_path_and_fix(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nope\.csv does not exist.*set data\.path"):
+        sources.load(SourceSpec(path=str(tmp_path / "nope.csv")))
+
+
+def test_unknown_extension(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("a")
+    with pytest.raises(DataError, match=r"x\.txt: cannot tell the format.*set data\.format"):
+        read_file(tmp_path / "x.txt")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match=r"empty\.csv is empty"):
+        read_file(tmp_path / "empty.csv")
+
+
+def test_undecodable_bytes_name_file_lines_and_fix(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"text,label\nfine,a\nhello \xff\xfe world,a\nok,b\ncaf\xe9,b\n")
+    with pytest.raises(
+        DataError, match=r"bad\.csv: bytes that are not valid utf-8 at lines 3, 5 .*data\.encoding"
+    ):
+        read_file(path)
+    # The fix the message gives works.
+    table = read_file(path, encoding="latin-1")
+    assert table.column("text").to_pylist()[3] == "café"
+
+
+def test_all_columns_read_as_strings(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,text,label\n007,hello,1\n008,,2\n")
+    table = read_file(path)
+    assert table.column("id").to_pylist() == ["007", "008"]  # leading zeros kept
+    assert table.column("text").to_pylist() == ["hello", None]
+    assert table.column("label").to_pylist() == ["1", "2"]
