@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from finetune.errors import ModelNotFoundError
+from finetune.errors import ConfigError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +103,85 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
     return model, tokenizer
+
+
+def encoder_layers(model: Any) -> Any:
+    """The transformer blocks of ``model`` in order (an ``nn.ModuleList``).
+
+    Found generically: the first ModuleList whose length is the configured number of layers
+    (BERT ``encoder.layer``, DistilBERT ``transformer.layer``, RoBERTa, DeBERTa, ...).
+    """
+    import torch
+
+    n = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers", None)
+    for _name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ConfigError(
+        f"cannot find the {n} transformer layers of {type(model).__name__}: "
+        "set train.freeze_layers: 0 for this architecture"
+    )
+
+
+def freeze(model: Any, embeddings: bool, first_layers: int) -> int:
+    """Stop gradients for the embeddings and/or the first ``first_layers`` blocks.
+
+    Returns the number of parameters frozen.
+    """
+    frozen = 0
+    modules: list[Any] = []
+    if embeddings:
+        base = getattr(model, model.base_model_prefix, model)
+        modules.append(getattr(base, "embeddings", None) or model.get_input_embeddings())
+    if first_layers:
+        layers = encoder_layers(model)
+        if first_layers > len(layers):
+            raise ConfigError(
+                f"train.freeze_layers={first_layers} but the model has only {len(layers)} layers"
+            )
+        modules.extend(layers[:first_layers])
+    for module in modules:
+        for param in module.parameters():
+            if param.requires_grad:
+                param.requires_grad_(False)
+                frozen += param.numel()
+    if frozen:
+        log.info(
+            "froze %d parameters (embeddings=%s, first %d layers)", frozen, embeddings, first_layers
+        )
+    return frozen
+
+
+def add_lora(
+    model: Any, r: int, alpha: float, dropout: float, target_modules: list[str] | None
+) -> Any:
+    """Wrap ``model`` with a LoRA adapter (peft); the classification head stays fully trainable."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(target_modules) if target_modules else None,
+    )
+    try:
+        peft_model = get_peft_model(model, config)
+    except ValueError as exc:
+        raise ConfigError(
+            f"train.lora.target_modules={target_modules!r} does not fit "
+            f"{type(model).__name__}: {exc}. Name modules of the model, e.g. [query, value] "
+            "for BERT"
+        ) from exc
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    log.info("LoRA r=%d alpha=%s: %d of %d parameters trainable", r, alpha, trainable, total)
+    return peft_model
+
+
+def merge_adapter(model: Any) -> Any:
+    """A plain transformers model: LoRA weights merged in (no-op for a model without adapter)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        return model.merge_and_unload()
+    return model

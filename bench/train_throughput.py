@@ -1,0 +1,231 @@
+"""Training throughput: our train step against the tutorial recipe, side by side in one run.
+
+    python bench/train_throughput.py            # 1,024 sst2 examples, both recipes
+    python bench/train_throughput.py --quick    # smoke check: fewer examples and steps
+
+Both run the Hugging Face Trainer on the same model (params.yaml `model`), the same 1,024
+examples of ../shared/datasets/sst2/train.csv (the demo data when absent: said in the output),
+the same batch size and this machine:
+
+- ours: `finetune.train.build_trainer` exactly as the train stage builds it: dynamic padding to
+  the batch's longest text (multiple of 8), length-grouped batches, `train.precision` (auto =
+  bf16 autocast on CPUs with avx512_bf16/AMX), fused AdamW, SDPA attention;
+- tutorial: `tokenizer(..., padding="max_length", max_length=512)`, fp32, random batches,
+  Trainer defaults otherwise.
+
+Each is timed over steady-state optimizer steps (the first steps are warm-up and not counted),
+wall time between consecutive step ends (data loading, forward, backward, optimizer). Tokens/s
+counts real (non-padding) tokens, the work both recipes must do. MFU = model training FLOP/s
+(6 x non-embedding params x tokens + attention, see bench/_common.py) over the peak matmul
+FLOP/s of the same dtype measured by this script on this machine. Prints a table, then one JSON
+line.
+"""
+
+# ruff: noqa: T201  (a benchmark prints its table and JSON line)
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common
+
+BASELINE_MAX_LENGTH = 512
+
+
+class Recorder:
+    """Collator wrapper remembering (rows, padded length, real tokens) of every batch, in order."""
+
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+        self.batches: list[tuple[int, int, int]] = []
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.collate(features)
+        rows, seq = batch["input_ids"].shape
+        self.batches.append((int(rows), int(seq), int(batch["attention_mask"].sum())))
+        return batch
+
+
+def _step_timer() -> Any:
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.ends = [time.perf_counter()]
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.ends.append(time.perf_counter())
+
+    return StepTimer()
+
+
+def measure(trainer: Any, recorder: Recorder, timer: Any, warmup: int, model: Any) -> dict:
+    trainer.train()
+    durations = [b - a for a, b in zip(timer.ends, timer.ends[1:], strict=False)]
+    steps = range(warmup, len(durations))
+    seconds = sum(durations[i] for i in steps)
+    rows = sum(recorder.batches[i][0] for i in steps)
+    padded = sum(recorder.batches[i][0] * recorder.batches[i][1] for i in steps)
+    real = sum(recorder.batches[i][2] for i in steps)
+    flops = sum(
+        _common.train_flops(model, recorder.batches[i][2], recorder.batches[i][1]) for i in steps
+    )
+    return {
+        "steps_timed": len(steps),
+        "seconds": round(seconds, 3),
+        "samples_per_s": rows / seconds,
+        "tokens_per_s": real / seconds,
+        "padded_tokens_per_s": padded / seconds,
+        "flops_per_s": flops / seconds,
+        "mean_padded_length": padded / rows,
+    }
+
+
+def run_ours(df: Any, labels: list[str], cfg: dict, steps: int, warmup: int, out: str) -> dict:
+    from datasets import Dataset
+
+    from finetune import train
+
+    spec = train.TrainSpec.from_config(cfg["train"])
+    spec = dataclasses.replace(
+        spec, max_steps=warmup + steps, early_stopping_patience=None, progress_bar=False
+    )
+    precision = train.select_precision(spec.precision)
+    model, tokenizer = train.build_model(cfg["model"]["name_or_path"], labels, spec)
+    train_ds = train.tokenize(df, tokenizer, int(cfg["model"]["max_length"]))
+    val_ds = Dataset.from_dict(train_ds[:8])
+    timer = _step_timer()
+    trainer = train.build_trainer(
+        model, tokenizer, train_ds, val_ds, spec, precision, out, int(cfg["seed"]),
+        callbacks=[timer], progress=False,
+    )  # fmt: skip
+    recorder = Recorder(trainer.data_collator)
+    trainer.data_collator = recorder
+    result = measure(trainer, recorder, timer, warmup, model)
+    attn = getattr(model.config, "_attn_implementation", "?")
+    return {
+        **result,
+        "precision": precision,
+        "recipe": f"dynamic padding, length-grouped, {precision}, {spec.optim}, {attn} attention",
+    }
+
+
+def run_tutorial(df: Any, labels: list[str], cfg: dict, steps: int, warmup: int, out: str) -> dict:
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    from finetune.modeling import load_classifier, load_tokenizer
+
+    tokenizer = load_tokenizer(cfg["model"]["name_or_path"])
+    model = load_classifier(cfg["model"]["name_or_path"], labels)
+    ds = Dataset.from_dict({"text": df["text"].tolist(), "labels": df["label_id"].tolist()})
+    ds = ds.map(
+        lambda b: tokenizer(
+            b["text"], padding="max_length", truncation=True, max_length=BASELINE_MAX_LENGTH
+        ),
+        batched=True,
+        remove_columns=["text"],
+    )
+    args = TrainingArguments(
+        output_dir=out,
+        per_device_train_batch_size=int(cfg["train"]["batch_size"]),
+        learning_rate=float(cfg["train"]["learning_rate"]),
+        max_steps=warmup + steps,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=int(cfg["seed"]),
+    )
+    timer = _step_timer()
+    recorder = Recorder(default_data_collator)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        processing_class=tokenizer,
+        data_collator=recorder,
+        callbacks=[timer],
+    )
+    result = measure(trainer, recorder, timer, warmup, model)
+    return {
+        **result,
+        "precision": "fp32",
+        "recipe": f"padding=max_length {BASELINE_MAX_LENGTH}, fp32",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke check: few examples/steps")
+    parser.add_argument("--examples", type=int, default=1024)
+    parser.add_argument("--ours-steps", type=int, default=32, help="timed steps of ours")
+    parser.add_argument("--tutorial-steps", type=int, default=6, help="timed tutorial steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed first steps of each")
+    args = parser.parse_args()
+    if args.quick:
+        args.examples, args.ours_steps, args.tutorial_steps = 128, 4, 1
+    _common.setup_logging()
+    import torch
+
+    cfg = _common.params()
+    table, source = _common.load_table("train")
+    df = table.sample(n=min(args.examples, len(table)), random_state=0).reset_index(drop=True)
+    labels = _common.labels_of(table)
+    warmup = 1 if args.quick else args.warmup
+    with tempfile.TemporaryDirectory() as tmp:
+        _common.log.info("ours: %d timed steps after %d warm-up", args.ours_steps, warmup)
+        ours = run_ours(df, labels, cfg, args.ours_steps, warmup, f"{tmp}/ours")
+        _common.log.info("tutorial: %d timed steps after %d warm-up", args.tutorial_steps, warmup)
+        base = run_tutorial(df, labels, cfg, args.tutorial_steps, warmup, f"{tmp}/tutorial")
+    peaks = {p: _common.peak_matmul_flops(p) for p in sorted({ours["precision"], "fp32"})}
+    ours["mfu"] = ours["flops_per_s"] / peaks[ours["precision"]]
+    base["mfu"] = base["flops_per_s"] / peaks["fp32"]
+    ratio = ours["samples_per_s"] / base["samples_per_s"]
+
+    print(f"\nmodel {cfg['model']['name']} ({cfg['model']['name_or_path']}), data: {source}, "
+          f"{len(df)} examples, batch {cfg['train']['batch_size']}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print("peak matmul (2048^3, measured now): "
+          + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))  # fmt: skip
+    header = (
+        f"{'recipe':<62} {'steps':>5} {'samples/s':>10} {'tokens/s':>9} {'pad len':>7} {'MFU':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, r in (("ours", ours), ("tutorial", base)):
+        print(
+            f"{name + ': ' + r['recipe']:<62} {r['steps_timed']:>5} {r['samples_per_s']:>10.1f} "
+            f"{r['tokens_per_s']:>9.0f} {r['mean_padded_length']:>7.1f} {r['mfu']:>6.1%}"
+        )
+    print(f"ratio (samples/s ours / tutorial): {ratio:.1f}x   (goal >= 40x)")
+    print(f"MFU ours ({ours['precision']}): {ours['mfu']:.1%}   (goal >= 30% in bf16)")
+    summary = {
+        "data": source,
+        "examples": len(df),
+        "batch_size": int(cfg["train"]["batch_size"]),
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+        "peak_flops": {k: round(v) for k, v in peaks.items()},
+        "ours": {k: round(v, 4) if isinstance(v, float) else v for k, v in ours.items()},
+        "tutorial": {k: round(v, 4) if isinstance(v, float) else v for k, v in base.items()},
+        "ratio": round(ratio, 2),
+        "mfu": round(ours["mfu"], 4),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""train: options from config, LoRA merge, freezing, class weights, reproducibility, resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+
+from finetune import augment, preprocess, train
+from finetune.errors import ConfigError
+from finetune.modeling import load_trained
+from finetune.splits import load_labels, load_split
+from finetune.train import TrainSpec
+
+# Wall-clock figures differ between runs; everything else must match exactly.
+TIMING = {"train_seconds", "train_samples_per_second", "train_tokens_per_second"}
+
+
+def _spec(**overrides: Any) -> TrainSpec:
+    base = {
+        "epochs": 3,
+        "batch_size": 8,
+        "learning_rate": 5e-3,
+        "warmup_ratio": 0.0,
+        "precision": "fp32",
+        "logging_steps": 2,
+        "progress_bar": False,
+    }
+    return TrainSpec.from_config({**base, **overrides})
+
+
+@pytest.fixture
+def splits(stage_cfg: dict[str, Any]) -> dict[str, Any]:
+    preprocess.run(stage_cfg)
+    augment.run(stage_cfg)
+    paths = stage_cfg["paths"]
+    return {
+        "train": pd.read_parquet(Path(paths["augmented_dir"]) / "train.parquet"),
+        "validation": load_split(paths["processed_dir"], "validation"),
+        "labels": load_labels(paths["processed_dir"]),
+        "cfg": stage_cfg,
+    }
+
+
+def _fine_tune(splits: dict[str, Any], spec: TrainSpec, **kw: Any) -> train.TrainResult:
+    return train.fine_tune(
+        splits["train"],
+        splits["validation"],
+        splits["labels"],
+        splits["cfg"]["model"]["name_or_path"],
+        32,
+        spec,
+        seed=7,
+        **kw,
+    )
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"train.lora: unknown option\(s\) \['rank'\]"):
+        TrainSpec.from_config({"lora": {"rank": 4}})
+    with pytest.raises(ConfigError, match="train.lora.r=0 must be an integer >= 1"):
+        TrainSpec.from_config({"lora": {"enabled": True, "r": 0}})
+    with pytest.raises(ConfigError, match="train.class_weights='inverse'"):
+        TrainSpec.from_config({"class_weights": "inverse"})
+    with pytest.raises(ConfigError, match="train.early_stopping_patience=0"):
+        TrainSpec.from_config({"early_stopping_patience": 0})
+    with pytest.raises(ConfigError, match="train.freeze_layers=-1"):
+        TrainSpec.from_config({"freeze_layers": -1})
+
+
+def test_class_weights() -> None:
+    labels = ["a", "b", "c"]
+    assert train.class_weights_for(None, labels, [0, 1]) is None
+    balanced = train.class_weights_for("balanced", labels, [0, 0, 0, 1, 2, 2])
+    assert balanced == pytest.approx([6 / 9, 6 / 3, 6 / 6])
+    assert train.class_weights_for({"b": 3}, labels, [0]) == [1.0, 3.0, 1.0]
+    assert train.class_weights_for([1, 2, 3], labels, [0]) == [1.0, 2.0, 3.0]
+    with pytest.raises(ConfigError, match="has 2 weights but there are 3 labels"):
+        train.class_weights_for([1, 2], labels, [0])
+    with pytest.raises(ConfigError, match=r"labels \['c'\] have no training rows"):
+        train.class_weights_for("balanced", labels, [0, 1])
+    with pytest.raises(ConfigError, match=r"unknown labels \['z'\]"):
+        train.class_weights_for({"z": 2}, labels, [0])
+
+
+def test_weighted_loss_matches_weighted_cross_entropy() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3)
+    labels = torch.tensor([0, 1, 2, 2, 1, 0])
+    weights = [0.5, 2.0, 1.0]
+    loss_func = train.weighted_loss(weights)
+    per_example = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    w = torch.tensor(weights)[labels]
+    expected_mean = (per_example * w).sum() / w.sum()
+    assert loss_func({"logits": logits}, labels).item() == pytest.approx(expected_mean.item())
+    # with gradient accumulation the Trainer passes the example count of the whole step
+    summed = loss_func({"logits": logits}, labels, num_items_in_batch=12)
+    assert summed.item() == pytest.approx(((per_example * w).sum() / 12).item())
+    assert loss_func({"logits": logits}, labels).item() != pytest.approx(per_example.mean().item())
+
+
+def test_freeze_embeddings_and_first_layers(tiny_model_dir: Path) -> None:
+    spec = TrainSpec.from_config({"freeze_embeddings": True, "freeze_layers": 1})
+    model, _ = train.build_model(str(tiny_model_dir), ["a", "b"], spec)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert any(n.startswith("bert.embeddings.") for n in frozen)
+    assert any(n.startswith("bert.encoder.layer.0.") for n in frozen)
+    assert not any(n.startswith("bert.encoder.layer.1.") for n in frozen)
+    assert not any(n.startswith("classifier.") for n in frozen)
+    with pytest.raises(ConfigError, match="train.freeze_layers=5 but the model has only 2 layers"):
+        train.build_model(str(tiny_model_dir), ["a", "b"], TrainSpec(freeze_layers=5))
+
+
+def test_frozen_layers_do_not_change(splits: dict[str, Any], tiny_model_dir: Path) -> None:
+    from transformers import AutoModel
+
+    result = _fine_tune(splits, _spec(epochs=1, freeze_layers=1, freeze_embeddings=True))
+    before = AutoModel.from_pretrained(tiny_model_dir).state_dict()
+    after = result.model.bert.state_dict()
+    for name in (
+        "embeddings.word_embeddings.weight",
+        "encoder.layer.0.attention.self.query.weight",
+    ):
+        assert torch.equal(before[name], after[name]), name
+    name = "encoder.layer.1.attention.self.query.weight"
+    assert not torch.equal(before[name], after[name])
+
+
+def test_lora_adapter_is_merged_into_a_plain_model(
+    splits: dict[str, Any], tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from transformers import AutoModel, BertForSequenceClassification
+
+    spec = _spec(epochs=2, lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0})
+    result = _fine_tune(splits, spec)
+    assert type(result.model) is BertForSequenceClassification
+    assert not any("lora" in name for name in result.model.state_dict())
+    before = AutoModel.from_pretrained(tiny_model_dir).state_dict()
+    name = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(before[name], result.model.bert.state_dict()[name]), "adapter merged"
+    result.model.save_pretrained(tmp_path / "m")
+    result.tokenizer.save_pretrained(tmp_path / "m")
+    loaded, tokenizer = load_trained(tmp_path / "m")
+    batch = tokenizer(
+        ["refund my card please", "parcel tracking"], return_tensors="pt", padding=True
+    )
+    result.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(**batch).logits, result.model(**batch).logits)
+
+
+def test_same_params_and_data_give_identical_metrics(splits: dict[str, Any]) -> None:
+    spec = _spec(epochs=2, class_weights="balanced", gradient_accumulation_steps=2)
+    first = _fine_tune(splits, spec)
+    second = _fine_tune(splits, spec)
+    strip = lambda m: {k: v for k, v in m.items() if k not in TIMING}  # noqa: E731
+    assert strip(first.metrics) == strip(second.metrics)
+    for (name, a), b in zip(
+        first.model.state_dict().items(), second.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_early_stopping_keeps_the_best_checkpoint(splits: dict[str, Any]) -> None:
+    # a learning rate of ~0 never improves validation F1: stops after 1 + patience evaluations
+    result = _fine_tune(splits, _spec(epochs=10, learning_rate=1e-12, early_stopping_patience=2))
+    evals = [e for e in result.log_history if "eval_f1_macro" in e]
+    assert result.metrics["early_stopped"] is True
+    assert result.metrics["epochs"] == 3.0  # 3 evaluations, then stopped
+    assert len(evals) == 4  # + the final evaluation of the best model
+    assert result.metrics["best_epoch"] == 1.0
+    assert result.metrics["val_f1_macro"] == pytest.approx(evals[0]["eval_f1_macro"])
+
+
+def test_stage_writes_model_card_and_registers_versions(splits: dict[str, Any]) -> None:
+    cfg = splits["cfg"]
+    cfg["train"].update({"epochs": 1, "progress_bar": False})
+    train.run(cfg)
+    card = (Path(cfg["paths"]["model_dir"]) / "README.md").read_text()
+    assert f"Base model: `{cfg['model']['name_or_path']}`" in card
+    assert train.file_md5(Path(cfg["paths"]["augmented_dir"]) / "train.parquet") in card
+    assert "| val_f1_macro |" in card and "learning_rate: 0.005" in card
+    run_id = json.loads(Path(cfg["paths"]["run_info"]).read_text())["run_id"]
+    mlflow.set_tracking_uri(cfg["tracking"]["uri"])
+    client = mlflow.MlflowClient()
+    assert len(client.get_metric_history(run_id, "learning_rate")) >= 2
+    info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
+    assert info.signature is not None and info.signature.inputs.input_types()
+    assert info.saved_input_example_info is not None
+    train.run(cfg)  # a newly trained model: a new registry version
+    name = cfg["tracking"]["registered_model_name"]
+    assert sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'")) == [1, 2]
+    assert not any(Path(cfg["paths"]["checkpoints_dir"]).iterdir()), "cleaned after success"
+
+
+CHILD = """
+import json, sys
+from finetune import train
+from finetune.stage import run_stage
+run_stage("train", train.run, json.loads(open(sys.argv[1]).read()))
+"""
+
+
+def _train_in_subprocess(cfg_path: Path, kill_after_checkpoint: Path | None = None) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(train.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(cfg_path)], env=env)
+    if kill_after_checkpoint is None:
+        assert proc.wait(timeout=300) == 0
+        return
+    deadline = time.monotonic() + 300
+    while train.latest_checkpoint_anywhere(kill_after_checkpoint) is None:
+        assert proc.poll() is None, "training ended before a checkpoint was seen"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed: add epochs"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_result(splits: dict[str, Any], tmp_path: Path) -> None:
+    cfg = copy.deepcopy(splits["cfg"])
+    cfg["train"].update({"epochs": 6, "progress_bar": False, "early_stopping_patience": None})
+    cfg["tracking"]["log_model"] = False
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg))
+    model_dir = Path(cfg["paths"]["model_dir"])
+    ckpt_root = Path(cfg["paths"]["checkpoints_dir"])
+
+    _train_in_subprocess(cfg_path)  # uninterrupted
+    uninterrupted = json.loads(Path(cfg["paths"]["train_report"]).read_text())
+    reference = {k: v.clone() for k, v in load_trained(model_dir)[0].state_dict().items()}
+
+    _train_in_subprocess(cfg_path, kill_after_checkpoint=ckpt_root)
+    assert train.latest_checkpoint_anywhere(ckpt_root) is not None, "checkpoint survives the kill"
+    _train_in_subprocess(cfg_path)  # the rerun resumes
+    resumed = json.loads(Path(cfg["paths"]["train_report"]).read_text())
+
+    assert resumed["resumed_from_step"] > 0
+    skip = {*TIMING, "train_loss", "resumed_from_step"}
+    assert {k: v for k, v in resumed.items() if k not in skip} == {
+        k: v for k, v in uninterrupted.items() if k not in skip
+    }
+    for name, tensor in load_trained(model_dir)[0].state_dict().items():
+        assert torch.equal(tensor, reference[name]), name
+    # the resumed process continued the interrupted MLflow run: two runs, not three
+    mlflow.set_tracking_uri(cfg["tracking"]["uri"])
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == 2
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+@pytest.mark.slow
+def test_train_stage_under_torchrun_with_two_cpu_processes(
+    tmp_path: Path, tiny_model_dir: Path, tiny_data: pd.DataFrame
+) -> None:
+    import yaml
+
+    from tests.conftest import copy_repo, make_stage_cfg
+
+    repo = copy_repo(tmp_path / "repo")
+    cfg = make_stage_cfg(repo, tiny_model_dir, tiny_data)
+    cfg["train"].update({"epochs": 2, "progress_bar": False, "num_threads": 1})
+    (repo / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    preprocess.run(cfg)
+    augment.run(cfg)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "stages/train.py",
+            *"hydra.run.dir=. hydra.output_subdir=null hydra/job_logging=none".split(),
+            "hydra/hydra_logging=none",
+        ],
+        cwd=repo,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(Path(cfg["paths"]["train_report"]).read_text())
+    assert metrics["processes"] == 2
+    # each process took half of every 8-example batch step: 52 rows / 16 per step, 2 epochs
+    assert metrics["steps"] == 8
+    assert (Path(cfg["paths"]["model_dir"]) / "config.json").is_file()
+    mlflow.set_tracking_uri(cfg["tracking"]["uri"])
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == 1, "only rank 0 opens an MLflow run"
+    assert runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["train.epochs"] == "2"
+    name = cfg["tracking"]["registered_model_name"]
+    assert len(mlflow.MlflowClient().search_model_versions(f"name='{name}'")) == 1
+    assert "threads x 2 process(es)" in proc.stdout + proc.stderr
