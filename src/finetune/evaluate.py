@@ -1,4 +1,5 @@
-"""evaluate: test-split metrics (DVC metrics), confusion matrix (DVC plot), predictions."""
+"""evaluate: metrics on test and validation next to an in-stage TF-IDF baseline, calibration,
+inference cost, DVC plots (confusion, PR, ROC, reliability) and per-example predictions."""
 
 from __future__ import annotations
 
@@ -7,45 +8,33 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
+from sklearn.metrics import confusion_matrix
 
+from finetune import metrics as M
 from finetune import tracking
-from finetune.inference import predict_proba
+from finetune.baseline import fit_predict_baseline
+from finetune.inference import predict_proba, token_counts
 from finetune.io import StagedOutputs, write_json, write_parquet
 from finetune.modeling import load_trained
 from finetune.splits import load_split
 
 log = logging.getLogger(__name__)
 
+HEADLINE = ("accuracy", "f1_macro", "f1_weighted", "mcc", "roc_auc_ovr", "pr_auc_ovr", "log_loss")
+
 
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1 and per-class precision/recall/F1/support."""
-    ids = list(range(len(labels)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=ids, zero_division=0
-    )
+    """Accuracy, macro/weighted F1 and per-class P/R/F1/support from hard predictions."""
+    probs = M.one_hot(np.asarray(y_pred, dtype=int), len(labels))
+    full = M.classification_metrics(y_true, probs, labels)
+    keep = ("precision", "recall", "f1", "support")
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1_macro": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
-        "f1_weighted": float(
-            f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)
-        ),
-        "per_class": {
-            label: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, label in enumerate(labels)
-        },
+        "accuracy": full["accuracy"],
+        "f1_macro": full["f1_macro"],
+        "f1_weighted": full["f1_weighted"],
+        "per_class": {k: {m: v[m] for m in keep} for k, v in full["per_class"].items()},
     }
 
 
@@ -62,6 +51,27 @@ def predictions_frame(df: pd.DataFrame, probs: np.ndarray, labels: list[str]) ->
     return out
 
 
+def split_metrics(
+    y: np.ndarray, probs: np.ndarray, labels: list[str], temperature: float, n_bins: int
+) -> dict[str, Any]:
+    """All metrics of one split, plus ECE and log loss after temperature scaling."""
+    out = M.classification_metrics(y, probs, labels)
+    out["ece"] = M.expected_calibration_error(probs, y, n_bins)
+    scaled = M.apply_temperature(probs, temperature)
+    out["ece_temperature_scaled"] = M.expected_calibration_error(scaled, y, n_bins)
+    out["log_loss_temperature_scaled"] = M.classification_metrics(y, scaled, labels)["log_loss"]
+    return out
+
+
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
 def confusion_figure(cm: np.ndarray, labels: list[str]) -> Any:
     import matplotlib
 
@@ -75,28 +85,216 @@ def confusion_figure(cm: np.ndarray, labels: list[str]) -> Any:
     return display.figure_
 
 
+def curves_figure(y: np.ndarray, probs: np.ndarray, labels: list[str], kind: str) -> Any:
+    """Per-class one-vs-rest PR (kind="pr") or ROC (kind="roc") curves in one image."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fig, ax = _figure(6.5, 5)
+    for i, label in enumerate(labels):
+        target = (y == i).astype(int)
+        if target.sum() in (0, len(target)):
+            continue
+        if kind == "pr":
+            p, r, _ = precision_recall_curve(target, probs[:, i])
+            ax.plot(r, p, label=label)
+        else:
+            f, t, _ = roc_curve(target, probs[:, i])
+            ax.plot(f, t, label=label)
+    if kind == "pr":
+        ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, one-vs-rest (test)")
+    else:
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+    ax.set(xlim=(0, 1.01), ylim=(0, 1.01))
+    ax.legend(fontsize=8, loc="lower left" if kind == "pr" else "lower right")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(
+    y: np.ndarray, probs: np.ndarray, temperature: float, ece: float, ece_scaled: float
+) -> Any:
+    fig, ax = _figure(5.5, 5)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect")
+    for name, p, e in (
+        ("model", probs, ece),
+        (
+            f"temperature-scaled (T={temperature:.2f})",
+            M.apply_temperature(probs, temperature),
+            ece_scaled,
+        ),
+    ):
+        rows = M.reliability_bins(p, y)
+        ax.plot(
+            [r["confidence"] for r in rows],
+            [r["accuracy"] for r in rows],
+            marker="o",
+            label=f"{name}, ECE {e:.3f}",
+        )
+    ax.set(
+        xlabel="confidence",
+        ylabel="accuracy",
+        title="Reliability diagram (test)",
+        xlim=(0, 1.01),
+        ylim=(0, 1.01),
+    )
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    splits: dict[str, pd.DataFrame],
+    train_df: pd.DataFrame,
+    labels: list[str],
+    ev: dict[str, Any],
+    max_length: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Pure step: model + splits in; metrics, predictions and plot data out (no file I/O)."""
+    eval_name, val_name = ev.get("split", "test"), ev.get("validation_split", "validation")
+    batch_size, n_bins = int(ev["batch_size"]), int(ev.get("calibration_bins", 15))
+    preds = {
+        name: predict_proba(model, tokenizer, df["text"].tolist(), batch_size, max_length)
+        for name, df in splits.items()
+    }
+    ys = {name: df["label_id"].to_numpy().astype(int) for name, df in splits.items()}
+    temperature = (
+        M.fit_temperature(preds[val_name].probabilities, ys[val_name]) if val_name in preds else 1.0
+    )
+    model_metrics = {
+        name: split_metrics(ys[name], p.probabilities, labels, temperature, n_bins)
+        for name, p in preds.items()
+    }
+    baseline_probs = fit_predict_baseline(
+        train_df["text"].tolist(),
+        train_df["label_id"].to_numpy().astype(int),
+        {name: df["text"].tolist() for name, df in splits.items()},
+        len(labels),
+        ev.get("baseline"),
+        seed,
+    )
+    baseline_metrics = {
+        name: M.classification_metrics(ys[name], p, labels) for name, p in baseline_probs.items()
+    }
+    test = preds[eval_name]
+    seconds = test.batch_seconds
+    inference = {
+        "batch_size": batch_size,
+        "num_batches": len(seconds),
+        "samples_per_second": round(len(ys[eval_name]) / sum(seconds), 2) if seconds else None,
+        "batch_latency_ms_p50": M.percentile_ms(seconds, 50),
+        "batch_latency_ms_p95": M.percentile_ms(seconds, 95),
+        "sorted_by_length": True,
+    }
+    head = model_metrics[eval_name]
+    result: dict[str, Any] = {
+        "split": eval_name,
+        **{k: head[k] for k in (*HEADLINE, "ece", "ece_temperature_scaled")},
+        "log_loss_temperature_scaled": head["log_loss_temperature_scaled"],
+        "temperature": round(temperature, 4),
+        "num_examples": head["num_examples"],
+        "inference_samples_per_second": inference["samples_per_second"],
+        "per_class": head["per_class"],
+        "inference": inference,
+        "baseline": {
+            "name": "tfidf_logreg",
+            **{k: baseline_metrics[eval_name][k] for k in (*HEADLINE, "ece")},
+            "per_class_f1": {
+                k: v["f1"] for k, v in baseline_metrics[eval_name]["per_class"].items()
+            },
+        },
+        "delta_vs_baseline": M.compare(head, baseline_metrics[eval_name], HEADLINE),
+    }
+    if val_name in model_metrics and val_name != eval_name:
+        val = model_metrics[val_name]
+        result["validation"] = {
+            **{k: val[k] for k in (*HEADLINE, "ece", "ece_temperature_scaled", "num_examples")},
+            "baseline": {k: baseline_metrics[val_name][k] for k in HEADLINE},
+            "delta_vs_baseline": M.compare(val, baseline_metrics[val_name], HEADLINE),
+        }
+    df = splits[eval_name]
+    frame = predictions_frame(df, test.probabilities, labels)
+    counts = token_counts(tokenizer, df["text"].tolist())
+    frame["num_tokens"] = counts
+    frame["truncated"] = counts > max_length
+    baseline_test = baseline_probs[eval_name]
+    frame["baseline_predicted"] = [labels[i] for i in baseline_test.argmax(axis=1)]
+    frame["baseline_confidence"] = baseline_test.max(axis=1)
+    pr, roc = M.micro_curves(
+        ys[eval_name], test.probabilities, len(labels), int(ev.get("curve_points", 200))
+    )
+    return {
+        "metrics": result,
+        "frame": frame,
+        "probs": test.probabilities,
+        "y": ys[eval_name],
+        "pr_curve": pr,
+        "roc_curve": roc,
+        "reliability": M.reliability_bins(test.probabilities, ys[eval_name]),
+    }
+
+
+def mlflow_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The flat numbers logged to MLflow: test_*, val_*, baseline_test_*, delta_test_*, ..."""
+    out: dict[str, float] = {}
+    for key in (*HEADLINE, "ece", "ece_temperature_scaled", "temperature"):
+        if metrics.get(key) is not None:
+            out[f"test_{key}"] = float(metrics[key])
+    for label, per in metrics["per_class"].items():
+        for name in ("precision", "recall", "f1", "roc_auc", "pr_auc"):
+            if per.get(name) is not None:
+                out[f"test_{name}_{label}"] = float(per[name])
+    for key, value in metrics["baseline"].items():
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            out[f"baseline_test_{key}"] = float(value)
+    for key, value in metrics["delta_vs_baseline"].items():
+        if value is not None:
+            out[f"delta_vs_baseline_test_{key}"] = float(value)
+    for key, value in metrics.get("validation", {}).items():
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            out[f"val_{key}"] = float(value)
+    for key, value in metrics["inference"].items():
+        if isinstance(value, float | int) and not isinstance(value, bool) and value is not None:
+            out[f"inference_{key}"] = float(value)
+    return out
+
+
 def run(cfg: Any) -> dict[str, Any]:
-    """Stage entry: model + test split -> metrics JSON, confusion plot data, predictions."""
+    """Stage entry: model + splits -> metrics JSON, DVC plot files, figures, predictions."""
     import matplotlib.pyplot as plt
     import mlflow
 
     paths, ev = cfg["paths"], cfg["evaluate"]
     model, tokenizer = load_trained(paths["model_dir"])
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    df = load_split(paths["processed_dir"], ev.get("split", "test"))
-    preds = predict_proba(
+    names = [ev.get("split", "test")]
+    if ev.get("validation_split") and ev["validation_split"] not in names:
+        names.append(ev["validation_split"])
+    splits = {name: load_split(paths["processed_dir"], name) for name in names}
+    train_df = load_split(paths["processed_dir"], "train")
+    res = evaluate(
         model,
         tokenizer,
-        df["text"].tolist(),
-        int(ev["batch_size"]),
+        splits,
+        train_df,
+        labels,
+        ev,
         int(cfg["model"]["max_length"]),
+        int(cfg.get("seed", 0)),
     )
-    frame = predictions_frame(df, preds.probabilities, labels)
-    metrics = classification_metrics(frame["label_id"].to_numpy(), preds.predicted, labels)
-    total = sum(preds.batch_seconds)
-    metrics["inference_samples_per_second"] = round(len(df) / total, 2) if total else None
-    metrics["num_examples"] = len(df)
-    cm = confusion_matrix(frame["label_id"], preds.predicted, labels=list(range(len(labels))))
+    metrics, frame, y, probs = res["metrics"], res["frame"], res["y"], res["probs"]
+    cm = confusion_matrix(y, probs.argmax(axis=1), labels=list(range(len(labels))))
+    figures = {
+        "confusion_matrix.png": confusion_figure(cm, labels),
+        "pr_curves.png": curves_figure(y, probs, labels, "pr"),
+        "roc_curves.png": curves_figure(y, probs, labels, "roc"),
+        "reliability.png": reliability_figure(
+            y, probs, metrics["temperature"], metrics["ece"], metrics["ece_temperature_scaled"]
+        ),
+    }
     with tracking.train_run(paths["run_info"], cfg["tracking"]), StagedOutputs() as out:
         write_json(out.file(paths["evaluate_metrics"]), metrics)
         write_parquet(out.file(paths["predictions"]), frame)
@@ -104,29 +302,40 @@ def run(cfg: Any) -> dict[str, Any]:
         frame[["label", "predicted"]].rename(columns={"label": "actual"}).to_csv(
             out.file(paths["confusion_plot"]), index=False
         )
-        mlflow.log_metrics(
-            {
-                "test_accuracy": metrics["accuracy"],
-                "test_f1_macro": metrics["f1_macro"],
-                "test_f1_weighted": metrics["f1_weighted"],
-                **{
-                    f"test_{name}_{label}": value
-                    for label, per in metrics["per_class"].items()
-                    for name, value in per.items()
-                    if name != "support"
-                },
-            }
+        pd.DataFrame(res["pr_curve"], columns=["recall", "precision"]).to_csv(
+            out.file(paths["pr_curve_plot"]), index=False
         )
+        pd.DataFrame(res["roc_curve"], columns=["fpr", "tpr"]).to_csv(
+            out.file(paths["roc_plot"]), index=False
+        )
+        pd.DataFrame(res["reliability"]).to_csv(out.file(paths["reliability_plot"]), index=False)
+        figure_dir = out.dir(paths["evaluate_figures"])
+        for name, figure in figures.items():
+            target = (
+                out.file(paths["confusion_image"])
+                if name == "confusion_matrix.png"
+                else figure_dir / name
+            )
+            figure.savefig(target, format="png", dpi=110)
+            mlflow.log_figure(figure, f"evaluate/{name}")
+            plt.close(figure)
+        mlflow.log_metrics(mlflow_metrics(metrics))
         mlflow.log_dict(metrics, "evaluate/metrics.json")
         mlflow.log_dict({"labels": labels, "matrix": cm.tolist()}, "evaluate/confusion_matrix.json")
-        figure = confusion_figure(cm, labels)
-        figure.savefig(out.file(paths["confusion_image"]), format="png", dpi=120)
-        mlflow.log_figure(figure, "evaluate/confusion_matrix.png")
-        plt.close(figure)
+        for key in ("pr_curve", "roc_curve", "reliability"):
+            mlflow.log_dict(res[key], f"evaluate/{key}.json")
     log.info(
-        "test accuracy %.4f, macro-F1 %.4f on %d examples",
+        "test accuracy %.4f, macro-F1 %.4f (baseline %.4f, delta %+.4f), ECE %.3f -> %.3f "
+        "(T=%.2f), %.1f samples/s, batch p95 %.1f ms on %d examples",
         metrics["accuracy"],
         metrics["f1_macro"],
-        len(df),
+        metrics["baseline"]["f1_macro"],
+        metrics["delta_vs_baseline"]["f1_macro"],
+        metrics["ece"],
+        metrics["ece_temperature_scaled"],
+        metrics["temperature"],
+        metrics["inference"]["samples_per_second"] or 0.0,
+        metrics["inference"]["batch_latency_ms_p95"] or 0.0,
+        len(frame),
     )
     return metrics

@@ -1,0 +1,180 @@
+"""Classification metrics from class probabilities: quality, ranking, calibration, curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    log_loss,
+    matthews_corrcoef,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+EPS = 1e-7
+
+
+def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
+    out = np.zeros((len(y), num_classes), dtype=np.float64)
+    out[np.arange(len(y)), y] = 1.0
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label ECE: |accuracy - confidence| per equal-width confidence bin, weighted by size."""
+    if len(y) == 0:
+        return 0.0
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
+    return float(ece)
+
+
+def reliability_bins(probs: np.ndarray, y: np.ndarray, n_bins: int = 10) -> list[dict[str, Any]]:
+    """Per confidence bin: mean confidence, accuracy and count (the reliability diagram)."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            rows.append(
+                {
+                    "bin": f"{b / n_bins:.1f}-{(b + 1) / n_bins:.1f}",
+                    "confidence": round(float(conf[mask].mean()), 4),
+                    "accuracy": round(float(correct[mask].mean()), 4),
+                    "count": int(mask.sum()),
+                }
+            )
+    return rows
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(p) / T): the same as scaling the logits, since softmax ignores a shift."""
+    logits = np.log(np.clip(probs, EPS, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """The temperature that minimises negative log-likelihood on (validation) ``probs``."""
+    from scipy.optimize import minimize_scalar
+
+    if len(y) == 0:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        scaled = apply_temperature(probs, float(np.exp(log_t)))
+        return float(-np.log(np.clip(scaled[np.arange(len(y)), y], EPS, 1.0)).mean())
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def _safe(fn: Any, *args: Any, **kwargs: Any) -> float | None:
+    """A metric that is undefined (e.g. one class absent from the split) is None, not a crash."""
+    try:
+        value = float(fn(*args, **kwargs))
+    except ValueError:
+        return None
+    return None if np.isnan(value) else value
+
+
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, labels: list[str]
+) -> dict[str, Any]:
+    """Every headline metric of one split from true label ids and class probabilities."""
+    ids = list(range(len(labels)))
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = probs.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=ids, zero_division=0
+    )
+    present = [i for i in ids if (y_true == i).any()]
+    onehot = one_hot(y_true, len(labels))
+    roc_per_class = {labels[i]: _safe(roc_auc_score, onehot[:, i], probs[:, i]) for i in present}
+    pr_per_class = {
+        labels[i]: _safe(average_precision_score, onehot[:, i], probs[:, i]) for i in present
+    }
+    defined_roc = [v for v in roc_per_class.values() if v is not None]
+    defined_pr = [v for v in pr_per_class.values() if v is not None]
+    return {
+        "num_examples": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1_macro": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "f1_weighted": float(
+            f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)
+        ),
+        "mcc": float(matthews_corrcoef(y_true, y_pred)) if len(y_true) else 0.0,
+        # One-vs-rest, macro-averaged over the classes present in the split.
+        "roc_auc_ovr": float(np.mean(defined_roc)) if defined_roc else None,
+        "pr_auc_ovr": float(np.mean(defined_pr)) if defined_pr else None,
+        "log_loss": _safe(log_loss, y_true, np.clip(probs, EPS, 1.0), labels=ids),
+        "ece": expected_calibration_error(probs, y_true),
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+                "roc_auc": roc_per_class.get(label),
+                "pr_auc": pr_per_class.get(label),
+            }
+            for i, label in enumerate(labels)
+        },
+    }
+
+
+def _thin(rows: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
+    if len(rows) <= max_points:
+        return rows
+    keep = np.unique(np.linspace(0, len(rows) - 1, max_points).round().astype(int))
+    return [rows[i] for i in keep]
+
+
+def micro_curves(
+    y_true: np.ndarray, probs: np.ndarray, num_classes: int, max_points: int = 200
+) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """Micro-averaged one-vs-rest PR and ROC curves: one line per run, so `dvc plots diff`
+    overlays experiments. Thinned to ``max_points`` points to keep the plot files small."""
+    onehot = one_hot(np.asarray(y_true, dtype=int), num_classes).ravel()
+    scores = probs.ravel()
+    if onehot.sum() == 0 or onehot.sum() == len(onehot):
+        return [], []
+    precision, recall, _ = precision_recall_curve(onehot, scores)
+    fpr, tpr, _ = roc_curve(onehot, scores)
+    pr = [
+        {"recall": round(float(r), 5), "precision": round(float(p), 5)}
+        for r, p in zip(recall[::-1], precision[::-1], strict=True)
+    ]
+    roc = [
+        {"fpr": round(float(f), 5), "tpr": round(float(t), 5)}
+        for f, t in zip(fpr, tpr, strict=True)
+    ]
+    return _thin(pr, max_points), _thin(roc, max_points)
+
+
+def percentile_ms(seconds: list[float], q: float) -> float | None:
+    return round(float(np.percentile(np.asarray(seconds) * 1000.0, q)), 3) if seconds else None
+
+
+def compare(model: dict[str, Any], baseline: dict[str, Any], keys: tuple[str, ...]) -> dict:
+    """model - baseline for each headline metric both define."""
+    out: dict[str, float | None] = {}
+    for key in keys:
+        a, b = model.get(key), baseline.get(key)
+        out[key] = None if a is None or b is None else round(float(a) - float(b), 6)
+    return out

@@ -1,0 +1,245 @@
+"""error_analysis: slices, robustness, label errors, attributions, previous metrics, report."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from finetune import error_analysis as EA
+from finetune import label_errors as L
+from finetune import robustness as R
+from finetune.errors import ConfigError
+from finetune.explain import integrated_gradients, merge_wordpieces
+from finetune.modeling import load_trained
+from finetune.report_html import SECTIONS
+from finetune.slices import bootstrap_ci, has_negation, length_bins, slice_metrics
+
+LABELS = ["account", "billing", "shipping"]
+
+
+def _preds(correct: list[bool], texts: list[str] | None = None, **cols: Any) -> pd.DataFrame:
+    n = len(correct)
+    return pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "text": texts or ["my card was charged"] * n,
+            "label": ["billing"] * n,
+            "correct": correct,
+            **cols,
+        }
+    )
+
+
+def test_negation_and_length_bins() -> None:
+    texts = pd.Series(["I can't log in", "not delivered", "nothing", "all good", "notable note"])
+    assert has_negation(texts).tolist() == [True, True, True, False, False]
+    bins = length_bins(pd.Series([1, 10, 11, 60]), [10, 25])
+    assert bins.tolist() == ["1-10 words", "1-10 words", "11-25 words", "26+ words"]
+
+
+def test_bootstrap_ci_brackets_the_mean() -> None:
+    values = np.array([1.0] * 80 + [0.0] * 20)
+    low, high = bootstrap_ci(values, 2000, np.random.default_rng(0))
+    assert 0.7 < low < 0.8 < high < 0.9
+
+
+def test_weak_slice_is_the_one_whose_ci_lies_below_overall() -> None:
+    correct = [True] * 60 + [False] * 15 + [True] * 5
+    channel = ["email"] * 60 + ["chat"] * 20
+    preds = _preds(correct, channel=channel, truncated=[False] * 80)
+    table = slice_metrics(preds, {"columns": ["channel"], "bootstrap": 500}, seed=0)
+    assert set(table["dimension"]) == {"length", "class", "negation", "truncation", "channel"}
+    weak = table[table["weak"]]
+    assert weak[["dimension", "slice"]].values.tolist() == [["channel", "chat"]]
+    chat = weak.iloc[0]
+    assert chat["n"] == 20 and chat["errors"] == 15 and chat["accuracy"] == 0.25
+    assert chat["ci_low"] <= 0.25 <= chat["ci_high"] < 0.8125
+
+
+def test_perturbations_change_what_they_should() -> None:
+    rng = random.Random(0)
+    typo = R.typos("please refund my payment today", rng)
+    assert typo != "please refund my payment today" and sorted(typo) == sorted(
+        "please refund my payment today"
+    )
+    assert R.casing("Hi there", rng) == "HI THERE"
+    assert R.punctuation("Hi, it's   broken!!", rng) == "Hi it's broken"
+    assert R.contractions("I can't log in, it's locked", rng) == "I cannot log in, it is locked"
+    assert R.contractions("I do not have it", rng) == "I don't have it"
+    assert R.person_names("Ask Sarah or sarah", rng) == "Ask Mei or sarah"
+    assert R.person_names("no names here", rng) == "no names here"
+    with pytest.raises(ConfigError, match=r"unknown test\(s\) \['spelling'\]"):
+        R.perturb(["x"], ["spelling"])
+
+
+def test_flip_rate_counts_only_changed_texts() -> None:
+    texts = ["refund please", "Sarah needs a refund", "parcel late"]
+    preds = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "text": texts,
+            "label_id": [1, 1, 2],
+            "predicted_id": [1, 1, 2],
+            "confidence": [0.9, 0.9, 0.9],
+            **{f"prob_{label}": [0.05, 0.05, 0.05] for label in LABELS},
+        }
+    )
+
+    def predict(batch: list[str]) -> np.ndarray:
+        """A name-sensitive keyword model: "Mei" makes it say account."""
+        out = np.full((len(batch), 3), 0.05)
+        for i, t in enumerate(batch):
+            out[i, 0 if "Mei" in t else (1 if "refund" in t.lower() else 2)] = 0.9
+        return out
+
+    table, examples = R.run_invariance(
+        preds, predict, LABELS, {"tests": ["person_names", "casing"]}
+    )
+    by = table.set_index("test")
+    assert by.loc["person_names", "applicable"] == 1 and by.loc["person_names", "flipped"] == 1
+    assert by.loc["person_names", "flip_rate"] == 1.0 and by.loc["person_names", "newly_wrong"] == 1
+    assert by.loc["casing", "applicable"] == 3 and by.loc["casing", "flip_rate"] == 0.0
+    (row,) = examples.to_dict("records")
+    assert row["perturbed_text"] == "Mei needs a refund"
+    assert row["perturbed_prediction"] == "account"
+
+
+def test_cleanlab_ranks_flipped_labels_first() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 8) * 6
+    y_true = np.repeat([0, 1, 2], 60)
+    emb = centres[y_true] + rng.normal(0, 1, size=(180, 8))
+    given = y_true.copy()
+    flipped = [3, 70, 130, 150]
+    given[flipped] = (given[flipped] + 1) % 3
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(180)], "text": ["t"] * 180})
+    probs = L.cross_validated_probs(emb, given, folds=5, seed=0)
+    assert probs.shape == (180, 3) and np.allclose(probs.sum(1), 1)
+    ranked = L.rank_label_issues(frame, given, probs, LABELS)
+    assert set(ranked["id"].head(4)) == {f"r{i}" for i in flipped}
+    assert ranked["rank"].tolist()[:2] == [1, 2]
+    top = ranked.iloc[0]
+    assert top["suggested_label"] == LABELS[y_true[int(top["id"][1:])]]
+    manifest = pd.DataFrame({"id": ["r3", "r70", "r999"]})
+    recall = L.manifest_recall(ranked, manifest, set(frame["id"]))
+    assert recall == {"known_in_scope": 2, "found_in_top_2x": 2, "recall_at_2x": 1.0, "found": 2}
+
+
+def test_merge_wordpieces() -> None:
+    merged = merge_wordpieces(["re", "##fund", "my", "▁card"], np.array([0.5, 0.25, -1.0, 0.1]))
+    assert merged == [("refund", 0.75), ("my", -1.0), ("card", 0.1)]
+
+
+def test_integrated_gradients_on_the_tiny_model(pipeline_cfg: dict[str, Any]) -> None:
+    model, tokenizer = load_trained(pipeline_cfg["paths"]["model_dir"])
+    (words,) = integrated_gradients(model, tokenizer, ["refund my card please"], [1], 32, 8)
+    assert [w for w, _ in words] == ["refund", "my", "card", "please"]
+    assert max(abs(s) for _, s in words) == pytest.approx(1.0)
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def test_previous_metrics_from_git_head_via_dvc_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    md5 = "0123456789abcdef0123456789abcdef"
+    lock = {"stages": {"evaluate": {"outs": [{"path": "reports/m.json", "md5": md5}]}}}
+    Path("dvc.lock").write_text(json.dumps(lock))
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "dvc.lock")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    assert EA.metrics_at_git_head("reports/m.json") is None  # not in the cache
+    cached = tmp_path / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    cached.parent.mkdir(parents=True)
+    cached.write_text('{"f1_macro": 0.5}')
+    assert EA.metrics_at_git_head(tmp_path / "reports/m.json") == {"f1_macro": 0.5}
+    found, source = EA.previous_metrics("reports/m.json", "auto", None)
+    assert found == {"f1_macro": 0.5} and "git HEAD" in source
+    table = EA.compare_headline({"f1_macro": 0.6, "accuracy": 0.7}, found)
+    f1 = table.set_index("metric").loc["f1_macro"]
+    assert f1["change"] == pytest.approx(0.1) and pd.isna(
+        table.set_index("metric").loc["accuracy", "previous"]
+    )
+
+
+def test_next_steps_are_derived_from_findings() -> None:
+    slices = pd.DataFrame(
+        [
+            {"dimension": "channel", "slice": "chat", "n": 20, "errors": 15, "accuracy": 0.25,
+             "ci_low": 0.1, "ci_high": 0.45, "gap_vs_overall": -0.5, "weak": True},
+        ]
+    )  # fmt: skip
+    pairs = pd.DataFrame(
+        [
+            {
+                "true_label": "billing",
+                "predicted_label": "account",
+                "count": 4,
+                "share_of_errors": 0.5,
+            }
+        ]
+    )
+    issues = pd.DataFrame({"id": ["r1", "r2"]})
+    rob = pd.DataFrame([{"test": "typos", "applicable": 50, "flipped": 5, "flip_rate": 0.1}])
+    attrs = [{"top_word": "refund"}, {"top_word": "Refund"}]
+    ev = {"ece": 0.2, "ece_temperature_scaled": 0.05, "temperature": 2.0,
+          "delta_vs_baseline": {"f1_macro": -0.02}}  # fmt: skip
+    comp = pd.DataFrame([{"metric": "f1_macro", "change": -0.05}])
+    steps = EA.next_steps({"accuracy": 0.75}, pairs, slices, issues, rob, attrs, ev, comp)
+    text = "\n".join(steps)
+    assert steps[0].startswith("Macro-F1 dropped by 0.050")
+    for needle in ("2 labelled rows", "channel = chat", "billing → account", "10.0% of",
+                   "'refund' (2×)", "T=2.00", "TF-IDF baseline by only -0.020"):  # fmt: skip
+        assert needle in text, needle
+
+
+def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
+    paths = pipeline_cfg["paths"]
+    page = Path(paths["error_report_html"]).read_text()
+    for sid, _ in SECTIONS:
+        assert f'<section id="{sid}">' in page, sid
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "no network resources"
+    assert "<script" not in page
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) >= 3  # confusion matrix, slices, robustness
+    assert 'class="attr"' in page  # at least one highlighted explanation
+    tables = Path(paths["error_tables"])
+    for name in ("errors", "confusion_pairs", "slices", "label_issues_test", "label_issues_cv",
+                 "robustness", "robustness_examples", "comparison"):  # fmt: skip
+        assert (tables / f"{name}.csv").is_file(), name
+    slices = pd.read_csv(tables / "slices.csv")
+    assert {"length", "class", "negation", "truncation", "channel"} <= set(slices["dimension"])
+    rob = pd.read_csv(tables / "robustness.csv")
+    assert set(rob["test"]) == {"typos", "casing", "punctuation", "contractions", "person_names"}
+    attributions = json.loads((tables / "attributions.json").read_text())
+    preds = pd.read_parquet(paths["predictions"])
+    assert len(attributions) == min(20, int((~preds["correct"]).sum()))
+    summary = json.loads(Path(paths["error_metrics"]).read_text())
+    assert summary["num_errors"] == int((~preds["correct"]).sum())
+    queue = pd.read_csv(tables / "label_issues_cv.csv")
+    assert summary["label_issues_cv"] == int(queue["flagged"].sum())
+    labelled = sum(
+        len(pd.read_parquet(Path(paths["processed_dir"]) / f"{name}.parquet"))
+        for name in ("train", "validation", "test")
+    )
+    assert len(queue) == min(pipeline_cfg["error_analysis"]["label_errors"]["queue"], labelled)
+    assert queue["flagged"].is_monotonic_decreasing  # flagged rows first, then the queue
+    assert "flip_rate_typos" in summary and "weak_slices" in summary
+    mlflow.set_tracking_uri(pipeline_cfg["tracking"]["uri"])
+    run_id = json.loads(Path(paths["run_info"]).read_text())["run_id"]
+    names = {a.path for a in MlflowClient().list_artifacts(run_id, "error_analysis")}
+    assert {"error_analysis/report.html", "error_analysis/tables"} <= names

@@ -1,0 +1,92 @@
+"""The error-analysis report in a real browser: headless Chromium renders every section offline."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from finetune.report_html import SECTIONS
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p), None)
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM or not Path(CHROMIUM).exists(),
+    reason="Debian's chromium is not installed (.ci/run installs it)",
+)
+
+# Appended to a copy of the report: the browser itself says what rendered.
+CHECK = """<script>
+const sections = {};
+for (const id of %s) {
+  const el = document.getElementById(id);
+  sections[id] = el ? {height: el.offsetHeight, text: el.innerText.length} : null;
+}
+const images = [...document.images].map(i => ({ok: i.complete && i.naturalWidth > 0,
+  width: i.naturalWidth, alt: i.alt}));
+const pre = document.createElement("pre");
+pre.id = "render-check";
+pre.textContent = JSON.stringify({sections, images});
+document.body.appendChild(pre);
+</script>"""
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+    ]
+    return subprocess.run(
+        [str(CHROMIUM), *flags, *args], capture_output=True, text=True, timeout=120, check=True
+    )
+
+
+def assert_report_renders(report: Path, workdir: Path) -> Path:
+    """Every section present, non-empty and laid out; every image decoded; a non-blank
+    screenshot. Returns the screenshot's path."""
+    from PIL import Image
+
+    ids = [sid for sid, _ in SECTIONS]
+    probe = workdir / "probe.html"
+    probe.write_text(report.read_text().replace("</body>", CHECK % json.dumps(ids) + "</body>"))
+    dom = chromium(
+        "--dump-dom", "--virtual-time-budget=10000", probe.as_uri(), profile=workdir / "p1"
+    ).stdout
+    found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.S)
+    assert found, "the check script did not run"
+    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    for sid in ids:
+        section = result["sections"][sid]
+        assert section is not None, f"section #{sid} missing"
+        assert section["height"] > 40 and section["text"] > 20, f"section #{sid} is empty"
+    assert result["images"], "no images in the report"
+    for img in result["images"]:
+        assert img["ok"] and img["width"] > 50, f"image {img['alt']!r} did not decode"
+    shot = workdir / "report.png"
+    chromium(
+        f"--screenshot={shot}", "--window-size=1280,2400", report.as_uri(), profile=workdir / "p2"
+    )
+    image = Image.open(shot).convert("L")
+    assert image.size == (1280, 2400)
+    histogram = image.histogram()
+    non_white = 1 - histogram[255] / sum(histogram)
+    dark = sum(histogram[:100]) / sum(histogram)
+    assert non_white > 0.2 and dark > 0.005, "the screenshot looks blank"
+    return shot
+
+
+def test_report_renders_in_headless_chromium(pipeline_cfg: dict[str, Any], tmp_path: Path) -> None:
+    report = Path(pipeline_cfg["paths"]["error_report_html"])
+    assert_report_renders(report, tmp_path)
