@@ -1,0 +1,221 @@
+"""``finetune`` command line: retrain, promote, predict, aliases.
+
+Exit codes: 0 success (also "no new data" and "gate kept the champion"), 1 failure (the
+champion is unchanged), 2 bad usage, 75 another retrain holds the lock (nothing was done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from finetune.errors import PipelineError
+
+log = logging.getLogger("finetune")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _load_cfg(repo: str | None) -> tuple[Path, dict[str, Any]]:
+    from finetune.config import find_repo_root, load_params
+
+    root = find_repo_root(repo)
+    os.chdir(root)  # every path in params.yaml is relative to the repository root
+    return root, load_params(root)
+
+
+def _gate_spec(cfg: dict[str, Any], args: argparse.Namespace) -> Any:
+    from finetune.registry import GateSpec
+
+    promotion = dict(cfg.get("promotion") or {})
+    if args.min_f1_gain is not None:
+        promotion["min_f1_gain"] = args.min_f1_gain
+    if args.max_recall_drop is not None:
+        promotion["max_recall_drop"] = args.max_recall_drop
+    return GateSpec.from_config(promotion)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from finetune.retrain import EXIT_LOCKED, RetrainLocked, RetrainSpec, retrain
+
+    root, cfg = _load_cfg(args.repo)
+    spec = RetrainSpec.from_config(cfg.get("retrain"))
+    if args.wait is not None:
+        spec = replace(spec, lock_timeout_s=args.wait)
+    if args.push:
+        spec = replace(spec, push=True)
+    try:
+        result = retrain(root, cfg, spec, _gate_spec(cfg, args))
+    except RetrainLocked as exc:
+        log.warning("%s", exc)
+        return EXIT_LOCKED
+    summary = {
+        "no-new-data": "no new data: nothing to do",
+        "no-new-rows": "new file(s) held no new rows: nothing retrained",
+        "promoted": f"challenger v{result.challenger_version} PROMOTED to champion",
+        "kept": f"challenger v{result.challenger_version} not promoted; champion stays "
+        f"v{result.champion_version}",
+        "already-champion": f"v{result.challenger_version} is already the champion",
+    }[result.status]
+    log.info("retrain: %s%s", summary, f" ({result.reason})" if result.reason else "")
+    return EXIT_OK
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from finetune.registry import apply_gate
+
+    _, cfg = _load_cfg(args.repo)
+    result = apply_gate(cfg, _gate_spec(cfg, args))
+    if result.decision is None:
+        log.info("promote: %s", result.skipped)
+    else:
+        log.info(
+            "promote: v%s %s (%s); champion is v%s",
+            result.challenger_version,
+            result.decision.outcome,
+            result.decision.reason,
+            result.champion_after,
+        )
+    return EXIT_OK
+
+
+def cmd_aliases(args: argparse.Namespace) -> int:
+    from finetune import registry
+
+    _, cfg = _load_cfg(args.repo)
+    name = registry.model_name(cfg["tracking"])
+    client = registry.client(cfg["tracking"])
+    for alias in (registry.CHAMPION, registry.CHALLENGER):
+        version = registry.alias_version(client, name, alias)
+        line = f"models:/{name}@{alias} -> " + (
+            f"version {version.version} (run {version.run_id})" if version else "not set"
+        )
+        sys.stdout.write(line + "\n")
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from finetune.predict import run_predict
+
+    tracking_uri = args.tracking_uri
+    model = args.model
+    if model.startswith(("models:/", "runs:/")) and not tracking_uri:
+        # The project's store, as the pipeline uses it, when run inside the repository.
+        from finetune.config import find_repo_root
+        from finetune.errors import ConfigError
+        from finetune.tracking import STORE_DIR
+
+        try:
+            root = find_repo_root(args.repo)
+            if not os.environ.get("MLFLOW_TRACKING_URI"):
+                tracking_uri = f"sqlite:///{root / STORE_DIR / 'mlflow.db'}"
+        except ConfigError:
+            pass
+    run_predict(
+        model,
+        args.input,
+        args.output,
+        text_column=args.text_column,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        input_format=args.input_format,
+        output_format=args.output_format,
+        tracking_uri=tracking_uri,
+    )
+    if args.output not in (None, "-"):
+        log.info("predictions written to %s", args.output)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def repo_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--repo", help="repository root (default: found from the cwd)")
+
+    def gate_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--min-f1-gain", type=float, help="override promotion.min_f1_gain")
+        p.add_argument("--max-recall-drop", type=float, help="override promotion.max_recall_drop")
+
+    p = sub.add_parser(
+        "retrain",
+        help="ingest new data, dvc repro, apply the promotion gate (for cron/CI)",
+        description="Ingest new files from retrain.incoming, run `dvc repro`, apply the gate. "
+        "Exit 0: done or nothing to do; 1: failed (champion unchanged); 75: another retrain runs.",
+    )
+    repo_arg(p)
+    gate_args(p)
+    p.add_argument("--wait", type=float, help="seconds to wait for a running retrain's lock")
+    p.add_argument("--push", action="store_true", help="dvc push data and models on success")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("promote", help="apply the promotion gate to the current challenger")
+    repo_arg(p)
+    gate_args(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("aliases", help="show which versions are champion and challenger")
+    repo_arg(p)
+    p.set_defaults(func=cmd_aliases)
+
+    p = sub.add_parser(
+        "predict",
+        help="predict a CSV/JSONL file with class probabilities",
+        description="Rows with an empty text get status=empty and no prediction; texts longer "
+        "than --max-length tokens are truncated (status=truncated). Input order is kept.",
+    )
+    p.add_argument(
+        "-m",
+        "--model",
+        required=True,
+        help="model directory (models/model) or MLflow URI (models:/support-router@champion)",
+    )
+    p.add_argument("-i", "--input", required=True, help="input .csv or .jsonl")
+    p.add_argument("-o", "--output", help="output .csv or .jsonl (default: JSONL on stdout)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=128, help="tokens; longer texts truncated")
+    p.add_argument("--input-format", choices=["auto", "csv", "jsonl"], default="auto")
+    p.add_argument("--output-format", choices=["auto", "csv", "jsonl"], default="auto")
+    p.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: the repo's)")
+    repo_arg(p)
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else os.environ.get("FINETUNE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        return int(args.func(args))
+    except PipelineError as exc:
+        log.error("finetune %s failed: %s", args.command, exc)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        log.error("finetune %s interrupted", args.command)
+        return 130
+    except Exception:
+        log.exception("finetune %s failed with an unexpected error", args.command)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

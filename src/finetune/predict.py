@@ -1,0 +1,216 @@
+"""Batch prediction: CSV or JSONL in, one row per input with class probabilities out.
+
+The model comes from a directory saved by the train stage (``models/model``) or from the
+registry (``models:/support-router@champion``, ``models:/support-router/3``, ``runs:/<id>/model``).
+
+Behaviour for awkward inputs (documented in the README, tested):
+
+- **empty** texts (missing, empty or only whitespace) are not sent to the model: their row is
+  kept, ``status`` is ``empty`` and ``predicted``/``confidence``/``prob_*`` are empty (null).
+- **overlong** texts are truncated to ``max_length`` tokens (what training saw too) and predicted
+  from that prefix; their ``status`` is ``truncated``. Texts longer than
+  ``max_length * CHARS_PER_TOKEN_CAP`` characters are cut before tokenizing, so one huge input
+  cannot stall a batch.
+- everything else has ``status`` ``ok``. Input order is kept; batches are sorted by length.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+
+from finetune.errors import DataError, ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("csv", "jsonl")
+CHARS_PER_TOKEN_CAP = 20
+STATUS_OK, STATUS_EMPTY, STATUS_TRUNCATED = "ok", "empty", "truncated"
+
+
+def detect_format(path: str | Path, fmt: str | None = None) -> str:
+    if fmt and fmt != "auto":
+        if fmt not in FORMATS:
+            raise DataError(f"format {fmt!r} is not supported: use one of {FORMATS}")
+        return fmt
+    suffix = Path(str(path)).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in {".jsonl", ".ndjson", ".json"}:
+        return "jsonl"
+    raise DataError(
+        f"{path}: cannot tell the format from the extension {suffix!r}: "
+        f"name it .csv or .jsonl, or pass --format {{csv,jsonl}}"
+    )
+
+
+def read_inputs(
+    path: str | Path, text_column: str = "text", fmt: str | None = None
+) -> pd.DataFrame:
+    """The input table, all columns kept as strings; the text column must exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"input file {path} does not exist")
+    kind = detect_format(path, fmt)
+    try:
+        if kind == "csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_json(path, lines=True, dtype=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read it as {kind}: {exc}") from exc
+    if len(df.columns) == 0 and kind == "csv":
+        raise DataError(f"{path} is empty: expected a header with a {text_column!r} column")
+    if len(df) and text_column not in df.columns:
+        raise DataError(
+            f"{path}: no column {text_column!r} (columns: {list(df.columns)}); "
+            "pass --text-column NAME"
+        )
+    if text_column not in df.columns:
+        df[text_column] = pd.Series(dtype=str)
+    return df
+
+
+def clean_texts(values: pd.Series) -> list[str]:
+    """None/NaN -> "", everything else as str, whitespace stripped."""
+    out = []
+    for value in values.tolist():
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            out.append("")
+        else:
+            out.append(str(value).strip())
+    return out
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    labels: list[str]
+    source: str
+
+
+def load(source: str, tracking_uri: str | None = None) -> LoadedModel:
+    """A model directory, or an MLflow ``models:/`` / ``runs:/`` URI (transformers flavour)."""
+    from finetune.modeling import load_trained
+
+    if source.startswith(("models:/", "runs:/")):
+        import mlflow
+
+        from finetune import registry, tracking
+
+        mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
+        model, tokenizer = registry.load_version(source)
+    elif Path(source).is_dir():
+        model, tokenizer = load_trained(source)
+    else:
+        raise ModelNotFoundError(
+            f"model {source!r} is neither a directory nor a models:/ or runs:/ URI "
+            "(e.g. models/model or models:/support-router@champion)"
+        )
+    labels = [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))]
+    return LoadedModel(model, tokenizer, labels, source)
+
+
+def effective_max_length(loaded: LoadedModel, max_length: int) -> int:
+    """``max_length`` capped at what the model's position embeddings allow."""
+    cap = getattr(loaded.model.config, "max_position_embeddings", None) or max_length
+    return max(2, min(int(max_length), int(cap)))
+
+
+def predict_frame(
+    df: pd.DataFrame,
+    loaded: LoadedModel,
+    text_column: str = "text",
+    batch_size: int = 64,
+    max_length: int = 128,
+) -> pd.DataFrame:
+    """``df`` plus predicted, confidence, status and one ``prob_<label>`` column per class."""
+    from finetune.inference import predict_proba
+
+    max_length = effective_max_length(loaded, max_length)
+    texts = clean_texts(df[text_column]) if len(df) else []
+    char_cap = max_length * CHARS_PER_TOKEN_CAP
+    status = np.array([STATUS_EMPTY if not t else STATUS_OK for t in texts], dtype=object)
+    keep = [i for i, t in enumerate(texts) if t]
+    clipped = [texts[i][:char_cap] for i in keep]
+    if clipped:
+        counts = loaded.tokenizer(clipped, truncation=False, add_special_tokens=True)["input_ids"]
+        for i, text, ids in zip(keep, clipped, counts, strict=True):
+            if len(ids) > max_length or len(text) < len(texts[i]):
+                status[i] = STATUS_TRUNCATED
+    began = time.perf_counter()
+    preds = predict_proba(loaded.model, loaded.tokenizer, clipped, batch_size, max_length)
+    seconds = time.perf_counter() - began
+    probs = np.full((len(texts), len(loaded.labels)), np.nan, dtype=np.float64)
+    if keep:
+        probs[keep] = preds.probabilities
+    out = df.copy()
+    predicted: list[str | None] = [None] * len(texts)
+    confidence = np.full(len(texts), np.nan)
+    for row, p in zip(keep, preds.probabilities, strict=True):
+        predicted[row] = loaded.labels[int(np.argmax(p))]
+        confidence[row] = float(np.max(p))
+    out["predicted"] = predicted
+    out["confidence"] = confidence
+    out["status"] = status
+    for j, label in enumerate(loaded.labels):
+        out[f"prob_{label}"] = probs[:, j]
+    log.info(
+        "predicted %d texts in %.2f s (%d empty, %d truncated to %d tokens)",
+        len(keep),
+        seconds,
+        int((status == STATUS_EMPTY).sum()),
+        int((status == STATUS_TRUNCATED).sum()),
+        max_length,
+    )
+    return out
+
+
+def write_outputs(df: pd.DataFrame, path: str | Path | None, fmt: str | None = None) -> None:
+    """CSV or JSONL (missing values empty / null); ``path`` None or "-": JSONL on stdout."""
+    if path in (None, "-"):
+        _write_jsonl(df, sys.stdout)
+        return
+    kind = detect_format(path, fmt)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "csv":
+        df.to_csv(path, index=False)
+    else:
+        with path.open("w", encoding="utf-8") as fh:
+            _write_jsonl(df, fh)
+
+
+def _write_jsonl(df: pd.DataFrame, fh: TextIO) -> None:
+    for record in df.to_dict(orient="records"):
+        clean = {
+            k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in record.items()
+        }
+        fh.write(json.dumps(clean, ensure_ascii=False, default=str) + "\n")
+
+
+def run_predict(
+    source: str,
+    input_path: str | Path,
+    output_path: str | Path | None,
+    text_column: str = "text",
+    batch_size: int = 64,
+    max_length: int = 128,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    tracking_uri: str | None = None,
+) -> pd.DataFrame:
+    df = read_inputs(input_path, text_column, input_format)
+    loaded = load(source, tracking_uri)
+    out = predict_frame(df, loaded, text_column, batch_size, max_length)
+    write_outputs(out, output_path, output_format)
+    return out

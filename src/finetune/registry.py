@@ -1,0 +1,449 @@
+"""Model registry lifecycle: ``challenger``/``champion`` aliases and the promotion gate.
+
+Every trained model is a new version of ``tracking.registered_model_name``. Right after
+training, the new version gets the alias ``challenger`` (the newest); the first version ever
+also becomes ``champion`` (there is nothing to compare it with). The promotion gate evaluates
+the challenger and the champion on the SAME current test split and promotes only when:
+
+- challenger macro-F1 - champion macro-F1 >= ``promotion.min_f1_gain``, and
+- no class's recall drops by more than ``promotion.max_recall_drop``.
+
+The decision and the numbers go to run tags (``promotion.*`` on the challenger's run), model
+version tags, and a short report (``paths.promotion_report`` + ``paths.promotion_decision``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetune.errors import ConfigError, ModelNotFoundError, PipelineError
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TAG_PREFIX = "promotion."
+
+
+class PromotionError(PipelineError):
+    """The gate could not be applied (no challenger, model not loadable, ...)."""
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    min_f1_gain: float = 0.005
+    max_recall_drop: float = 0.05
+    split: str = "test"
+
+    @classmethod
+    def from_config(cls, promotion: Mapping[str, Any] | None) -> GateSpec:
+        promotion = dict(promotion or {})
+        unknown = sorted(set(promotion) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(
+                f"promotion: unknown option(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
+            )
+        spec = cls(**promotion)
+        for name in ("min_f1_gain", "max_recall_drop"):
+            value = getattr(spec, name)
+            if not isinstance(value, int | float) or not -1 <= value <= 1 or math.isnan(value):
+                raise ConfigError(f"promotion.{name}={value!r} must be a number in [-1, 1]")
+        return spec
+
+
+@dataclass
+class ModelScore:
+    """What the gate looks at for one model on one split."""
+
+    version: str
+    f1_macro: float
+    accuracy: float
+    recall: dict[str, float]
+    num_examples: int
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reason: str
+    challenger: ModelScore
+    champion: ModelScore | None
+    min_f1_gain: float
+    max_recall_drop: float
+    f1_gain: float | None = None
+    recall_drops: dict[str, float] = field(default_factory=dict)
+    worst_class: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        return "promoted" if self.promote else "kept"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, **asdict(self)}
+
+
+def decide(challenger: ModelScore, champion: ModelScore | None, spec: GateSpec) -> Decision:
+    """The gate, a pure function of the two scores (the champion None: the first model)."""
+    if champion is None:
+        return Decision(
+            True,
+            "first model: there is no champion yet",
+            challenger,
+            None,
+            spec.min_f1_gain,
+            spec.max_recall_drop,
+        )
+    gain = challenger.f1_macro - champion.f1_macro
+    # A class the champion never saw counts as recall 0 for it (so it cannot "drop").
+    drops = {
+        label: champion.recall.get(label, 0.0) - challenger.recall.get(label, 0.0)
+        for label in sorted(set(challenger.recall) | set(champion.recall))
+    }
+    worst = max(drops, key=lambda k: drops[k]) if drops else None
+    decision = Decision(
+        False,
+        "",
+        challenger,
+        champion,
+        spec.min_f1_gain,
+        spec.max_recall_drop,
+        f1_gain=gain,
+        recall_drops=drops,
+        worst_class=worst,
+    )
+    # A tiny tolerance so that "gain == margin" is not lost to float rounding.
+    eps = 1e-9
+    if gain + eps < spec.min_f1_gain:
+        decision.reason = (
+            f"macro-F1 gain {gain:+.4f} ({challenger.f1_macro:.4f} vs {champion.f1_macro:.4f}) "
+            f"is below the required {spec.min_f1_gain:+.4f}"
+        )
+    elif worst is not None and drops[worst] > spec.max_recall_drop + eps:
+        decision.reason = (
+            f"recall of class {worst!r} drops by {drops[worst]:.4f} "
+            f"({champion.recall.get(worst, 0.0):.4f} -> {challenger.recall.get(worst, 0.0):.4f}), "
+            f"more than the allowed {spec.max_recall_drop:.4f}"
+        )
+    else:
+        decision.promote = True
+        decision.reason = (
+            f"macro-F1 gain {gain:+.4f} >= {spec.min_f1_gain:+.4f} and no class recall drops by "
+            f"more than {spec.max_recall_drop:.4f}"
+        )
+    return decision
+
+
+def score(
+    version: str, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> ModelScore:
+    """Macro-F1, accuracy and per-class recall over ``labels`` (the split's classes)."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    labels = list(labels)
+    recalls = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return ModelScore(
+        version=str(version),
+        f1_macro=float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        accuracy=float(accuracy_score(y_true, y_pred)),
+        recall={label: float(r) for label, r in zip(labels, recalls, strict=True)},
+        num_examples=len(y_true),
+    )
+
+
+# --------------------------------------------------------------------------- MLflow registry
+
+
+def client(tracking_cfg: Mapping[str, Any]) -> Any:
+    """An MlflowClient on the project's store (same resolution as the pipeline)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from finetune import tracking
+
+    uri = tracking.tracking_uri(tracking_cfg.get("uri"))
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def model_name(tracking_cfg: Mapping[str, Any]) -> str:
+    name = tracking_cfg.get("registered_model_name")
+    if not name:
+        raise ConfigError(
+            "tracking.registered_model_name is null: the registry lifecycle (aliases, "
+            "promotion, models:/ URIs) needs a registered model name in conf/tracking/"
+        )
+    return str(name)
+
+
+def version_for_run(mlflow_client: Any, name: str, run_id: str) -> Any | None:
+    """The registered version of ``name`` logged by ``run_id`` (newest if several)."""
+    versions = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if not versions:
+        return None
+    return max(versions, key=lambda v: int(v.version))
+
+
+def alias_version(mlflow_client: Any, name: str, alias: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def record_decision(mlflow_client: Any, name: str, decision: Decision) -> None:
+    """Tags on the challenger's run and model version: outcome, reason and the numbers."""
+    version = mlflow_client.get_model_version(name, decision.challenger.version)
+    tags = decision_tags(decision)
+    for key, value in tags.items():
+        mlflow_client.set_tag(version.run_id, key, value)
+        mlflow_client.set_model_version_tag(name, version.version, key, value)
+
+
+def decision_tags(decision: Decision) -> dict[str, str]:
+    tags = {
+        "outcome": decision.outcome,
+        "reason": decision.reason,
+        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "challenger_version": decision.challenger.version,
+        "challenger_f1_macro": f"{decision.challenger.f1_macro:.6f}",
+        "min_f1_gain": str(decision.min_f1_gain),
+        "max_recall_drop": str(decision.max_recall_drop),
+        "num_examples": str(decision.challenger.num_examples),
+    }
+    if decision.champion is not None:
+        tags.update(
+            {
+                "champion_version": decision.champion.version,
+                "champion_f1_macro": f"{decision.champion.f1_macro:.6f}",
+                "f1_gain": f"{decision.f1_gain:.6f}",
+                "worst_recall_class": str(decision.worst_class),
+                "worst_recall_drop": f"{decision.recall_drops.get(decision.worst_class, 0):.6f}",
+            }
+        )
+    # MLflow tag values are limited in length; keep the reason readable but bounded.
+    return {f"{TAG_PREFIX}{k}": str(v)[:4000] for k, v in tags.items()}
+
+
+def mark_challenger(tracking_cfg: Mapping[str, Any], run_id: str) -> str | None:
+    """Right after training: the run's new version becomes ``challenger``; the first, also
+    ``champion``. Returns the version, or None when models are not registered."""
+    if not tracking_cfg.get("registered_model_name") or not tracking_cfg.get("log_model", True):
+        return None
+    name = model_name(tracking_cfg)
+    mlflow_client = client(tracking_cfg)
+    version = version_for_run(mlflow_client, name, run_id)
+    if version is None:
+        log.warning("run %s registered no version of %r; no alias set", run_id, name)
+        return None
+    mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
+    log.info("model %s version %s is the challenger", name, version.version)
+    if alias_version(mlflow_client, name, CHAMPION) is None:
+        mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
+        empty = ModelScore(str(version.version), math.nan, math.nan, {}, 0)
+        decision = decide(empty, None, GateSpec())
+        for key, value in {
+            "outcome": decision.outcome,
+            "reason": decision.reason,
+            "challenger_version": str(version.version),
+        }.items():
+            mlflow_client.set_tag(run_id, f"{TAG_PREFIX}{key}", value)
+            mlflow_client.set_model_version_tag(name, version.version, f"{TAG_PREFIX}{key}", value)
+        log.info("model %s version %s is the first model: now champion", name, version.version)
+    return str(version.version)
+
+
+# --------------------------------------------------------------------------- evaluating versions
+
+
+def load_version(model_uri: str) -> tuple[Any, Any]:
+    """Model and tokenizer of a registered transformers-flavour model (``models:/...``)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        parts = mlflow.transformers.load_model(model_uri, return_type="components")
+    except (MlflowException, OSError) as exc:
+        raise ModelNotFoundError(f"cannot load {model_uri}: {exc}") from exc
+    model = parts["model"]
+    model.eval()
+    return model, parts["tokenizer"]
+
+
+def predict_labels(
+    model: Any, tokenizer: Any, texts: list[str], batch_size: int, max_length: int
+) -> list[str]:
+    from finetune.inference import predict_proba
+
+    preds = predict_proba(model, tokenizer, texts, batch_size, max_length)
+    id2label = model.config.id2label
+    return [str(id2label[int(i)]) for i in np.asarray(preds.predicted)]
+
+
+def score_version(
+    model_uri: str,
+    version: str,
+    texts: list[str],
+    y_true: list[str],
+    batch_size: int,
+    max_length: int,
+) -> ModelScore:
+    model, tokenizer = load_version(model_uri)
+    y_pred = predict_labels(model, tokenizer, texts, batch_size, max_length)
+    labels = sorted(set(y_true))
+    return score(version, y_true, y_pred, labels)
+
+
+@dataclass
+class GateResult:
+    decision: Decision | None
+    challenger_version: str
+    champion_before: str | None
+    champion_after: str | None
+    report_path: Path | None = None
+    skipped: str | None = None
+
+
+def apply_gate(cfg: Mapping[str, Any], spec: GateSpec | None = None) -> GateResult:
+    """Compare ``challenger`` with ``champion`` on the current split; move the alias if it wins.
+
+    Writes the report (markdown + JSON) and the tags. The champion alias only ever moves after
+    the decision is made and recorded: any error leaves it where it was.
+    """
+    from finetune.splits import load_split
+
+    paths, tracking_cfg = cfg["paths"], cfg["tracking"]
+    spec = spec or GateSpec.from_config(cfg.get("promotion"))
+    name = model_name(tracking_cfg)
+    mlflow_client = client(tracking_cfg)
+    challenger = alias_version(mlflow_client, name, CHALLENGER)
+    if challenger is None:
+        raise PromotionError(
+            f"registered model {name!r} has no {CHALLENGER!r} alias: train a model first "
+            "(`dvc repro`)"
+        )
+    champion = alias_version(mlflow_client, name, CHAMPION)
+    champion_before = str(champion.version) if champion else None
+    if champion is not None and str(champion.version) == str(challenger.version):
+        run_tags = mlflow_client.get_run(challenger.run_id).data.tags
+        log.info(
+            "version %s is both challenger and champion (%s); nothing to compare",
+            challenger.version,
+            run_tags.get(f"{TAG_PREFIX}reason", "already promoted"),
+        )
+        return GateResult(
+            None,
+            str(challenger.version),
+            champion_before,
+            champion_before,
+            skipped=f"version {challenger.version} is already the champion",
+        )
+
+    df = load_split(paths["processed_dir"], spec.split)
+    texts = df["text"].astype(str).tolist()
+    y_true = df["label"].astype(str).tolist()
+    batch_size = int(cfg.get("evaluate", {}).get("batch_size", 64))
+    max_length = int(cfg["model"]["max_length"])
+    log.info(
+        "promotion gate on the %s split (%d examples): challenger v%s vs champion %s",
+        spec.split,
+        len(df),
+        challenger.version,
+        f"v{champion.version}" if champion else "none",
+    )
+    challenger_score = score_version(
+        f"models:/{name}@{CHALLENGER}",
+        str(challenger.version),
+        texts,
+        y_true,
+        batch_size,
+        max_length,
+    )
+    champion_score = (
+        score_version(
+            f"models:/{name}@{CHAMPION}",
+            str(champion.version),
+            texts,
+            y_true,
+            batch_size,
+            max_length,
+        )
+        if champion is not None
+        else None
+    )
+    decision = decide(challenger_score, champion_score, spec)
+    record_decision(mlflow_client, name, decision)
+    report = write_report(decision, name, spec, paths)
+    if report is not None:
+        mlflow_client.log_artifact(challenger.run_id, str(report), "promotion")
+    if decision.promote:
+        mlflow_client.set_registered_model_alias(name, CHAMPION, challenger.version)
+    after = str(challenger.version) if decision.promote else champion_before
+    log.info(
+        "promotion: %s (v%s): %s; champion is v%s",
+        decision.outcome,
+        challenger.version,
+        decision.reason,
+        after,
+    )
+    return GateResult(decision, str(challenger.version), champion_before, after, report)
+
+
+def render_report(decision: Decision, name: str, spec: GateSpec) -> str:
+    ch, cp = decision.challenger, decision.champion
+    lines = [
+        f"# Promotion decision: {name} v{ch.version} {decision.outcome.upper()}",
+        "",
+        f"- when: {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"- split: {spec.split} ({ch.num_examples} examples, evaluated for both models now)",
+        f"- rule: macro-F1 gain >= {spec.min_f1_gain:+.4f} and no class recall drop > "
+        f"{spec.max_recall_drop:.4f}",
+        f"- reason: {decision.reason}",
+        "",
+    ]
+    if cp is None:
+        lines += [
+            f"Challenger v{ch.version}: macro-F1 {ch.f1_macro:.4f}, accuracy "
+            f"{ch.accuracy:.4f}. There was no champion.",
+            "",
+        ]
+        return "\n".join(lines)
+    lines += [
+        f"| | challenger v{ch.version} | champion v{cp.version} | change |",
+        "|---|---|---|---|",
+        f"| macro-F1 | {ch.f1_macro:.4f} | {cp.f1_macro:.4f} | {ch.f1_macro - cp.f1_macro:+.4f} |",
+        f"| accuracy | {ch.accuracy:.4f} | {cp.accuracy:.4f} | {ch.accuracy - cp.accuracy:+.4f} |",
+    ]
+    for label in sorted(decision.recall_drops):
+        a, b = ch.recall.get(label, 0.0), cp.recall.get(label, 0.0)
+        lines.append(f"| recall {label} | {a:.4f} | {b:.4f} | {a - b:+.4f} |")
+    return "\n".join([*lines, ""])
+
+
+def write_report(
+    decision: Decision, name: str, spec: GateSpec, paths: Mapping[str, Any]
+) -> Path | None:
+    from finetune.io import write_json
+
+    md_path = paths.get("promotion_report")
+    if not md_path:
+        return None
+    md = Path(md_path)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(render_report(decision, name, spec))
+    if paths.get("promotion_decision"):
+        out = Path(paths["promotion_decision"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, json.loads(json.dumps(decision.as_dict(), default=str)))
+    log.info("promotion report: %s", md)
+    return md

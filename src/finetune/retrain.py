@@ -1,0 +1,372 @@
+"""Scheduled retraining: new raw data -> DVC data version -> ``dvc repro`` -> promotion gate.
+
+``finetune retrain`` (cron, systemd timer, CI) does, holding an exclusive lock:
+
+1. look for files matching ``retrain.incoming`` (default ``data/incoming/*.csv``) whose name and
+   MD5 are not yet in the ledger ``paths.retrain_ledger``; none -> log and exit 0 at once;
+2. append their rows to the raw dataset ``data.path`` (same columns; ids already present are
+   skipped), so ``dvc repro`` sees a new data version and records its hash in ``dvc.lock``;
+3. run ``dvc repro`` (a new model version is registered and becomes ``challenger``);
+4. optionally ``dvc push`` data and models to the default DVC remote;
+5. apply the promotion gate (``finetune.registry.apply_gate``) and write its report;
+6. record the files in the ledger.
+
+Anything failing in steps 2-5 restores the raw file, leaves the ledger unchanged (so the next
+run retries), leaves the champion alias where it was, and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from finetune.errors import ConfigError, DataError, PipelineError
+
+log = logging.getLogger(__name__)
+
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another retrain holds the lock; try again later
+APPENDABLE = {".csv": "csv", ".jsonl": "jsonl"}
+
+
+class RetrainLocked(PipelineError):
+    """Another retrain holds the lock."""
+
+
+class ReproFailed(PipelineError):
+    """``dvc repro`` (or ``dvc push``) exited non-zero."""
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    incoming: str = "data/incoming/*.csv"
+    lock_file: str = ".dvc/tmp/finetune-retrain.lock"
+    lock_timeout_s: float = 0
+    repro_timeout_s: float = 7200
+    push: bool = False
+
+    @classmethod
+    def from_config(cls, retrain: Mapping[str, Any] | None) -> RetrainSpec:
+        retrain = dict(retrain or {})
+        unknown = sorted(set(retrain) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(
+                f"retrain: unknown option(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
+            )
+        spec = cls(**retrain)
+        if not isinstance(spec.lock_timeout_s, int | float) or spec.lock_timeout_s < 0:
+            raise ConfigError(f"retrain.lock_timeout_s={spec.lock_timeout_s!r} must be >= 0")
+        return spec
+
+
+# --------------------------------------------------------------------------- lock
+
+
+@contextmanager
+def exclusive_lock(path: str | Path, timeout_s: float = 0, poll_s: float = 0.5) -> Iterator[None]:
+    """An fcntl lock on ``path``: waits up to ``timeout_s`` then raises RetrainLocked.
+
+    The kernel drops the lock when the holder exits, also on a crash: no stale lock files.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as fh:
+        deadline = time.monotonic() + timeout_s
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+            if time.monotonic() >= deadline:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown process"
+                raise RetrainLocked(
+                    f"another `finetune retrain` is running ({holder}; lock {path}); "
+                    + (f"waited {timeout_s:g} s. " if timeout_s else "")
+                    + "Nothing was done: try again later, or pass --wait SECONDS to wait for it"
+                )
+            if not waited:
+                log.info("another retrain holds %s: waiting up to %g s", path, timeout_s)
+                waited = True
+            time.sleep(poll_s)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- new data
+
+
+def file_md5(path: str | Path) -> str:
+    digest = hashlib.md5()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_ledger(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        return {"files": {}}
+    try:
+        ledger = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"retrain ledger {path} is not valid JSON ({exc}): fix or delete it"
+        ) from exc
+    ledger.setdefault("files", {})
+    return ledger
+
+
+def find_new_files(root: Path, pattern: str, ledger: Mapping[str, Any]) -> list[Path]:
+    """Files matching ``pattern`` (relative to ``root``) whose name+MD5 the ledger lacks."""
+    seen = ledger.get("files", {})
+    new = []
+    for path in sorted(root.glob(pattern)):
+        name = str(path.relative_to(root))
+        if not path.is_file():
+            continue
+        entry = seen.get(name)
+        if entry is None or entry.get("md5") != file_md5(path):
+            new.append(path)
+    return new
+
+
+@dataclass
+class Ingested:
+    path: str
+    md5: str
+    rows: int
+    added: int
+    skipped_ids: list[str] = field(default_factory=list)
+
+
+def ingest(
+    raw_path: Path, files: list[Path], data_cfg: Mapping[str, Any], root: Path
+) -> list[Ingested]:
+    """Append the rows of ``files`` to ``raw_path`` (CSV or JSONL) in its column order.
+
+    The incoming file must have the text and label columns (and the id column when the data
+    has one); extra columns the raw data lacks are dropped, missing optional ones left empty.
+    Rows whose id is already in the raw data (or earlier in this batch) are skipped.
+    """
+    import pandas as pd
+
+    from finetune.preprocess import read_table
+
+    kind = APPENDABLE.get(raw_path.suffix.lower())
+    if kind is None:
+        raise ConfigError(
+            f"data.path={raw_path} is not CSV or JSONL: retrain appends new rows and supports "
+            "only those two; convert the raw data or append to it yourself"
+        )
+    raw = read_table(raw_path, str(data_cfg.get("format") or "auto"))
+    text_col, label_col = str(data_cfg["text_column"]), str(data_cfg["label_column"])
+    id_col = data_cfg.get("id_column")
+    required = [text_col, label_col] + ([str(id_col)] if id_col else [])
+    known_ids = set(raw[id_col].astype(str)) if id_col and id_col in raw.columns else set()
+    results = []
+    frames = []
+    for path in files:
+        df = read_table(path, "auto")
+        missing = [c for c in required if c not in df.columns]
+        if missing:
+            raise DataError(
+                f"{path}: missing column(s) {missing} (found {list(df.columns)}); incoming files "
+                f"need the raw data's columns {list(raw.columns)}"
+            )
+        dropped = [c for c in df.columns if c not in raw.columns]
+        if dropped:
+            log.warning("%s: column(s) %s are not in %s; dropped", path, dropped, raw_path)
+        df = df.reindex(columns=raw.columns)
+        skipped: list[str] = []
+        if id_col:
+            ids = df[id_col].astype(str)
+            dup = ids.isin(known_ids) | ids.duplicated(keep="first")
+            skipped = ids[dup].tolist()
+            if skipped:
+                log.warning(
+                    "%s: %d row(s) skipped, their id is already in the data: %s%s",
+                    path,
+                    len(skipped),
+                    ", ".join(skipped[:5]),
+                    " ..." if len(skipped) > 5 else "",
+                )
+            df = df[~dup]
+            known_ids.update(df[id_col].astype(str))
+        frames.append(df)
+        rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        results.append(Ingested(rel, file_md5(path), len(df) + len(skipped), len(df), skipped))
+    new_rows = pd.concat(frames, ignore_index=True) if frames else raw.iloc[:0]
+    if len(new_rows):
+        append_rows(raw_path, kind, new_rows)
+    return results
+
+
+def append_rows(raw_path: Path, kind: str, rows: Any) -> None:
+    """Append without rewriting the existing bytes (a small, reviewable diff)."""
+    data = raw_path.read_bytes()
+    with raw_path.open("a", encoding="utf-8", newline="") as fh:
+        if data and not data.endswith(b"\n"):
+            fh.write("\n")
+        if kind == "csv":
+            rows.to_csv(fh, header=False, index=False, lineterminator="\n")
+        else:
+            rows.to_json(fh, orient="records", lines=True, force_ascii=False)
+            fh.write("\n")
+    log.info("appended %d row(s) to %s", len(rows), raw_path)
+
+
+# --------------------------------------------------------------------------- running dvc
+
+
+def run_dvc(root: Path, args: list[str], timeout_s: float) -> None:
+    """Run ``dvc <args>`` in ``root`` with this interpreter's environment first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for var in ("DVC_EXP_NAME", "DVC_ROOT", "DVC_EXP_BASELINE_REV"):
+        env.pop(var, None)
+    command = [sys.executable, "-m", "dvc", *args]
+    log.info("running: dvc %s", " ".join(args))
+    began = time.perf_counter()
+    try:
+        proc = subprocess.run(command, cwd=root, env=env, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ReproFailed(f"`dvc {' '.join(args)}` took longer than {timeout_s:g} s") from exc
+    if proc.returncode != 0:
+        raise ReproFailed(
+            f"`dvc {' '.join(args)}` failed with exit code {proc.returncode} (see its output above)"
+        )
+    log.info("dvc %s done in %.1f s", " ".join(args), time.perf_counter() - began)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclass
+class RetrainResult:
+    status: str  # "no-new-data" | "no-new-rows" | "promoted" | "kept" | "already-champion"
+    files: list[Ingested] = field(default_factory=list)
+    challenger_version: str | None = None
+    champion_version: str | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+def retrain(
+    root: str | Path,
+    cfg: Mapping[str, Any],
+    spec: RetrainSpec | None = None,
+    gate_spec: Any = None,
+) -> RetrainResult:
+    """The whole retrain (see the module docstring). ``root`` is the repository (the cwd)."""
+    from dataclasses import asdict
+
+    began = time.perf_counter()
+    root = Path(root).resolve()
+    spec = spec or RetrainSpec.from_config(cfg.get("retrain"))
+    paths = cfg["paths"]
+    ledger_path = root / paths["retrain_ledger"]
+    with exclusive_lock(root / spec.lock_file, spec.lock_timeout_s):
+        ledger = read_ledger(ledger_path)
+        new = find_new_files(root, spec.incoming, ledger)
+        if not new:
+            log.info("no new data in %s: nothing to do", spec.incoming)
+            return RetrainResult("no-new-data", seconds=time.perf_counter() - began)
+        log.info("new data: %s", ", ".join(str(p.relative_to(root)) for p in new))
+        raw_path = root / cfg["data"]["path"]
+        backup = raw_path.read_bytes() if raw_path.is_file() else None
+        try:
+            files = ingest(raw_path, new, cfg["data"], root)
+            if sum(f.added for f in files) == 0:
+                log.info("the new file(s) hold no rows that are not already in %s", raw_path)
+                result = RetrainResult("no-new-rows", files)
+            else:
+                result = _train_and_gate(root, cfg, spec, gate_spec, files)
+            _write_ledger(ledger_path, ledger, files, result, root)
+        except BaseException:
+            if backup is not None:
+                raw_path.write_bytes(backup)
+            log.error("retrain failed: %s restored, ledger unchanged, champion unchanged", raw_path)
+            raise
+    result.seconds = time.perf_counter() - began
+    log.info(
+        "retrain %s in %.1f s: %s",
+        result.status,
+        result.seconds,
+        json.dumps({k: v for k, v in asdict(result).items() if k != "files"}),
+    )
+    return result
+
+
+def _train_and_gate(
+    root: Path, cfg: Mapping[str, Any], spec: RetrainSpec, gate_spec: Any, files: list[Ingested]
+) -> RetrainResult:
+    from finetune import registry
+    from finetune.io import read_json
+
+    run_dvc(root, ["repro"], spec.repro_timeout_s)
+    run_id = str(read_json(root / cfg["paths"]["run_info"])["run_id"])
+    # Also when DVC restored `train` from its run cache: the model that matches the data.
+    registry.mark_challenger(cfg["tracking"], run_id)
+    if spec.push:
+        run_dvc(root, ["push"], spec.repro_timeout_s)
+    gate = registry.apply_gate(cfg, gate_spec)
+    if gate.decision is None:
+        return RetrainResult(
+            "already-champion", files, gate.challenger_version, gate.champion_after, gate.skipped
+        )
+    return RetrainResult(
+        gate.decision.outcome,
+        files,
+        gate.challenger_version,
+        gate.champion_after,
+        gate.decision.reason,
+    )
+
+
+def _write_ledger(
+    path: Path, ledger: dict[str, Any], files: list[Ingested], result: RetrainResult, root: Path
+) -> None:
+    from finetune import tracking
+    from finetune.io import write_json
+
+    hashes = tracking.data_version(root / "dvc.lock", ("preprocess", "augment"))  # = run tag
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for item in files:
+        ledger["files"][item.path] = {
+            "md5": item.md5,
+            "rows": item.rows,
+            "rows_added": item.added,
+            "ingested_at": now,
+            "data_version": tracking.version_digest(hashes) if hashes else None,
+            "outcome": result.status,
+            "challenger_version": result.challenger_version,
+            "champion_version": result.champion_version,
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, ledger)

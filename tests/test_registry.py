@@ -1,0 +1,163 @@
+"""Registry lifecycle: aliases after training and the promotion gate (tiny model, in-process)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from finetune import augment, preprocess, registry, train
+from finetune.errors import ConfigError
+from finetune.registry import Decision, GateSpec, ModelScore, decide
+from tests.conftest import make_stage_cfg, make_texts
+
+
+def s(version: str, f1: float, **recall: float) -> ModelScore:
+    return ModelScore(version, f1, f1, recall, 100)
+
+
+def test_first_model_is_promoted() -> None:
+    d = decide(s("1", 0.5, a=0.5), None, GateSpec())
+    assert d.promote and "first model" in d.reason
+
+
+def test_gain_at_least_margin_and_no_recall_drop_promotes() -> None:
+    d = decide(s("2", 0.81, a=0.8, b=0.82), s("1", 0.80, a=0.8, b=0.8), GateSpec(0.01, 0.05))
+    assert d.promote and d.f1_gain == pytest.approx(0.01)
+    assert d.recall_drops == {"a": pytest.approx(0.0), "b": pytest.approx(-0.02)}
+
+
+def test_gain_below_margin_keeps_the_champion() -> None:
+    d = decide(s("2", 0.805, a=0.9), s("1", 0.80, a=0.8), GateSpec(0.01, 0.05))
+    assert not d.promote and d.outcome == "kept"
+    assert "below the required +0.0100" in d.reason
+
+
+def test_one_class_recall_drop_keeps_the_champion_despite_better_f1() -> None:
+    d = decide(s("2", 0.90, a=0.99, b=0.70), s("1", 0.80, a=0.80, b=0.80), GateSpec(0.01, 0.05))
+    assert not d.promote and d.worst_class == "b"
+    assert "recall of class 'b' drops by 0.1000" in d.reason
+
+
+def test_a_new_class_cannot_drop_and_a_lost_class_drops_fully() -> None:
+    new = decide(s("2", 0.9, a=0.9, c=0.5), s("1", 0.8, a=0.9), GateSpec(0.0, 0.05))
+    assert new.promote and new.recall_drops["c"] == pytest.approx(-0.5)
+    lost = decide(s("2", 0.9, a=0.9), s("1", 0.8, a=0.9, c=0.5), GateSpec(0.0, 0.05))
+    assert not lost.promote and lost.worst_class == "c"
+
+
+@pytest.mark.parametrize(
+    ("cfg", "match"),
+    [
+        ({"min_f1_gain": 2}, r"promotion\.min_f1_gain=2 must be a number in \[-1, 1\]"),
+        ({"max_recall_drop": "x"}, r"promotion\.max_recall_drop='x'"),
+        ({"margin": 0.1}, r"unknown option\(s\) \['margin'\]"),
+    ],
+)
+def test_gate_config_errors(cfg: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        GateSpec.from_config(cfg)
+
+
+def test_report_renders_the_numbers() -> None:
+    d = decide(s("3", 0.70, a=0.6), s("2", 0.80, a=0.8), GateSpec(0.0, 0.05))
+    text = registry.render_report(d, "m", GateSpec(0.0, 0.05))
+    assert "m v3 KEPT" in text and "| macro-F1 | 0.7000 | 0.8000 | -0.1000 |" in text
+    assert "| recall a | 0.6000 | 0.8000 | -0.2000 |" in text
+    assert isinstance(Decision.as_dict(d), dict)
+
+
+# --------------------------------------------------------------------------- with MLflow
+
+
+@pytest.fixture(scope="module")
+def trained_cfg(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
+    """Tiny data preprocessed and one model trained and registered (version 1)."""
+    cfg = make_stage_cfg(tmp_path_factory.mktemp("registry"), tiny_model_dir, make_texts())
+    cfg["augment"]["enabled"] = False
+    cfg["train"]["epochs"] = 1
+    cfg["paths"]["promotion_report"] = str(Path(cfg["paths"]["model_dir"]).parent / "promo.md")
+    cfg["paths"]["promotion_decision"] = str(Path(cfg["paths"]["model_dir"]).parent / "promo.json")
+    for stage in (preprocess, augment, train):
+        stage.run(cfg)
+    return cfg
+
+
+def aliases(cfg: dict[str, Any]) -> dict[str, str | None]:
+    client = registry.client(cfg["tracking"])
+    name = cfg["tracking"]["registered_model_name"]
+    return {
+        a: (str(v.version) if (v := registry.alias_version(client, name, a)) else None)
+        for a in (registry.CHAMPION, registry.CHALLENGER)
+    }
+
+
+def train_again(cfg: dict[str, Any], lr: float) -> str:
+    again = copy.deepcopy(cfg)
+    again["train"]["learning_rate"] = lr
+    train.run(again)
+    return json.loads(Path(cfg["paths"]["run_info"]).read_text())["run_id"]
+
+
+@pytest.mark.slow
+def test_first_trained_model_is_challenger_and_champion(trained_cfg: dict[str, Any]) -> None:
+    assert aliases(trained_cfg) == {"champion": "1", "challenger": "1"}
+    run_id = json.loads(Path(trained_cfg["paths"]["run_info"]).read_text())["run_id"]
+    tags = MlflowClient(trained_cfg["tracking"]["uri"]).get_run(run_id).data.tags
+    assert tags["promotion.outcome"] == "promoted"
+    assert "first model" in tags["promotion.reason"]
+    result = registry.apply_gate(trained_cfg)
+    assert result.decision is None and "already the champion" in str(result.skipped)
+
+
+@pytest.mark.slow
+def test_gate_promotes_then_keeps(trained_cfg: dict[str, Any]) -> None:
+    run2 = train_again(trained_cfg, 3e-3)
+    assert aliases(trained_cfg) == {"champion": "1", "challenger": "2"}
+    promoted = registry.apply_gate(trained_cfg, GateSpec(min_f1_gain=-1, max_recall_drop=1))
+    assert promoted.decision is not None and promoted.decision.promote
+    assert aliases(trained_cfg) == {"champion": "2", "challenger": "2"}
+    client = MlflowClient(trained_cfg["tracking"]["uri"])
+    tags = client.get_run(run2).data.tags
+    assert tags["promotion.outcome"] == "promoted" and tags["promotion.champion_version"] == "1"
+    f1_1, f1_2 = (
+        float(tags["promotion.champion_f1_macro"]),
+        float(tags["promotion.challenger_f1_macro"]),
+    )
+    assert float(tags["promotion.f1_gain"]) == pytest.approx(f1_2 - f1_1, abs=1e-5)
+    version_tags = client.get_model_version(
+        trained_cfg["tracking"]["registered_model_name"], "2"
+    ).tags
+    assert version_tags["promotion.outcome"] == "promoted"
+
+    run3 = train_again(trained_cfg, 1e-3)
+    kept = registry.apply_gate(trained_cfg, GateSpec(min_f1_gain=1.0, max_recall_drop=1))
+    assert kept.decision is not None and not kept.decision.promote
+    assert aliases(trained_cfg) == {"champion": "2", "challenger": "3"}
+    tags = client.get_run(run3).data.tags
+    assert (
+        tags["promotion.outcome"] == "kept"
+        and "below the required +1.0000" in tags["promotion.reason"]
+    )
+    # Both models were scored on the same, current test split.
+    decision = json.loads(Path(trained_cfg["paths"]["promotion_decision"]).read_text())
+    assert decision["outcome"] == "kept"
+    assert decision["challenger"]["num_examples"] == decision["champion"]["num_examples"] > 0
+    assert not math.isnan(decision["champion"]["f1_macro"])
+    report = Path(trained_cfg["paths"]["promotion_report"]).read_text()
+    assert "v3 KEPT" in report and "champion v2" in report
+    artifacts = [a.path for a in client.list_artifacts(run3, "promotion")]
+    assert artifacts == ["promotion/promo.md"]
+
+
+@pytest.mark.slow
+def test_gate_without_registered_name_says_what_to_set(trained_cfg: dict[str, Any]) -> None:
+    cfg = copy.deepcopy(trained_cfg)
+    cfg["tracking"]["registered_model_name"] = None
+    with pytest.raises(ConfigError, match="tracking.registered_model_name is null"):
+        registry.apply_gate(cfg)

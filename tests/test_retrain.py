@@ -1,0 +1,317 @@
+"""finetune retrain: new data -> DVC data version -> dvc repro -> gate; lock; failures; remote.
+
+The fast tests call the pieces directly; the slow ones run the real `finetune retrain` console
+script in a temporary git + DVC copy of the project (tiny model, smoke preset, 300 raw rows),
+one shared repository whose state moves forward test by test.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from finetune.errors import DataError
+from finetune.retrain import (
+    RetrainLocked,
+    exclusive_lock,
+    find_new_files,
+    ingest,
+    read_ledger,
+)
+from tests.conftest import REPO, copy_repo
+
+BIN = Path(sys.executable).parent
+MODEL = "support-router"
+DATA_CFG = {"text_column": "text", "label_column": "label", "id_column": "id", "format": "auto"}
+
+
+# --------------------------------------------------------------------------- fast, in-process
+
+
+def test_ingest_appends_new_rows_and_skips_known_ids(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.csv"
+    raw.write_text('id,text,label,channel\nm1,"hello, there",billing,chat\n')
+    before = raw.read_bytes()
+    new = tmp_path / "new.csv"
+    new.write_text("id,text,label,extra\nm1,dup,billing,x\nm2,new one,shipping,y\nm2,again,a,z\n")
+    (result,) = ingest(raw, [new], DATA_CFG, tmp_path)
+    assert (result.rows, result.added, result.skipped_ids) == (3, 1, ["m1", "m2"])
+    assert raw.read_bytes().startswith(before), "existing bytes are untouched (append only)"
+    df = pd.read_csv(raw, keep_default_na=False)
+    assert df["id"].tolist() == ["m1", "m2"] and df["channel"].tolist() == ["chat", ""]
+
+
+def test_ingest_rejects_a_file_without_the_label_column(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.csv"
+    raw.write_text("id,text,label\nm1,hi,billing\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,text\nm2,hey\n")
+    with pytest.raises(DataError, match=r"bad\.csv: missing column\(s\) \['label'\]"):
+        ingest(raw, [bad], DATA_CFG, tmp_path)
+
+
+def test_new_files_are_found_by_name_and_content(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    a = tmp_path / "in" / "a.csv"
+    a.write_text("x")
+    assert find_new_files(tmp_path, "in/*.csv", read_ledger(tmp_path / "none.json")) == [a]
+    md5 = hashlib.md5(b"x").hexdigest()
+    assert find_new_files(tmp_path, "in/*.csv", {"files": {"in/a.csv": {"md5": md5}}}) == []
+    a.write_text("x, changed")
+    assert find_new_files(tmp_path, "in/*.csv", {"files": {"in/a.csv": {"md5": md5}}}) == [a]
+
+
+def test_lock_excludes_a_second_holder_and_says_who(tmp_path: Path) -> None:
+    lock = tmp_path / "r.lock"
+    with exclusive_lock(lock):
+        began = time.monotonic()
+        with (
+            pytest.raises(RetrainLocked, match=r"another `finetune retrain` is running \(pid "),
+            exclusive_lock(lock, timeout_s=0.6, poll_s=0.1),
+        ):
+            pass
+        assert time.monotonic() - began >= 0.6
+    with exclusive_lock(lock, timeout_s=0):
+        pass  # free again once released
+
+
+# --------------------------------------------------------------------------- real retrains
+
+
+def sh(
+    repo: Path, *args: str, check: bool = True, timeout: int = 900
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+        env.pop(var, None)
+    proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def retrain(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return sh(repo, str(BIN / "finetune"), "retrain", *args, check=False)
+
+
+def client(repo: Path) -> MlflowClient:
+    uri = f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def aliases(repo: Path) -> dict[str, str]:
+    model = client(repo).get_registered_model(MODEL)
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def versions(repo: Path) -> int:
+    return len(client(repo).search_model_versions(f"name='{MODEL}'"))
+
+
+def new_batch(repo: Path, name: str, n: int, start: int) -> Path:
+    """``n`` new rows: demo messages with new ids and a follow-up sentence (not duplicates)."""
+    demo = pd.read_csv(REPO / "data/raw/support_tickets.csv", dtype=str).iloc[start : start + n]
+    demo = demo.assign(id=[f"{name}-{i}" for i in range(n)], text=demo["text"] + " Any update?")
+    path = repo / "data" / "incoming" / f"{name}.csv"
+    demo.to_csv(path, index=False)
+    return path
+
+
+def compose(repo: Path, *overrides: str) -> None:
+    sh(repo, sys.executable, "-m", "finetune.config", "compose", *overrides)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("retrain"))
+    (root / "conf" / "model" / "tiny.yaml").write_text(
+        f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nmax_length: 32\n"
+    )
+    config = root / "conf" / "config.yaml"
+    config.write_text(
+        config.read_text()
+        .replace("- model: minilm", "- model: tiny")
+        .replace("- optional experiment: null", "- optional experiment: smoke")
+    )
+    raw = root / "data" / "raw" / "support_tickets.csv"
+    raw.write_text("".join(raw.read_text().splitlines(keepends=True)[:301]))  # 300 rows
+    compose(root)
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    return root
+
+
+@pytest.mark.slow
+def test_first_retrain_ingests_batch2_and_first_model_is_champion(repo: Path) -> None:
+    proc = retrain(repo)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "new data: data/incoming/support_tickets_batch2.csv" in out
+    raw = repo / "data" / "raw" / "support_tickets.csv"
+    assert len(pd.read_csv(raw)) == 300 + 350
+    ledger = json.loads((repo / "data" / "incoming" / "ingested.json").read_text())
+    entry = ledger["files"]["data/incoming/support_tickets_batch2.csv"]
+    assert entry["rows_added"] == 350 and entry["champion_version"] == "1"
+    # The new data version is recorded by DVC: dvc.lock holds the raw file's hash.
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    (dep,) = [
+        d for d in lock["stages"]["preprocess"]["deps"] if d["path"] == str(raw.relative_to(repo))
+    ]
+    assert dep["md5"] == hashlib.md5(raw.read_bytes()).hexdigest()
+    assert aliases(repo) == {"champion": "1", "challenger": "1"}
+    run = client(repo).get_run(client(repo).get_model_version(MODEL, "1").run_id)
+    assert run.data.tags["promotion.outcome"] == "promoted"
+    assert "first model" in run.data.tags["promotion.reason"]
+    assert run.data.tags["data.version"] == entry["data_version"]
+
+
+@pytest.mark.slow
+def test_no_new_data_does_nothing_and_exits_zero_quickly(repo: Path) -> None:
+    lock_before = (repo / "dvc.lock").read_bytes()
+    began = time.perf_counter()
+    proc = retrain(repo)
+    seconds = time.perf_counter() - began
+    print(f"finetune retrain with no new data: {seconds:.2f} s")
+    assert proc.returncode == 0 and "no new data" in proc.stderr
+    assert seconds < 15, "a no-op retrain takes seconds (generous bound for a loaded machine)"
+    assert "running: dvc" not in proc.stderr and versions(repo) == 1
+    assert (repo / "dvc.lock").read_bytes() == lock_before
+
+
+@contextmanager
+def hold_lock(repo: Path) -> Iterator[None]:
+    path = repo / ".dvc" / "tmp" / "finetune-retrain.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.write("pid 4242 since test")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.truncate(0)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@pytest.mark.slow
+def test_concurrent_start_exits_with_a_message_or_waits(repo: Path) -> None:
+    with hold_lock(repo):
+        proc = retrain(repo)
+        assert proc.returncode == 75, proc.stderr
+        assert "another `finetune retrain` is running (pid 4242 since test" in proc.stderr
+        began = time.perf_counter()
+        proc = retrain(repo, "--wait", "2")
+        assert proc.returncode == 75 and "waited 2 s" in proc.stderr
+        assert time.perf_counter() - began >= 2
+    # Waiting for a retrain that finishes meanwhile: the second one then runs.
+    release = threading.Event()
+
+    def holder() -> None:
+        with hold_lock(repo):
+            release.wait(timeout=30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    time.sleep(0.5)
+    threading.Timer(3, release.set).start()
+    proc = retrain(repo, "--wait", "60")
+    thread.join()
+    assert proc.returncode == 0, proc.stderr
+    assert "waiting up to 60 s" in proc.stderr and "no new data" in proc.stderr
+
+
+@pytest.mark.slow
+def test_new_data_promoted_when_the_gate_passes(repo: Path) -> None:
+    new_batch(repo, "batch3", 60, 300)
+    compose(repo, "promotion.min_f1_gain=-1", "promotion.max_recall_drop=1")
+    proc = retrain(repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "challenger v2 PROMOTED to champion" in proc.stderr
+    assert aliases(repo) == {"champion": "2", "challenger": "2"}
+    tags = client(repo).get_run(client(repo).get_model_version(MODEL, "2").run_id).data.tags
+    assert tags["promotion.outcome"] == "promoted" and tags["promotion.champion_version"] == "1"
+    decision = json.loads((repo / "reports" / "promotion" / "decision.json").read_text())
+    assert decision["outcome"] == "promoted" and decision["min_f1_gain"] == -1
+    assert decision["challenger"]["num_examples"] == decision["champion"]["num_examples"]
+    assert "v2 PROMOTED" in (repo / "reports" / "promotion" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_new_data_kept_when_the_gate_fails_and_pushed(repo: Path) -> None:
+    new_batch(repo, "batch4", 60, 360)
+    compose(repo, "promotion.min_f1_gain=1.0")
+    proc = retrain(repo, "--push")
+    assert proc.returncode == 0, proc.stderr
+    assert "challenger v3 not promoted; champion stays v2" in proc.stderr
+    assert "running: dvc push" in proc.stderr
+    assert aliases(repo) == {"champion": "2", "challenger": "3"}
+    tags = client(repo).get_run(client(repo).get_model_version(MODEL, "3").run_id).data.tags
+    assert tags["promotion.outcome"] == "kept"
+    assert "below the required +1.0000" in tags["promotion.reason"]
+    ledger = json.loads((repo / "data" / "incoming" / "ingested.json").read_text())
+    assert ledger["files"]["data/incoming/batch4.csv"]["outcome"] == "kept"
+
+
+@pytest.mark.slow
+def test_failures_keep_the_champion_restore_the_data_and_exit_non_zero(repo: Path) -> None:
+    raw = repo / "data" / "raw" / "support_tickets.csv"
+    before, ledger_before = raw.read_bytes(), (repo / "data/incoming/ingested.json").read_bytes()
+    bad = repo / "data" / "incoming" / "bad_columns.csv"
+    bad.write_text("id,message\nz1,hello\n")
+    proc = retrain(repo)
+    assert proc.returncode == 1
+    assert "bad_columns.csv: missing column(s) ['text', 'label']" in proc.stderr
+    bad.unlink()
+    # A failure inside `dvc repro`: a new class with a single example cannot be split.
+    lonely = repo / "data" / "incoming" / "lonely.csv"
+    lonely.write_text("id,text,label,channel\nz2,please route me somewhere new,new_team,chat\n")
+    proc = retrain(repo)
+    assert proc.returncode == 1, proc.stderr
+    assert "`dvc repro` failed" in proc.stderr and "champion unchanged" in proc.stderr
+    lonely.unlink()
+    assert raw.read_bytes() == before
+    assert (repo / "data/incoming/ingested.json").read_bytes() == ledger_before
+    assert aliases(repo) == {"champion": "2", "challenger": "3"} and versions(repo) == 3
+
+
+@pytest.mark.slow
+def test_dvc_push_then_pull_in_a_fresh_clone_restores_every_artifact(repo: Path) -> None:
+    sh(repo, "dvc", "checkout")  # restores what the failed repro removed (from the cache)
+    assert "up to date" in sh(repo, "dvc", "status").stdout
+    sh(repo, "dvc", "push")  # the default remote from .dvc/config: ../finetune-dvc-remote
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "retrained")
+    clone = repo.parent / "clone"
+    sh(repo.parent, "git", "clone", "-q", str(repo), str(clone))
+    began = time.perf_counter()
+    pulled = sh(clone, "dvc", "pull")
+    print(f"dvc pull in a fresh clone: {time.perf_counter() - began:.1f} s")
+    assert "finetune-dvc-remote" in sh(clone, "dvc", "remote", "list").stdout
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    outs = [o["path"] for stage in lock["stages"].values() for o in stage.get("outs", [])]
+    assert "models/model" in outs and "data/processed" in outs
+    for out in outs:
+        source, copy = repo / out, clone / out
+        files = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
+        assert files, out
+        for file in files:
+            twin = copy / file.relative_to(source) if source.is_dir() else copy
+            assert twin.is_file(), f"{twin} not restored by dvc pull:\n{pulled.stdout}"
+            assert twin.read_bytes() == file.read_bytes(), twin
+    status = sh(clone, "dvc", "status")
+    assert "up to date" in status.stdout, status.stdout
