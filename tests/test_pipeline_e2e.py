@@ -70,6 +70,8 @@ def test_repro_runs_everything_then_nothing(repo: Path) -> None:
         "models/model/model.safetensors",
         "reports/evaluate/metrics.json",
         "reports/error_analysis/report.md",
+        "reports/error_analysis/report.html",
+        "reports/evaluate/figures/reliability.png",
         "reports/error_analysis/tables/errors.csv",
     ):
         assert (repo / path).is_file(), path
@@ -91,6 +93,9 @@ def test_repro_runs_everything_then_nothing(repo: Path) -> None:
 
     plots = json.loads(sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
     assert {"reports/evaluate/confusion.csv", "reports/evaluate/confusion_matrix.png"} <= set(plots)
+    for curve in ("pr_curve.csv", "roc_curve.csv", "reliability.csv"):
+        assert plots[f"reports/evaluate/{curve}"], f"{curve} renders in dvc plots show"
+    assert "reports/evaluate/figures/pr_curves.png" in plots
     (image,) = plots["reports/evaluate/confusion_matrix.png"]
     assert Path(image["url"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -20,12 +20,9 @@ def seed_everything(seed: int) -> None:
 
     random.seed(seed)
     np.random.seed(seed)
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # stages that train seed torch themselves (set_seed)
+    if torch is not None:
         torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
 
 
 def run_stage(name: str, run: Callable[[dict[str, Any]], Any], cfg: Any) -> None:
