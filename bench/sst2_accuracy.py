@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 
-# sst2 has short phrases: 1 epoch over 66k rows is plenty; 64 tokens cover > 99.9% of them.
-SST2_OVERRIDES = {"epochs": 1, "eval_steps": 500, "early_stopping_patience": None}
+# sst2 has short phrases: 64 tokens cover > 99.9% of them. Measured on 2 idle cores: 1 epoch
+# 0.8899 test accuracy in 7.3 min; 2 epochs 0.8911 in 13.6 min (goal 0.90 not reached yet).
+SST2_OVERRIDES = {"epochs": 2, "eval_steps": 1000, "early_stopping_patience": None}
 MAX_LENGTH = 64
 VALIDATION_ROWS = 1000
 GOAL_ACCURACY, GOAL_MINUTES = 0.90, 20.0
