@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,27 @@ class Predictions:
         return self.probabilities.max(axis=1)
 
 
+def length_sorted_batches(
+    model: Any, tokenizer: Any, texts: list[str], batch_size: int, max_length: int
+) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """(row positions, encoded batch on the model's device), shortest texts first, no grad."""
+    import torch
+
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer(
+                [texts[i] for i in idx],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            yield idx, {k: v.to(model.device) for k, v in enc.items()}
+
+
 def predict_proba(
     model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64, max_length: int = 128
 ) -> Predictions:
@@ -35,26 +57,15 @@ def predict_proba(
     num_labels = int(model.config.num_labels)
     if not texts:
         return Predictions(np.zeros((0, num_labels), dtype=np.float32))
-    lengths = [len(t) for t in texts]
-    order = np.argsort(lengths, kind="stable")
     probs = np.zeros((len(texts), num_labels), dtype=np.float32)
     timings: list[float] = []
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            began = time.perf_counter()
-            enc = tokenizer(
-                [texts[i] for i in idx],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            logits = model(**enc).logits.float()
-            probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
-            timings.append(time.perf_counter() - began)
+    began = time.perf_counter()
+    for idx, enc in length_sorted_batches(model, tokenizer, texts, batch_size, max_length):
+        logits = model(**enc).logits.float()
+        probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+        now = time.perf_counter()
+        timings.append(now - began)  # tokenisation + forward pass of this batch
+        began = now
     return Predictions(probs, timings)
 
 
@@ -62,30 +73,17 @@ def sentence_embeddings(
     model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64, max_length: int = 128
 ) -> np.ndarray:
     """Frozen sentence embeddings: the encoder's last hidden states, mean-pooled over tokens."""
-    import torch
 
     hidden = int(model.config.hidden_size)
     if not texts:
         return np.zeros((0, hidden), dtype=np.float32)
-    order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), hidden), dtype=np.float32)
     encoder = model.base_model
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer(
-                [texts[i] for i in idx],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            states = encoder(**enc).last_hidden_state.float()
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-            out[idx] = pooled.cpu().numpy()
+    for idx, enc in length_sorted_batches(model, tokenizer, texts, batch_size, max_length):
+        states = encoder(**enc).last_hidden_state.float()
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        out[idx] = pooled.cpu().numpy()
     return out
 
 
