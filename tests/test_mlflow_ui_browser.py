@@ -13,11 +13,8 @@ experiments that differ in ``train.learning_rate`` and runs them with ``dvc queu
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -29,24 +26,23 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import copy_repo
+from tests.helpers import (
+    BIN,
+    CHROMEDRIVER,
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    env_with_venv,
+    free_port,
+    sh,
+    stop_group,
+    tiny_project,
+    wait_until_up,
+)
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 EXPERIMENTS = {"q-lr-low": 0.001, "q-lr-high": 0.004}
 QUEUE_TIMEOUT_S = 600
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
-        env.pop(var, None)
-    proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def queue_states(repo: Path) -> dict[str, str]:
@@ -62,22 +58,7 @@ def queue_states(repo: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Path]:
-    root = copy_repo(tmp_path_factory.mktemp("queue"))
-    (root / "conf" / "model" / "tiny.yaml").write_text(
-        f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nmax_length: 32\n"
-    )
-    config = root / "conf" / "config.yaml"
-    config.write_text(
-        config.read_text()
-        .replace("- model: minilm", "- model: tiny")
-        .replace("- optional experiment: null", "- optional experiment: smoke")
-    )
-    raw = root / "data" / "raw" / "support_tickets.csv"
-    raw.write_text("".join(raw.read_text().splitlines(keepends=True)[:301]))
-    sh(root, sys.executable, "-m", "finetune.config", "compose")
-    sh(root, "git", "init", "-q")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    root = tiny_project(tmp_path_factory.mktemp("queue"), tiny_model_dir, raw_rows=300)
     for name, lr in EXPERIMENTS.items():
         sh(root, "dvc", "exp", "run", "--queue", "-S", f"train.learning_rate={lr}", "-n", name)
     began = time.perf_counter()
@@ -139,14 +120,6 @@ def test_each_queued_experiment_is_one_mlflow_run_agreeing_with_exp_show(repo: P
 # --------------------------------------------------------------------------- the real MLflow UI
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def mlflow_ui(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
@@ -168,36 +141,19 @@ def mlflow_ui(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
+            env=env_with_venv(),
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                if proc.poll() is not None:
-                    raise AssertionError(f"mlflow ui exited:\n{log_path.read_text()}")
-                try:
-                    with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"mlflow ui not up in 90 s:\n{log_path.read_text()}")
-                time.sleep(0.5)
+            wait_until_up(f"{url}/health", proc, log_path)
             yield url
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            stop_group(proc)
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+    if not (CHROMIUM and Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
         pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -205,15 +161,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
+        *CHROMIUM_FLAGS,
         "--window-size=1600,1000",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,21 +12,11 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import copy_repo
+from tests.helpers import sh, tiny_project
 
 pytestmark = pytest.mark.slow
 
 STAGES = ["check_config", "preprocess", "augment", "train", "evaluate", "error_analysis"]
-
-
-def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
-        env.pop(var, None)
-    proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def ran(proc: subprocess.CompletedProcess[str]) -> list[str]:
@@ -44,21 +32,7 @@ def runs(repo: Path) -> list[mlflow.entities.Run]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """A git copy of the project whose conf/ selects the tiny model and the smoke preset."""
-    root = copy_repo(tmp_path_factory.mktemp("repo"))
-    (root / "conf" / "model" / "tiny.yaml").write_text(
-        f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nmax_length: 32\n"
-    )
-    config = root / "conf" / "config.yaml"
-    config.write_text(
-        config.read_text()
-        .replace("- model: minilm", "- model: tiny")
-        .replace("- optional experiment: null", "- optional experiment: smoke")
-    )
-    sh(root, sys.executable, "-m", "finetune.config", "compose")
-    sh(root, "git", "init", "-q")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
-    return root
+    return tiny_project(tmp_path_factory.mktemp("repo"), tiny_model_dir)
 
 
 def test_repro_runs_everything_then_nothing(repo: Path) -> None:

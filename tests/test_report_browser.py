@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,8 @@ from typing import Any
 import pytest
 
 from finetune.report_html import SECTIONS
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p), None)
 pytestmark = pytest.mark.skipif(
     not CHROMIUM or not Path(CHROMIUM).exists(),
     reason="Debian's chromium is not installed (.ci/run installs it)",
@@ -36,18 +35,7 @@ document.body.appendChild(pre);
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-    ]
+    flags = [*CHROMIUM_FLAGS, "--hide-scrollbars", f"--user-data-dir={profile}"]
     return subprocess.run(
         [str(CHROMIUM), *flags, *args], capture_output=True, text=True, timeout=120, check=True
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -32,9 +31,9 @@ from finetune.retrain import (
     ingest,
     read_ledger,
 )
-from tests.conftest import REPO, copy_repo
+from tests.conftest import REPO
+from tests.helpers import BIN, sh, tiny_project
 
-BIN = Path(sys.executable).parent
 MODEL = "support-router"
 DATA_CFG = {"text_column": "text", "label_column": "label", "id_column": "id", "format": "auto"}
 
@@ -92,18 +91,6 @@ def test_lock_excludes_a_second_holder_and_says_who(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- real retrains
 
 
-def sh(
-    repo: Path, *args: str, check: bool = True, timeout: int = 900
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
-        env.pop(var, None)
-    proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 def retrain(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return sh(repo, str(BIN / "finetune"), "retrain", *args, check=False)
 
@@ -137,23 +124,7 @@ def compose(repo: Path, *overrides: str) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    root = copy_repo(tmp_path_factory.mktemp("retrain"))
-    (root / "conf" / "model" / "tiny.yaml").write_text(
-        f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nmax_length: 32\n"
-    )
-    config = root / "conf" / "config.yaml"
-    config.write_text(
-        config.read_text()
-        .replace("- model: minilm", "- model: tiny")
-        .replace("- optional experiment: null", "- optional experiment: smoke")
-    )
-    raw = root / "data" / "raw" / "support_tickets.csv"
-    raw.write_text("".join(raw.read_text().splitlines(keepends=True)[:301]))  # 300 rows
-    compose(root)
-    sh(root, "git", "init", "-q")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
-    return root
+    return tiny_project(tmp_path_factory.mktemp("retrain"), tiny_model_dir, raw_rows=300)
 
 
 @pytest.mark.slow

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +16,11 @@ import pytest
 
 from finetune import augment, preprocess, train
 from tests.conftest import make_stage_cfg, make_texts
+from tests.helpers import free_port, stop_group, wait_until_up
 
 pytestmark = pytest.mark.slow
 
 STARTUP_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +32,6 @@ def champion_store(
     for stage in (preprocess, augment, train):
         stage.run(cfg)  # the first registered version becomes champion
     return cfg
-
-
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"no answer from {url} in {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()}")
 
 
 def test_champion_served_over_http(champion_store: dict[str, Any], tmp_path: Path) -> None:
@@ -89,7 +67,7 @@ def test_champion_served_over_http(champion_store: dict[str, Any], tmp_path: Pat
         )
         try:
             began = time.perf_counter()
-            wait_until_up(f"http://127.0.0.1:{port}/ping", proc, log_path)
+            wait_until_up(f"http://127.0.0.1:{port}/ping", proc, log_path, STARTUP_TIMEOUT_S)
             print(f"mlflow models serve ready in {time.perf_counter() - began:.1f} s")
             body = json.dumps(
                 {"inputs": ["my card was charged twice refund please", "parcel not arrived"]}
@@ -104,12 +82,7 @@ def test_champion_served_over_http(champion_store: dict[str, Any], tmp_path: Pat
                 assert response.status == 200
                 answer = json.loads(response.read())
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            stop_group(proc)
     predictions = answer["predictions"]
     assert len(predictions) == 2, answer
     for item in predictions:

@@ -19,6 +19,7 @@ import torch
 
 from finetune import augment, preprocess, train
 from finetune.errors import ConfigError
+from finetune.io import file_md5
 from finetune.modeling import load_trained
 from finetune.splits import load_labels, load_split
 from finetune.train import TrainSpec
@@ -189,7 +190,7 @@ def test_stage_writes_model_card_and_registers_versions(splits: dict[str, Any]) 
     train.run(cfg)
     card = (Path(cfg["paths"]["model_dir"]) / "README.md").read_text()
     assert f"Base model: `{cfg['model']['name_or_path']}`" in card
-    assert train.file_md5(Path(cfg["paths"]["augmented_dir"]) / "train.parquet") in card
+    assert file_md5(Path(cfg["paths"]["augmented_dir"]) / "train.parquet") in card
     assert "| val_f1_macro |" in card and "learning_rate: 0.005" in card
     run_id = json.loads(Path(cfg["paths"]["run_info"]).read_text())["run_id"]
     mlflow.set_tracking_uri(cfg["tracking"]["uri"])

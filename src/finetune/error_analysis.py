@@ -133,6 +133,21 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
+def confusion_examples(
+    predictions: pd.DataFrame, pairs: pd.DataFrame, spec: dict[str, Any]
+) -> dict[tuple[str, str], list[str]]:
+    """The most confident wrong texts of each of the top confusion pairs (true, predicted)."""
+    wrong = predictions[~predictions["correct"]].sort_values("confidence", ascending=False)
+    return {
+        (r.true_label, r.predicted_label): wrong[
+            (wrong["label"] == r.true_label) & (wrong["predicted"] == r.predicted_label)
+        ]["text"]
+        .head(int(spec["examples_per_confusion"]))
+        .tolist()
+        for r in pairs.head(int(spec["top_confusions"])).itertuples()
+    }
+
+
 def analyse(
     predictions: pd.DataFrame,
     spec: dict[str, Any],
@@ -153,16 +168,7 @@ def analyse(
     summary["f1_macro"] = float(
         f1_score(predictions["label"], predictions["predicted"], average="macro", zero_division=0)
     )
-    top = pairs.head(int(spec["top_confusions"]))
-    wrong = predictions[~predictions["correct"]].sort_values("confidence", ascending=False)
-    examples = {
-        (r.true_label, r.predicted_label): wrong[
-            (wrong["label"] == r.true_label) & (wrong["predicted"] == r.predicted_label)
-        ]["text"]
-        .head(int(spec["examples_per_confusion"]))
-        .tolist()
-        for r in top.itertuples()
-    }
+    examples = confusion_examples(predictions, pairs, spec)
     known = known_mislabel_check(predictions, manifest) if manifest is not None else None
     if known is not None:
         summary["known_mislabelled_in_split"] = known["known_mislabelled_in_split"]
@@ -665,15 +671,7 @@ def analyse_all(
     timings: dict[str, float] = {}
     began = time.perf_counter()
     summary, errors, pairs, md = analyse(predictions, spec, manifest)
-    wrong = predictions[~predictions["correct"]].sort_values("confidence", ascending=False)
-    examples = {
-        (r.true_label, r.predicted_label): wrong[
-            (wrong["label"] == r.true_label) & (wrong["predicted"] == r.predicted_label)
-        ]["text"]
-        .head(int(spec["examples_per_confusion"]))
-        .tolist()
-        for r in pairs.head(int(spec["top_confusions"])).itertuples()
-    }
+    examples = confusion_examples(predictions, pairs, spec)
     timings["confusions_errors"] = time.perf_counter() - began
 
     began = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -83,6 +84,15 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     """One staged output; see StagedOutputs."""
     with StagedOutputs() as out:
         yield out.dir(path) if is_dir else out.file(path)
+
+
+def file_md5(path: str | Path) -> str:
+    """MD5 of a file, read in 1 MiB chunks (the digest DVC records for files)."""
+    digest = hashlib.md5()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_json(path: str | Path, data: Any) -> None:

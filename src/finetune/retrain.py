@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.errors import ConfigError, DataError, PipelineError
+from finetune.io import file_md5
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +118,6 @@ def exclusive_lock(path: str | Path, timeout_s: float = 0, poll_s: float = 0.5) 
 
 
 # --------------------------------------------------------------------------- new data
-
-
-def file_md5(path: str | Path) -> str:
-    digest = hashlib.md5()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_ledger(path: str | Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from finetune import data_report, tracking
 from finetune.errors import ConfigError
-from finetune.io import StagedOutputs, write_json
+from finetune.io import StagedOutputs, file_md5, write_json
 from finetune.modeling import add_lora, freeze, load_classifier, load_tokenizer, merge_adapter
 from finetune.splits import load_labels, load_split
 
@@ -345,14 +345,6 @@ def _drop_incomplete_checkpoints(directory: Path, latest: Path | None) -> None:
         if match and int(match.group(1)) > newest:
             log.warning("removing incomplete checkpoint %s (interrupted while saving)", child)
             shutil.rmtree(child, ignore_errors=True)
-
-
-def file_md5(path: str | Path) -> str:
-    digest = hashlib.md5()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def checkpoint_key(cfg: Mapping[str, Any], data_files: list[Path]) -> str:
