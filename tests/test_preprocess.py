@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from finetune import cleaning, data_report, preprocess, sources
@@ -266,6 +267,56 @@ def test_split_is_stratified_disjoint_and_seeded(tiny_data: pd.DataFrame) -> Non
     assert all(parts[s].equals(again[s]) for s in parts)
     other = preprocess.preprocess(as_raw(tiny_data), spec, seed=4).splits
     assert not other["test"]["id"].equals(parts["test"]["id"])
+
+
+def _split_of(parts: dict[str, pd.DataFrame]) -> dict[str, str]:
+    return {text: name for name, part in parts.items() for text in part["text"]}
+
+
+def test_hash_split_keeps_every_text_in_its_split_as_data_grows() -> None:
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    texts = [f"{a} {b} {c}" for a in words for b in words for c in words[:4]]  # 256 distinct
+    first = frame(texts[:160], ["p", "q"] * 80)
+    grown = pd.concat([first, frame(texts[160:], ["q", "p"] * 48)], ignore_index=True)
+    grown["id"] = [f"g{i}" for i in range(len(grown))]  # ids and row order change too
+    spec = spec_for(validation_size=0.2, test_size=0.25, split_method="hash")
+    before = _split_of(preprocess.preprocess(as_raw(first), spec, seed=0).splits)
+    after_parts = preprocess.preprocess(as_raw(grown.iloc[::-1]), spec, seed=0).splits
+    after = _split_of(after_parts)
+    assert {t: after[t] for t in before} == before  # nothing moved
+    shares = {s: len(p) / len(grown) for s, p in after_parts.items()}
+    assert abs(shares["test"] - 0.25) < 0.08 and abs(shares["validation"] - 0.2) < 0.08
+    # the stratified cut of the same data moves rows when data is added
+    strat = spec_for(validation_size=0.2, test_size=0.25)
+    s_before = _split_of(preprocess.preprocess(as_raw(first), strat, seed=0).splits)
+    s_after = _split_of(preprocess.preprocess(as_raw(grown), strat, seed=0).splits)
+    assert any(s_after[t] != s_before[t] for t in s_before)
+    # another seed, another assignment
+    other = _split_of(preprocess.preprocess(as_raw(first), spec, seed=1).splits)
+    assert other != before
+
+
+def test_hash_split_carves_missing_splits_from_predefined_train(tmp_path: Path) -> None:
+    df = frame(
+        [f"review number {i} {'good' if i % 2 else 'bad'}" for i in range(200)], ["p", "q"] * 100
+    )
+    df.iloc[:180].to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[180:].to_csv(tmp_path / "test.csv", index=False)
+    spec = spec_for(tmp_path, validation_size=0.2, test_size=0.25, split_method="hash")
+    raw = sources.load(SourceSpec(path=str(tmp_path)))
+    assert raw.predefined_splits
+    parts = preprocess.preprocess(raw, spec, seed=0).splits
+    assert len(parts["test"]) == 20  # the file's own test split is kept whole
+    assert 15 <= len(parts["validation"]) <= 55 and len(parts["train"]) >= 125
+    fractions = preprocess.hash_fractions(
+        cleaning.normalized_keys(pa.chunked_array([parts["validation"]["text"]])).to_pylist(), 0
+    )
+    assert (fractions < 0.2).all()  # validation = the [0, 0.2) hash interval of train
+
+
+def test_unknown_split_method_is_a_config_error(tiny_data: pd.DataFrame) -> None:
+    with pytest.raises(ConfigError, match=r"data\.split\.method='random'.*stratified.*hash"):
+        run_on(tiny_data, split_method="random")
 
 
 # --- the stage: outputs, data report, no partial outputs ---

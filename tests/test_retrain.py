@@ -26,11 +26,13 @@ from mlflow.tracking import MlflowClient
 from finetune.errors import DataError
 from finetune.retrain import (
     RetrainLocked,
+    RetrainSpec,
     exclusive_lock,
     find_new_files,
     ingest,
     read_ledger,
 )
+from finetune.retrain import retrain as retrain_in_process
 from tests.conftest import REPO
 from tests.helpers import BIN, sh, tiny_project
 
@@ -86,6 +88,28 @@ def test_lock_excludes_a_second_holder_and_says_who(tmp_path: Path) -> None:
         assert time.monotonic() - began >= 0.6
     with exclusive_lock(lock, timeout_s=0):
         pass  # free again once released
+
+
+@pytest.mark.parametrize("method", ["stratified", "hash"])
+def test_retrain_warns_when_the_split_reshuffles_as_data_grows(
+    tmp_path: Path, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "raw.csv").write_text("id,text,label\nm1,hi,billing\n")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "b.csv").write_text("id,text,label\nm1,hi,billing\n")  # nothing new
+    cfg = {
+        "paths": {"retrain_ledger": "ledger.json"},
+        "data": {**DATA_CFG, "path": "raw.csv", "split": {"method": method}},
+    }
+    spec = RetrainSpec(incoming="in/*.csv", lock_file="r.lock")
+    with caplog.at_level("WARNING", logger="finetune.retrain"):
+        result = retrain_in_process(tmp_path, cfg, spec)
+    assert result.status == "no-new-rows"
+    warned = [r.getMessage() for r in caplog.records if "reshuffles the splits" in r.getMessage()]
+    if method == "stratified":
+        assert warned and "set data.split.method: hash" in warned[0]
+    else:
+        assert not warned
 
 
 # --------------------------------------------------------------------------- real retrains

@@ -10,6 +10,7 @@ evaluation texts that also occur in an earlier split, and writes the data report
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Priority when a text occurs in several splits: it stays in the first and leaves the others.
 LEAKAGE_ORDER = ("train", "test", "validation")
+SPLIT_METHODS = ("stratified", "hash")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class DataSpec:
     format: str = "auto"
     validation_size: float = 0.1
     test_size: float = 0.15
+    split_method: str = "stratified"  # stratified (seeded, by label) | hash (stable per text)
     min_examples_per_class: int = 2
     labels: tuple[str, ...] | None = None  # the label set, in id order; others are an error
     text_separator: str = " "
@@ -68,6 +71,7 @@ class DataSpec:
             format=str(data.get("format", "auto")),
             validation_size=float(data["split"]["validation"]),
             test_size=float(data["split"]["test"]),
+            split_method=str(data["split"].get("method", "stratified")),
             min_examples_per_class=int(data.get("min_examples_per_class", 2)),
             labels=tuple(str(x) for x in labels) if labels else None,
             text_separator=str(data.get("text_separator", " ")),
@@ -239,26 +243,69 @@ def _stratified(
     return np.sort(keep), np.sort(cut)
 
 
+def hash_fractions(keys: list[str], seed: int) -> np.ndarray:
+    """A stable number in [0, 1) per text key: the same text and seed always give the same
+    number, whatever else is in the data (so adding rows never moves existing ones)."""
+    prefix = f"{seed}\x00".encode()
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(prefix + k.encode(), digest_size=8).digest(), "big")
+            for k in keys
+        ],
+        dtype=np.float64,
+    ) / float(1 << 64)
+
+
 def split_positions(
     label_codes: np.ndarray,
     split_names: list[str | None],
     spec: DataSpec,
     seed: int,
     where: str,
+    fractions: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Row positions per split: predefined splits kept, missing ones carved from train."""
+    """Row positions per split: predefined splits kept, missing ones carved from train.
+
+    ``stratified`` cuts are seeded and keep class shares, but adding rows reshuffles them.
+    ``hash`` puts a row in test when its text's ``fractions`` value is below the test share,
+    in validation below test + validation, else in train: a text keeps its split as data grows
+    (what scheduled retraining needs for a fair comparison on the test split).
+    """
     val, test = spec.validation_size, spec.test_size
     if not 0 < val < 1 or not 0 < test < 1 or val + test >= 1:
         raise DataError(
             f"data.split validation={val} test={test}: each must be between 0 and 1 and "
             f"together below 1"
         )
+    if spec.split_method not in SPLIT_METHODS:
+        raise ConfigError(
+            f"data.split.method={spec.split_method!r}: choose one of {list(SPLIT_METHODS)}"
+        )
+    hashed = spec.split_method == "hash"
+    if hashed and (fractions is None or len(fractions) != len(label_codes)):
+        raise ValueError("split method 'hash' needs one fraction per row")
     names = np.array([s if s is not None else "" for s in split_names], dtype=object)
-    if not any(split_names):  # one pool: two stratified cuts
+    if not any(split_names):  # one pool: two cuts
+        if hashed:
+            u = fractions
+            return {
+                "train": np.flatnonzero(u >= test + val),
+                "validation": np.flatnonzero((u >= test) & (u < test + val)),
+                "test": np.flatnonzero(u < test),
+            }
         train, rest = _stratified(np.arange(len(label_codes)), label_codes, val + test, seed, where)
         validation, test_rows = _stratified(rest, label_codes, test / (val + test), seed, where)
         return {"train": train, "validation": validation, "test": test_rows}
     parts = {s: np.flatnonzero(names == s) for s in SPLITS if (names == s).any()}
+    if hashed:  # carve the missing splits from train by disjoint hash intervals
+        pool, u = parts["train"], fractions[parts["train"]]
+        low = 0.0
+        for s, share in (("test", test), ("validation", val)):
+            if s not in parts:
+                parts[s] = pool[(u >= low) & (u < low + share)]
+                low += share
+        parts["train"] = pool[u >= low]
+        return {s: parts[s] for s in SPLITS}
     if "test" not in parts:
         parts["train"], parts["test"] = _stratified(parts["train"], label_codes, test, seed, where)
     if "validation" not in parts:
@@ -349,7 +396,11 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataSpec, seed: int) -> Prepro
     else:
         sizes = pd.Series(kept_labels, dtype=object).value_counts()
         check_classes(sizes.to_dict(), spec, name, needed)
-    parts = split_positions(label_ids, split_names, spec, seed, name)
+    fractions = None
+    if spec.split_method == "hash":  # by the normalised text: duplicates share a split
+        keys = cleaning.normalized_keys(texts.take(pa.array(keep))).to_pylist()
+        fractions = hash_fractions(keys, seed)
+    parts = split_positions(label_ids, split_names, spec, seed, name, fractions)
 
     # Leakage: a text (normalised key) in an earlier split leaves the later evaluation split.
     split_code = np.full(len(keep), -1)

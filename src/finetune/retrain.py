@@ -290,6 +290,13 @@ def retrain(
             log.info("no new data in %s: nothing to do", spec.incoming)
             return RetrainResult("no-new-data", seconds=time.perf_counter() - began)
         log.info("new data: %s", ", ".join(str(p.relative_to(root)) for p in new))
+        if cfg["data"]["split"].get("method", "stratified") != "hash":
+            log.warning(
+                "data.split.method is %r: adding rows reshuffles the splits, so the new test "
+                "split can hold the champion's training rows and flatter it in the gate; set "
+                "data.split.method: hash to keep every text in its split as data grows",
+                cfg["data"]["split"].get("method", "stratified"),
+            )
         raw_path = root / cfg["data"]["path"]
         backup = raw_path.read_bytes() if raw_path.is_file() else None
         try:
