@@ -39,24 +39,19 @@ def inputs(tmp_path: Path) -> pd.DataFrame:
     return pd.DataFrame({"id": [f"q{i}" for i in range(len(texts))], "text": texts})
 
 
+def run_cli(model: str, src: Path, out: Path, *extra: str) -> int:
+    """`finetune predict` at max length 32 (the tiny model's)."""
+    return cli.main(
+        ["predict", "-m", model, "-i", str(src), "-o", str(out), "--max-length", "32", *extra]
+    )
+
+
 def test_csv_from_model_directory(
     trained: dict[str, Any], inputs: pd.DataFrame, tmp_path: Path
 ) -> None:
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     inputs.to_csv(src, index=False)
-    code = cli.main(
-        [
-            "predict",
-            "-m",
-            trained["paths"]["model_dir"],
-            "-i",
-            str(src),
-            "-o",
-            str(out),
-            "--max-length",
-            "32",
-        ]
-    )
+    code = run_cli(trained["paths"]["model_dir"], src, out)
     assert code == 0
     df = pd.read_csv(out, keep_default_na=False, na_values=[""])
     assert df["id"].tolist() == inputs["id"].tolist(), "input order and columns are kept"
@@ -93,20 +88,8 @@ def test_jsonl_from_registry_champion_matches_directory(
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inputs.to_json(src, orient="records", lines=True)
     name = trained["tracking"]["registered_model_name"]
-    code = cli.main(
-        [
-            "predict",
-            "-m",
-            f"models:/{name}@champion",
-            "-i",
-            str(src),
-            "-o",
-            str(out),
-            "--max-length",
-            "32",
-            "--tracking-uri",
-            trained["tracking"]["uri"],
-        ]
+    code = run_cli(
+        f"models:/{name}@champion", src, out, "--tracking-uri", trained["tracking"]["uri"]
     )
     assert code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from finetune.errors import ConfigError
+from finetune.errors import ConfigError, known_options
 
 
 def build_baseline(spec: dict[str, Any] | None = None, seed: int = 0) -> Any:
@@ -14,13 +14,7 @@ def build_baseline(spec: dict[str, Any] | None = None, seed: int = 0) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, make_pipeline
 
-    spec = dict(spec or {})
-    unknown = set(spec) - {"C", "max_features", "char_ngrams"}
-    if unknown:
-        raise ConfigError(
-            f"evaluate.baseline: unknown option(s) {sorted(unknown)}; "
-            "known: C, max_features, char_ngrams"
-        )
+    spec = known_options("evaluate.baseline", spec, ("C", "max_features", "char_ngrams"))
     c = float(spec.get("C", 10.0))
     if c <= 0:
         raise ConfigError(f"evaluate.baseline.C={c} must be > 0")

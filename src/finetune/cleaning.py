@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finetune.errors import ConfigError
+from finetune.errors import ConfigError, known_options
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,7 @@ class CleaningSpec:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> CleaningSpec:
-        cfg = dict(cfg or {})
-        unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(
-                f"data.cleaning: unknown option(s) {unknown}; known: "
-                f"{sorted(cls.__dataclass_fields__)}"
-            )
-        spec = cls(**cfg)
+        spec = cls(**known_options("data.cleaning", cfg, cls.__dataclass_fields__))
         checks = {
             "unicode": (spec.unicode, (None, *UNICODE_FORMS)),
             "empty_text": (spec.empty_text, EMPTY_POLICIES),

@@ -353,11 +353,9 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataSpec, seed: int) -> Prepro
 
     split_col = table.column(SPLIT_COL)
     text_codes = cleaning.codes(texts)
-    key_codes = (
-        cleaning.codes(cleaning.normalized_keys(texts))
-        if spec.cleaning.dedup == "normalized"
-        else text_codes
-    )
+    hashed, normalized = spec.split_method == "hash", spec.cleaning.dedup == "normalized"
+    keys = cleaning.normalized_keys(texts) if hashed or normalized else None
+    key_codes = cleaning.codes(keys) if normalized else text_codes
     label_codes_all = cleaning.codes(labels)
     group_codes = cleaning.codes(pc.fill_null(split_col, ""))
     dedup = cleaning.deduplicate(
@@ -396,10 +394,8 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataSpec, seed: int) -> Prepro
     else:
         sizes = pd.Series(kept_labels, dtype=object).value_counts()
         check_classes(sizes.to_dict(), spec, name, needed)
-    fractions = None
-    if spec.split_method == "hash":  # by the normalised text: duplicates share a split
-        keys = cleaning.normalized_keys(texts.take(pa.array(keep))).to_pylist()
-        fractions = hash_fractions(keys, seed)
+    # hash: by the normalised text, so duplicates share a split
+    fractions = hash_fractions(keys.take(pa.array(keep)).to_pylist(), seed) if hashed else None
     parts = split_positions(label_ids, split_names, spec, seed, name, fractions)
 
     # Leakage: a text (normalised key) in an earlier split leaves the later evaluation split.

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from finetune.errors import ConfigError, ModelNotFoundError, PipelineError
+from finetune.errors import ConfigError, ModelNotFoundError, PipelineError, known_options
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,7 @@ class GateSpec:
 
     @classmethod
     def from_config(cls, promotion: Mapping[str, Any] | None) -> GateSpec:
-        promotion = dict(promotion or {})
-        unknown = sorted(set(promotion) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(
-                f"promotion: unknown option(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
-            )
-        spec = cls(**promotion)
+        spec = cls(**known_options("promotion", promotion, cls.__dataclass_fields__))
         for name in ("min_f1_gain", "max_recall_drop"):
             value = getattr(spec, name)
             if not isinstance(value, int | float) or not -1 <= value <= 1 or math.isnan(value):

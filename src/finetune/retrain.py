@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from finetune.errors import ConfigError, DataError, PipelineError
+from finetune.errors import ConfigError, DataError, PipelineError, known_options
 from finetune.io import file_md5
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,7 @@ class RetrainSpec:
 
     @classmethod
     def from_config(cls, retrain: Mapping[str, Any] | None) -> RetrainSpec:
-        retrain = dict(retrain or {})
-        unknown = sorted(set(retrain) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(
-                f"retrain: unknown option(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
-            )
-        spec = cls(**retrain)
+        spec = cls(**known_options("retrain", retrain, cls.__dataclass_fields__))
         if not isinstance(spec.lock_timeout_s, int | float) or spec.lock_timeout_s < 0:
             raise ConfigError(f"retrain.lock_timeout_s={spec.lock_timeout_s!r} must be >= 0")
         return spec
@@ -290,12 +284,13 @@ def retrain(
             log.info("no new data in %s: nothing to do", spec.incoming)
             return RetrainResult("no-new-data", seconds=time.perf_counter() - began)
         log.info("new data: %s", ", ".join(str(p.relative_to(root)) for p in new))
-        if cfg["data"]["split"].get("method", "stratified") != "hash":
+        method = cfg["data"]["split"].get("method", "stratified")
+        if method != "hash":
             log.warning(
                 "data.split.method is %r: adding rows reshuffles the splits, so the new test "
                 "split can hold the champion's training rows and flatter it in the gate; set "
                 "data.split.method: hash to keep every text in its split as data grows",
-                cfg["data"]["split"].get("method", "stratified"),
+                method,
             )
         raw_path = root / cfg["data"]["path"]
         backup = raw_path.read_bytes() if raw_path.is_file() else None

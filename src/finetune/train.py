@@ -27,7 +27,7 @@ import yaml
 from sklearn.metrics import accuracy_score, f1_score
 
 from finetune import data_report, tracking
-from finetune.errors import ConfigError
+from finetune.errors import ConfigError, known_options
 from finetune.io import StagedOutputs, file_md5, write_json
 from finetune.modeling import add_lora, freeze, load_classifier, load_tokenizer, merge_adapter
 from finetune.splits import load_labels, load_split
@@ -80,18 +80,8 @@ class TrainSpec:
 
     @classmethod
     def from_config(cls, train: Mapping[str, Any]) -> TrainSpec:
-        names = cls.__dataclass_fields__
-        unknown = sorted(set(train) - set(names))
-        if unknown:
-            raise ConfigError(f"train: unknown option(s) {unknown}; known: {sorted(names)}")
-        values = dict(train)
-        lora = dict(values.pop("lora", None) or {})
-        unknown = sorted(set(lora) - set(LoraSpec.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(
-                f"train.lora: unknown option(s) {unknown}; "
-                f"known: {sorted(LoraSpec.__dataclass_fields__)}"
-            )
+        values = known_options("train", train, cls.__dataclass_fields__)
+        lora = known_options("train.lora", values.pop("lora", None), LoraSpec.__dataclass_fields__)
         spec = cls(**values, lora=LoraSpec(**lora))
         spec.validate()
         return spec
