@@ -5,8 +5,9 @@
 Generates the CSV in a temporary directory (id, text, label, channel; ~6% exact or normalised
 duplicates, some conflicting labels, messy whitespace), then runs, in a fresh child process,
 exactly what the preprocess stage runs: read (Arrow CSV reader), validate, clean, de-duplicate,
-resolve conflicts, stratified split, leakage check, token-length report with the default model's
-tokenizer (sampled, ``data.report.token_sample``) and writing the Parquet splits and reports.
+resolve conflicts, the configured split (data.split.method, hash by default), leakage check,
+token-length report with the default model's tokenizer (sampled, ``data.report.token_sample``)
+and writing the Parquet splits and reports.
 The last line printed is JSON: rows, seconds, rows_per_s, peak_rss_mb (the child's peak
 resident memory; CSV generation is not counted).
 """
