@@ -2,6 +2,7 @@
 
     python bench/sst2_accuracy.py             # full run (goal: >= 90% within 20 min, 2 cores)
     python bench/sst2_accuracy.py --quick     # smoke check: 2,000 train rows, 200 test rows
+    python bench/sst2_accuracy.py model.pooling=cls train.learning_rate=3e-5   # + overrides
 
 Uses `finetune.train.fine_tune` (the train stage's code) with the `train` and `model` settings of
 conf/ composed with the `experiment=sst2` preset (conf/experiment/sst2.yaml: the default model,
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,000 train / 200 test rows")
     parser.add_argument("--seed", type=int, help="training seed (default: conf seed, 42)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides after the preset")
     args = parser.parse_args()
     _common.setup_logging()
     if not (_common.SST2 / "train.csv").is_file():
@@ -46,7 +48,8 @@ def main() -> None:
     from finetune.inference import predict_proba
 
     began = time.perf_counter()
-    cfg = compose(_common.REPO / "conf", [PRESET])
+    cfg = compose(_common.REPO / "conf", [PRESET, *args.overrides])
+    pooling = str(cfg["model"].get("pooling", "cls"))
     max_length = int(cfg["model"]["max_length"])
     seed = int(cfg["seed"]) if args.seed is None else args.seed  # the validation carve stays
     table, _ = _common.load_table("train")
@@ -66,6 +69,7 @@ def main() -> None:
         max_length,
         spec,
         seed,
+        pooling=pooling,
     )
     preds = predict_proba(
         result.model, result.tokenizer, test["text"].tolist(), max_length=max_length
@@ -74,7 +78,8 @@ def main() -> None:
     minutes = (time.perf_counter() - began) / 60
     quick = " (QUICK: subsample)" if args.quick else ""
     print(
-        f"\nmodel {cfg['model']['name']} ({PRESET}: {spec.epochs} epoch(s), learning rate "
+        f"\nmodel {cfg['model']['name']} ({PRESET} {' '.join(args.overrides)}: {pooling} pooling, "
+        f"{spec.epochs} epoch(s), learning rate "
         f"{spec.learning_rate}, max length {max_length}, seed {seed}), {len(train_df)} train / "
         f"{len(validation)} validation / {len(test)} test rows, {torch.get_num_threads()} threads, "
         f"precision {result.metrics['precision']}{quick}"
@@ -88,6 +93,8 @@ def main() -> None:
             {
                 "quick": args.quick,
                 "preset": PRESET,
+                "overrides": args.overrides,
+                "pooling": pooling,
                 "epochs": spec.epochs,
                 "learning_rate": spec.learning_rate,
                 "seed": seed,

@@ -71,34 +71,83 @@ def load_tokenizer(name_or_path: str) -> Any:
         raise _not_found(name_or_path, exc) from exc
 
 
-def load_classifier(name_or_path: str, labels: list[str]) -> Any:
-    """A sequence-classification model with a fresh head for ``labels`` (in id order)."""
-    from transformers import AutoModelForSequenceClassification
+POOLINGS = ("cls", "mean")
 
+
+def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") -> Any:
+    """A sequence-classification model with a fresh head for ``labels`` (in id order).
+
+    ``pooling="cls"``: the architecture's own ``AutoModelForSequenceClassification`` head
+    ([CLS] token + pooler for BERT). ``pooling="mean"``: the head on the masked mean of the last
+    hidden states (:mod:`finetune.pooling_model`), what sentence-embedding backbones such as
+    all-MiniLM-L6-v2 were trained to produce.
+    """
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    from finetune.pooling_model import register
+
+    if pooling not in POOLINGS:
+        raise ConfigError(f"model.pooling={pooling!r}: choose one of {POOLINGS}")
+    register()  # name_or_path may be a model trained with pooling: mean
     path = resolve_model_path(name_or_path)
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            path,
-            num_labels=len(labels),
-            id2label=id2label,
-            label2id=label2id,
-            ignore_mismatched_sizes=True,
-        )
+        if pooling == "cls":
+            return AutoModelForSequenceClassification.from_pretrained(
+                path,
+                num_labels=len(labels),
+                id2label=id2label,
+                label2id=label2id,
+                ignore_mismatched_sizes=True,
+            )
+        encoder = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise _not_found(name_or_path, exc) from exc
+    return _mean_pooling_classifier(encoder, id2label, label2id)
+
+
+def _mean_pooling_classifier(
+    encoder: Any, id2label: dict[int, str], label2id: dict[str, int]
+) -> Any:
+    from finetune.pooling_model import (
+        MeanPoolingConfig,
+        MeanPoolingForSequenceClassification,
+        drop_pooler,
+    )
+
+    if isinstance(encoder, MeanPoolingForSequenceClassification):  # trained: reuse its encoder
+        encoder = encoder.encoder
+    config = MeanPoolingConfig(
+        encoder=encoder.config,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id=label2id,
+        classifier_dropout=float(
+            getattr(encoder.config, "classifier_dropout", None)
+            or getattr(encoder.config, "hidden_dropout_prob", None)
+            or 0.1
+        ),
+    )
+    model = MeanPoolingForSequenceClassification(config)
+    drop_pooler(encoder)
+    model.encoder.load_state_dict(encoder.state_dict())
+    log.info("mean-pooling head on %s (%s)", type(encoder).__name__, encoder.config.model_type)
+    return model
 
 
 def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
     """Model and tokenizer saved by the train stage."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from finetune.pooling_model import register
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ModelNotFoundError(
             f"{model_dir} holds no trained model (config.json missing): run `dvc repro train`"
         )
+    register()  # a mean-pooling model loads with our class, no remote code
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
@@ -157,7 +206,11 @@ def add_lora(
 ) -> Any:
     """Wrap ``model`` with a LoRA adapter (peft); the classification head stays fully trainable."""
     from peft import LoraConfig, TaskType, get_peft_model
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULT_TARGETS
 
+    encoder_config = getattr(model.config, "encoder", None)
+    if not target_modules and encoder_config is not None:  # mean pooling: the encoder's defaults
+        target_modules = DEFAULT_TARGETS.get(encoder_config.model_type)
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=r,

@@ -412,10 +412,12 @@ def _training_args(
     )
 
 
-def build_model(model_name_or_path: str, labels: list[str], spec: TrainSpec) -> tuple[Any, Any]:
+def build_model(
+    model_name_or_path: str, labels: list[str], spec: TrainSpec, pooling: str = "cls"
+) -> tuple[Any, Any]:
     """Tokenizer and classifier, with freezing and the LoRA adapter as configured."""
     tokenizer = load_tokenizer(model_name_or_path)
-    model = load_classifier(model_name_or_path, labels)
+    model = load_classifier(model_name_or_path, labels, pooling)
     freeze(model, spec.freeze_embeddings, spec.freeze_layers)
     if spec.lora.enabled:
         model = add_lora(
@@ -480,6 +482,7 @@ def fine_tune(
     seed: int,
     callbacks: list[Any] | None = None,
     checkpoint_dir: str | Path | None = None,
+    pooling: str = "cls",
 ) -> TrainResult:
     """Fine-tune and return the best model (by validation ``metric_for_best_model``).
 
@@ -494,7 +497,7 @@ def fine_tune(
         torch.set_num_threads(int(spec.num_threads))
     precision = select_precision(spec.precision)
     set_seed(seed)
-    model, tokenizer = build_model(model_name_or_path, labels, spec)
+    model, tokenizer = build_model(model_name_or_path, labels, spec, pooling)
     weights = class_weights_for(spec.class_weights, labels, train_df["label_id"])
     if weights:
         log.info("class weights: %s", dict(zip(labels, np.round(weights, 3), strict=True)))
@@ -573,6 +576,21 @@ def fine_tune(
     return TrainResult(model, tokenizer, labels, metrics, list(state.log_history))
 
 
+def _loading_note(pooling: str, lora: bool) -> str:
+    merged = " (the LoRA adapter is merged in)" if lora else ""
+    if pooling == "mean":
+        return (
+            f"An `AutoModelForSequenceClassification` checkpoint{merged} with a mean-pooling head "
+            "(`model.pooling: mean`; the class is in `pooling_model.py` next to the weights): "
+            "load it with `from_pretrained(<this dir>, trust_remote_code=True)`, or without "
+            "remote code after `finetune.pooling_model.register()`."
+        )
+    return (
+        f"A plain `AutoModelForSequenceClassification` checkpoint{merged}: load it with "
+        "`from_pretrained(<this dir>)`."
+    )
+
+
 def model_card(
     cfg: Mapping[str, Any], metrics: Mapping[str, Any], labels: list[str], data: Mapping[str, str]
 ) -> str:
@@ -594,9 +612,7 @@ base_model: {model.get("name", model["name_or_path"])}
 Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
         f" at commit `{commit}`" if commit else ""
     }.
-A plain `AutoModelForSequenceClassification` checkpoint{
-        " (the LoRA adapter is merged in)" if lora else ""
-    }: load it with `from_pretrained(<this dir>)`.
+{_loading_note(str(model.get("pooling", "cls")), bool(lora))}
 
 - Base model: `{model["name_or_path"]}` ({model.get("name", "")})
 - Labels ({len(labels)}): {", ".join(labels)}
@@ -692,6 +708,7 @@ def run(cfg: Any) -> TrainResult:
     key = checkpoint_key(cfg, data_files)
     ckpt_dir = checkpoint_root(paths) / key
     rank, _ = dist_info()
+    pooling = str(cfg["model"].get("pooling", "cls"))
     train_args = (
         train_df,
         validation_df,
@@ -702,7 +719,9 @@ def run(cfg: Any) -> TrainResult:
         int(cfg["seed"]),
     )
     if rank != 0:  # DDP worker: train in lockstep; rank 0 logs and writes every output
-        fine_tune(*train_args, callbacks=[_mlflow_callback()], checkpoint_dir=ckpt_dir)
+        fine_tune(
+            *train_args, callbacks=[_mlflow_callback()], checkpoint_dir=ckpt_dir, pooling=pooling
+        )
         _end_distributed()
         return TrainResult(None, None, labels, {})
 
@@ -719,7 +738,9 @@ def run(cfg: Any) -> TrainResult:
             data_report.log_to_mlflow(paths)  # what preprocess/augment did to this model's data
         mlflow.set_tag("train.checkpoint_key", key)
         mlflow.log_metrics({"train_rows": len(train_df), "validation_rows": len(validation_df)})
-        result = fine_tune(*train_args, callbacks=[_mlflow_callback()], checkpoint_dir=ckpt_dir)
+        result = fine_tune(
+            *train_args, callbacks=[_mlflow_callback()], checkpoint_dir=ckpt_dir, pooling=pooling
+        )
         _end_distributed()
         mlflow.log_metrics(
             {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}

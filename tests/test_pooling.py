@@ -1,0 +1,152 @@
+"""model.pooling: mean: the mean-pooling head trains, saves, reloads and runs in every stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import torch
+
+from finetune import registry
+from finetune.errors import ConfigError
+from finetune.modeling import add_lora, load_classifier, load_tokenizer, load_trained, merge_adapter
+from finetune.pooling_model import MeanPoolingForSequenceClassification
+from tests.conftest import make_stage_cfg, make_texts
+
+LABELS = ["account", "billing", "shipping"]
+
+
+def _logits(model: Any, tokenizer: Any, texts: list[str]) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+
+
+def test_mean_pooling_head_ignores_padding(tiny_model_dir: Path) -> None:
+    model = load_classifier(str(tiny_model_dir), LABELS, pooling="mean")
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    assert isinstance(model, MeanPoolingForSequenceClassification)
+    assert model.encoder.pooler is None, "the unused [CLS] pooler is dropped"
+    assert model.config.id2label == dict(enumerate(LABELS))
+    assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 2
+    alone = _logits(model, tokenizer, ["refund"])
+    padded = _logits(model, tokenizer, ["refund", "refund invoice charge card payment late"])
+    torch.testing.assert_close(alone[0], padded[0], rtol=1e-4, atol=1e-5)
+    # the encoder holds the pretrained weights, not a fresh initialisation
+    cls_model = load_classifier(str(tiny_model_dir), LABELS)
+    torch.testing.assert_close(
+        model.encoder.embeddings.word_embeddings.weight,
+        cls_model.bert.embeddings.word_embeddings.weight,
+    )
+
+
+def test_unknown_pooling_is_a_config_error(tiny_model_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model.pooling='max': choose one of \('cls', 'mean'\)"):
+        load_classifier(str(tiny_model_dir), LABELS, pooling="max")
+
+
+def test_lora_on_mean_pooling_targets_the_encoder_and_merges(tiny_model_dir: Path) -> None:
+    model = load_classifier(str(tiny_model_dir), LABELS, pooling="mean")
+    peft_model = add_lora(model, r=4, alpha=8, dropout=0.0, target_modules=None)
+    names = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("query.lora_A" in n for n in names) and any("value.lora_B" in n for n in names)
+    assert any("classifier" in n for n in names), "the head stays trainable"
+    assert isinstance(merge_adapter(peft_model), MeanPoolingForSequenceClassification)
+
+
+def test_saved_model_loads_in_finetune_and_with_plain_transformers(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = load_classifier(str(tiny_model_dir), LABELS, pooling="mean")
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    saved = tmp_path / "model"
+    model.save_pretrained(saved)
+    tokenizer.save_pretrained(saved)
+    config = json.loads((saved / "config.json").read_text())
+    assert (
+        config["model_type"] == "finetune_mean_pooling" and (saved / "pooling_model.py").is_file()
+    )
+    texts = ["late refund", "parcel tracking please"]
+    expected = _logits(model, tokenizer, texts)
+
+    reloaded, retok = load_trained(saved)
+    assert isinstance(reloaded, MeanPoolingForSequenceClassification)
+    torch.testing.assert_close(_logits(reloaded, retok, texts), expected)
+
+    # A process without finetune: an explicit error unless remote code is trusted, never a
+    # silent fall-back to a [CLS] head.
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from transformers import AutoModelForSequenceClassification as A, AutoTokenizer
+        path = {str(saved)!r}
+        try:
+            A.from_pretrained(path)
+            sys.exit("loaded without trust_remote_code")
+        except ValueError as exc:
+            assert "trust_remote_code=True" in str(exc), exc
+        model = A.from_pretrained(path, trust_remote_code=True).eval()
+        tok = AutoTokenizer.from_pretrained(path)
+        out = model(**tok({texts!r}, padding=True, return_tensors="pt")).logits
+        with open("result.json", "w") as fh:
+            json.dump([type(model).__name__, out.tolist()], fh)
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        input="n\n",
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    name, logits = json.loads((tmp_path / "result.json").read_text())
+    assert name == "MeanPoolingForSequenceClassification"
+    torch.testing.assert_close(torch.tensor(logits), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def mean_pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
+    from finetune import augment, error_analysis, evaluate, preprocess, train
+
+    cfg = make_stage_cfg(tmp_path_factory.mktemp("mean"), tiny_model_dir, make_texts())
+    cfg["model"]["pooling"] = "mean"
+    for stage in (preprocess, augment, train, evaluate, error_analysis):
+        stage.run(cfg)
+    return cfg
+
+
+def test_every_stage_runs_with_mean_pooling(mean_pipeline: dict[str, Any]) -> None:
+    paths = mean_pipeline["paths"]
+    model, _ = load_trained(paths["model_dir"])
+    assert isinstance(model, MeanPoolingForSequenceClassification)
+    card = (Path(paths["model_dir"]) / "README.md").read_text()
+    assert "trust_remote_code=True" in card and "pooling: mean" in card
+    metrics = json.loads(Path(paths["evaluate_metrics"]).read_text())
+    assert metrics["accuracy"] > 0.5, metrics  # 3 classes: it learned from the tiny data
+    assert json.loads(Path(paths["error_metrics"]).read_text())
+
+
+def test_logged_mean_pooling_model_loads_from_mlflow(mean_pipeline: dict[str, Any]) -> None:
+    tracking = mean_pipeline["tracking"]
+    mlflow.set_tracking_uri(tracking["uri"])
+    run_id = json.loads(Path(mean_pipeline["paths"]["run_info"]).read_text())["run_id"]
+    model_id = mlflow.get_run(run_id).outputs.model_outputs[0].model_id
+    out = mlflow.pyfunc.load_model(f"models:/{model_id}").predict(["my refund is late"])
+    assert set(out["label"]) <= set(LABELS) and (out["score"] > 0).all()
+    uri = f"models:/{tracking['registered_model_name']}@champion"
+    model, tokenizer = registry.load_version(uri)
+    assert type(model).__name__ == "MeanPoolingForSequenceClassification"
+    local, _ = load_trained(mean_pipeline["paths"]["model_dir"])
+    texts = ["refund for my card", "where is my parcel"]
+    torch.testing.assert_close(_logits(model, tokenizer, texts), _logits(local, tokenizer, texts))
