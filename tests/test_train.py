@@ -78,6 +78,8 @@ def test_config_errors() -> None:
         TrainSpec.from_config({"early_stopping_patience": 0})
     with pytest.raises(ConfigError, match="train.freeze_layers=-1"):
         TrainSpec.from_config({"freeze_layers": -1})
+    with pytest.raises(ConfigError, match=r"train.layer_lr_decay=0 must be in \(0, 1\]"):
+        TrainSpec.from_config({"layer_lr_decay": 0})
 
 
 def test_class_weights() -> None:
@@ -121,6 +123,28 @@ def test_freeze_embeddings_and_first_layers(tiny_model_dir: Path) -> None:
     assert not any(n.startswith("classifier.") for n in frozen)
     with pytest.raises(ConfigError, match="train.freeze_layers=5 but the model has only 2 layers"):
         train.build_model(str(tiny_model_dir), ["a", "b"], TrainSpec(freeze_layers=5))
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_layer_lr_decay_gives_each_depth_its_rate(
+    splits: dict[str, Any], tiny_model_dir: Path, tmp_path: Path, pooling: str
+) -> None:
+    spec = _spec(layer_lr_decay=0.5, learning_rate=1e-3)
+    model, tokenizer = train.build_model(str(tiny_model_dir), splits["labels"], spec, pooling)
+    ds = train.tokenize(splits["train"], tokenizer, 32)
+    trainer = train.build_trainer(model, tokenizer, ds, ds, spec, "fp32", str(tmp_path), 0)
+    rate = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert len(rate) == len(trainable), "every trainable parameter is in exactly one group"
+    expected = {"embeddings.": 1e-3 * 0.5**3, "layer.0.": 1e-3 * 0.5**2, "layer.1.": 1e-3 * 0.5}
+    for name, param in trainable:
+        want = next((v for k, v in expected.items() if k in name), 1e-3)  # head: full rate
+        assert rate[id(param)] == pytest.approx(want), name
+    decays = {g["weight_decay"] for g in trainer.optimizer.param_groups}
+    assert decays == {0.0, spec.weight_decay}, "biases and LayerNorms keep weight decay 0"
+    before = trainer.model.get_input_embeddings().weight.detach().clone()
+    trainer.train()
+    assert not torch.equal(before, trainer.model.get_input_embeddings().weight)
 
 
 def test_frozen_layers_do_not_change(splits: dict[str, Any], tiny_model_dir: Path) -> None:

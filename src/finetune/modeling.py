@@ -172,6 +172,46 @@ def encoder_layers(model: Any) -> Any:
     )
 
 
+def layer_lr_scales(model: Any, decay: float) -> dict[int, float]:
+    """Layer-wise learning-rate decay: ``id(parameter) -> factor`` on the learning rate.
+
+    The head (classifier, pooler) keeps the full rate, the top transformer block gets
+    ``decay``, each block below one more factor of ``decay``, the embeddings the lowest:
+    ``decay ** (layers + 1)``. Lower layers hold general language knowledge and move less.
+    """
+    layers = encoder_layers(model)
+    n = len(layers)
+    scales: dict[int, float] = {}
+    base = getattr(model, model.base_model_prefix, None)
+    embeddings = getattr(base, "embeddings", None) or model.get_input_embeddings()
+    for param in embeddings.parameters():
+        scales[id(param)] = decay ** (n + 1)
+    for i, layer in enumerate(layers):
+        for param in layer.parameters():
+            scales[id(param)] = decay ** (n - i)
+    return scales
+
+
+def apply_layer_lr_decay(optimizer: Any, model: Any, decay: float) -> int:
+    """Split ``optimizer``'s param groups by :func:`layer_lr_scales` (before any step is taken).
+
+    Returns the number of groups. The scheduler created afterwards scales every group's rate.
+    """
+    scales = layer_lr_scales(model, decay)
+    groups = []
+    for group in optimizer.param_groups:
+        by_scale: dict[float, list[Any]] = {}
+        for param in group["params"]:
+            by_scale.setdefault(scales.get(id(param), 1.0), []).append(param)
+        for scale, params in sorted(by_scale.items(), reverse=True):
+            groups.append({**group, "params": params, "lr": group["lr"] * scale})
+    optimizer.param_groups.clear()
+    for group in groups:
+        optimizer.add_param_group(group)
+    log.info("layer-wise lr decay %s: %d parameter groups", decay, len(groups))
+    return len(groups)
+
+
 def freeze(model: Any, embeddings: bool, first_layers: int) -> int:
     """Stop gradients for the embeddings and/or the first ``first_layers`` blocks.
 

@@ -29,7 +29,14 @@ from sklearn.metrics import accuracy_score, f1_score
 from finetune import data_report, tracking
 from finetune.errors import ConfigError, known_options
 from finetune.io import StagedOutputs, file_md5, write_json
-from finetune.modeling import add_lora, freeze, load_classifier, load_tokenizer, merge_adapter
+from finetune.modeling import (
+    add_lora,
+    apply_layer_lr_decay,
+    freeze,
+    load_classifier,
+    load_tokenizer,
+    merge_adapter,
+)
 from finetune.splits import load_labels, load_split
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,7 @@ class TrainSpec:
     class_weights: Any = None  # null | balanced | [w0, w1, ...] | {label: w}
     freeze_embeddings: bool = False
     freeze_layers: int = 0
+    layer_lr_decay: float = 1.0  # < 1: each lower layer's learning rate x this; 1: off
     lora: LoraSpec = field(default_factory=LoraSpec)
     group_by_length: bool = True
     torch_compile: bool = False
@@ -98,6 +106,10 @@ class TrainSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"train.{name}={value!r} must be null or an integer >= 1")
+        if not isinstance(self.layer_lr_decay, int | float) or not 0 < self.layer_lr_decay <= 1:
+            raise ConfigError(
+                f"train.layer_lr_decay={self.layer_lr_decay!r} must be in (0, 1] (1: off)"
+            )
         if not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
             raise ConfigError(f"train.freeze_layers={self.freeze_layers!r} must be an integer >= 0")
         if self.lora.enabled and (not isinstance(self.lora.r, int) or self.lora.r < 1):
@@ -460,6 +472,8 @@ def build_trainer(
         compute_loss_func=weighted_loss(class_weights) if class_weights else None,
         callbacks=[*extra, bar],
     )
+    if spec.layer_lr_decay != 1:  # created now, split by depth; train() keeps this optimizer
+        apply_layer_lr_decay(trainer.create_optimizer(), model, spec.layer_lr_decay)
     trainer.remove_callback(ProgressCallback)  # ours shows loss and throughput on one bar
     trainer.progress = bar
     return trainer
