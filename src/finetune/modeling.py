@@ -123,17 +123,22 @@ def _mean_pooling_classifier(
         num_labels=len(id2label),
         id2label=id2label,
         label2id=label2id,
-        classifier_dropout=float(
-            getattr(encoder.config, "classifier_dropout", None)
-            or getattr(encoder.config, "hidden_dropout_prob", None)
-            or 0.1
-        ),
+        classifier_dropout=_head_dropout(encoder.config),
     )
     model = MeanPoolingForSequenceClassification(config)
     drop_pooler(encoder)
-    model.encoder.load_state_dict(encoder.state_dict())
+    model.encoder = encoder  # the pretrained weights (in place of the config-built encoder)
     log.info("mean-pooling head on %s (%s)", type(encoder).__name__, encoder.config.model_type)
     return model
+
+
+def _head_dropout(config: Any) -> float:
+    """The encoder's own classifier dropout, else its hidden dropout, else 0.1 (0 is kept)."""
+    for name in ("classifier_dropout", "hidden_dropout_prob"):
+        value = getattr(config, name, None)
+        if value is not None:
+            return float(value)
+    return 0.1
 
 
 def load_trained(model_dir: str | Path) -> tuple[Any, Any]:

@@ -126,9 +126,7 @@ def drop_pooler(encoder: nn.Module) -> None:
 def register() -> None:
     """Make the Auto API know the mean-pooling classes (idempotent)."""
     from transformers import AutoModelForSequenceClassification
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    if MODEL_TYPE not in CONFIG_MAPPING:
-        AutoConfig.register(MODEL_TYPE, MeanPoolingConfig)
-        for auto in (AutoModel, AutoModelForSequenceClassification):
-            auto.register(MeanPoolingConfig, MeanPoolingForSequenceClassification)
+    AutoConfig.register(MODEL_TYPE, MeanPoolingConfig, exist_ok=True)
+    for auto in (AutoModel, AutoModelForSequenceClassification):
+        auto.register(MeanPoolingConfig, MeanPoolingForSequenceClassification, exist_ok=True)
