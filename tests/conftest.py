@@ -142,15 +142,21 @@ def stage_cfg(
     return make_stage_cfg(tmp_path, tiny_model_dir, tiny_data)
 
 
-@pytest.fixture(scope="module")
-def pipeline_cfg(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
-    """All five stages run once on tiny data, shared by the tests of one module (read only)."""
+def run_pipeline(workspace: Path, model_dir: Path, **model: Any) -> dict[str, Any]:
+    """All five stages on tiny data in ``workspace`` (``model`` overrides the model section)."""
     from finetune import augment, error_analysis, evaluate, preprocess, train
 
-    cfg = make_stage_cfg(tmp_path_factory.mktemp("pipeline"), tiny_model_dir, make_texts())
+    cfg = make_stage_cfg(workspace, model_dir, make_texts())
+    cfg["model"].update(model)
     for stage in (preprocess, augment, train, evaluate, error_analysis):
         stage.run(cfg)
     return cfg
+
+
+@pytest.fixture(scope="module")
+def pipeline_cfg(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
+    """All five stages run once on tiny data, shared by the tests of one module (read only)."""
+    return run_pipeline(tmp_path_factory.mktemp("pipeline"), tiny_model_dir)
 
 
 def copy_repo(dest: Path) -> Path:

@@ -16,9 +16,16 @@ import torch
 
 from finetune import registry
 from finetune.errors import ConfigError
-from finetune.modeling import add_lora, load_classifier, load_tokenizer, load_trained, merge_adapter
+from finetune.modeling import (
+    _head_dropout,
+    add_lora,
+    load_classifier,
+    load_tokenizer,
+    load_trained,
+    merge_adapter,
+)
 from finetune.pooling_model import MeanPoolingForSequenceClassification
-from tests.conftest import make_stage_cfg, make_texts
+from tests.conftest import run_pipeline
 
 LABELS = ["account", "billing", "shipping"]
 
@@ -45,6 +52,13 @@ def test_mean_pooling_head_ignores_padding(tiny_model_dir: Path) -> None:
         model.encoder.embeddings.word_embeddings.weight,
         cls_model.bert.embeddings.word_embeddings.weight,
     )
+
+
+def test_head_dropout_follows_the_encoder_config() -> None:
+    from transformers import BertConfig
+
+    assert _head_dropout(BertConfig(hidden_dropout_prob=0.2)) == 0.2
+    assert _head_dropout(BertConfig(classifier_dropout=0.0, hidden_dropout_prob=0.2)) == 0.0
 
 
 def test_unknown_pooling_is_a_config_error(tiny_model_dir: Path) -> None:
@@ -79,6 +93,14 @@ def test_saved_model_loads_in_finetune_and_with_plain_transformers(
     reloaded, retok = load_trained(saved)
     assert isinstance(reloaded, MeanPoolingForSequenceClassification)
     torch.testing.assert_close(_logits(reloaded, retok, texts), expected)
+
+    # a trained mean-pooling model as the backbone of a new one: its encoder, a fresh head
+    warm = load_classifier(str(saved), ["x", "y"], pooling="mean")
+    assert warm.config.id2label == {0: "x", 1: "y"} and warm.config.encoder.model_type == "bert"
+    torch.testing.assert_close(
+        warm.encoder.embeddings.word_embeddings.weight,
+        model.encoder.embeddings.word_embeddings.weight,
+    )
 
     # A process without finetune: an explicit error unless remote code is trusted, never a
     # silent fall-back to a [CLS] head.
@@ -117,13 +139,7 @@ def test_saved_model_loads_in_finetune_and_with_plain_transformers(
 
 @pytest.fixture(scope="module")
 def mean_pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
-    from finetune import augment, error_analysis, evaluate, preprocess, train
-
-    cfg = make_stage_cfg(tmp_path_factory.mktemp("mean"), tiny_model_dir, make_texts())
-    cfg["model"]["pooling"] = "mean"
-    for stage in (preprocess, augment, train, evaluate, error_analysis):
-        stage.run(cfg)
-    return cfg
+    return run_pipeline(tmp_path_factory.mktemp("mean"), tiny_model_dir, pooling="mean")
 
 
 def test_every_stage_runs_with_mean_pooling(mean_pipeline: dict[str, Any]) -> None:

@@ -145,6 +145,10 @@ def test_layer_lr_decay_gives_each_depth_its_rate(
     before = trainer.model.get_input_embeddings().weight.detach().clone()
     trainer.train()
     assert not torch.equal(before, trainer.model.get_input_embeddings().weight)
+    # train() kept this optimizer: the scheduler decayed from the per-depth rates
+    assert sorted(set(trainer.lr_scheduler.base_lrs)) == pytest.approx(
+        sorted({*expected.values(), 1e-3})
+    )
 
 
 def test_frozen_layers_do_not_change(splits: dict[str, Any], tiny_model_dir: Path) -> None:
