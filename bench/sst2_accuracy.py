@@ -46,10 +46,11 @@ def main() -> None:
     from finetune import train
     from finetune.config import compose
     from finetune.inference import predict_proba
+    from finetune.modeling import pooling_of
 
     began = time.perf_counter()
     cfg = compose(_common.REPO / "conf", [PRESET, *args.overrides])
-    pooling = str(cfg["model"].get("pooling", "cls"))
+    pooling = pooling_of(cfg["model"])
     max_length = int(cfg["model"]["max_length"])
     seed = int(cfg["seed"]) if args.seed is None else args.seed  # the validation carve stays
     table, _ = _common.load_table("train")

@@ -14,7 +14,7 @@ import mlflow
 import pytest
 import torch
 
-from finetune import registry
+from finetune import registry, train
 from finetune.errors import ConfigError
 from finetune.modeling import (
     _head_dropout,
@@ -61,9 +61,13 @@ def test_head_dropout_follows_the_encoder_config() -> None:
     assert _head_dropout(BertConfig(classifier_dropout=0.0, hidden_dropout_prob=0.2)) == 0.0
 
 
-def test_unknown_pooling_is_a_config_error(tiny_model_dir: Path) -> None:
+def test_unknown_pooling_is_a_config_error(tiny_model_dir: Path, stage_cfg: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=r"model.pooling='max': choose one of \('cls', 'mean'\)"):
         load_classifier(str(tiny_model_dir), LABELS, pooling="max")
+    stage_cfg["model"]["pooling"] = "max"  # the train stage says so before reading any data
+    with pytest.raises(ConfigError, match=r"model.pooling='max'"):
+        train.run(stage_cfg)
+    assert not Path(stage_cfg["paths"]["model_dir"]).exists()
 
 
 def test_lora_on_mean_pooling_targets_the_encoder_and_merges(tiny_model_dir: Path) -> None:

@@ -314,9 +314,14 @@ def test_hash_split_carves_missing_splits_from_predefined_train(tmp_path: Path) 
     assert (fractions < 0.2).all()  # validation = the [0, 0.2) hash interval of train
 
 
-def test_unknown_split_method_is_a_config_error(tiny_data: pd.DataFrame) -> None:
+def test_unknown_split_method_is_a_config_error_when_the_config_is_read(
+    stage_cfg: dict[str, Any],
+) -> None:
+    stage_cfg["data"]["path"] = "missing.csv"  # the config error comes before the data is read
+    stage_cfg["data"]["split"]["method"] = "random"
     with pytest.raises(ConfigError, match=r"data\.split\.method='random'.*stratified.*hash"):
-        run_on(tiny_data, split_method="random")
+        preprocess.run(stage_cfg)
+    assert not Path(stage_cfg["paths"]["processed_dir"]).exists()
 
 
 # --- the stage: outputs, data report, no partial outputs ---

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,15 @@ def load_tokenizer(name_or_path: str) -> Any:
 POOLINGS = ("cls", "mean")
 
 
+def pooling_of(model_cfg: Mapping[str, Any]) -> str:
+    """``model.pooling`` of a composed config, checked (``cls`` for params files written before
+    the option existed): a bad value is reported when the config is read, before any data."""
+    pooling = str(model_cfg.get("pooling", "cls"))
+    if pooling not in POOLINGS:
+        raise ConfigError(f"model.pooling={pooling!r}: choose one of {POOLINGS}")
+    return pooling
+
+
 def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") -> Any:
     """A sequence-classification model with a fresh head for ``labels`` (in id order).
 
@@ -86,8 +96,7 @@ def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") 
 
     from finetune.pooling_model import register
 
-    if pooling not in POOLINGS:
-        raise ConfigError(f"model.pooling={pooling!r}: choose one of {POOLINGS}")
+    pooling = pooling_of({"pooling": pooling})
     register()  # name_or_path may be a model trained with pooling: mean
     path = resolve_model_path(name_or_path)
     id2label = dict(enumerate(labels))

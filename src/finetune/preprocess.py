@@ -55,6 +55,12 @@ class DataSpec:
     source: SourceSpec | None = None
     token_sample: int = 20000  # texts per split whose token length is measured
 
+    def __post_init__(self) -> None:  # reported when the config is read, before any data
+        if self.split_method not in SPLIT_METHODS:
+            raise ConfigError(
+                f"data.split.method={self.split_method!r}: choose one of {list(SPLIT_METHODS)}"
+            )
+
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> DataSpec:
         text = data["text_column"]
@@ -276,10 +282,6 @@ def split_positions(
         raise DataError(
             f"data.split validation={val} test={test}: each must be between 0 and 1 and "
             f"together below 1"
-        )
-    if spec.split_method not in SPLIT_METHODS:
-        raise ConfigError(
-            f"data.split.method={spec.split_method!r}: choose one of {list(SPLIT_METHODS)}"
         )
     hashed = spec.split_method == "hash"
     if hashed and (fractions is None or len(fractions) != len(label_codes)):

@@ -36,6 +36,7 @@ from finetune.modeling import (
     load_classifier,
     load_tokenizer,
     merge_adapter,
+    pooling_of,
 )
 from finetune.splits import load_labels, load_split
 
@@ -626,7 +627,7 @@ base_model: {model.get("name", model["name_or_path"])}
 Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
         f" at commit `{commit}`" if commit else ""
     }.
-{_loading_note(str(model.get("pooling", "cls")), bool(lora))}
+{_loading_note(pooling_of(model), bool(lora))}
 
 - Base model: `{model["name_or_path"]}` ({model.get("name", "")})
 - Labels ({len(labels)}): {", ".join(labels)}
@@ -713,6 +714,7 @@ def run(cfg: Any) -> TrainResult:
 
     paths, tracking_cfg = cfg["paths"], cfg["tracking"]
     spec = TrainSpec.from_config(cfg["train"])
+    pooling = pooling_of(cfg["model"])
     labels = load_labels(paths["processed_dir"])
     train_path = Path(paths["augmented_dir"]) / "train.parquet"
     validation_path = Path(paths["processed_dir"]) / "validation.parquet"
@@ -722,7 +724,6 @@ def run(cfg: Any) -> TrainResult:
     key = checkpoint_key(cfg, data_files)
     ckpt_dir = checkpoint_root(paths) / key
     rank, _ = dist_info()
-    pooling = str(cfg["model"].get("pooling", "cls"))
     train_args = (
         train_df,
         validation_df,
