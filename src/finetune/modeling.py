@@ -75,13 +75,16 @@ def load_tokenizer(name_or_path: str) -> Any:
 POOLINGS = ("cls", "mean")
 
 
-def pooling_of(model_cfg: Mapping[str, Any]) -> str:
-    """``model.pooling`` of a composed config, checked (``cls`` for params files written before
-    the option existed): a bad value is reported when the config is read, before any data."""
-    pooling = str(model_cfg.get("pooling", "cls"))
+def check_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
         raise ConfigError(f"model.pooling={pooling!r}: choose one of {POOLINGS}")
     return pooling
+
+
+def pooling_of(model_cfg: Mapping[str, Any]) -> str:
+    """``model.pooling`` of a composed config, checked (``cls`` for params files written before
+    the option existed): a bad value is reported when the config is read, before any data."""
+    return check_pooling(str(model_cfg.get("pooling", "cls")))
 
 
 def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") -> Any:
@@ -96,7 +99,7 @@ def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") 
 
     from finetune.pooling_model import register
 
-    pooling = pooling_of({"pooling": pooling})
+    check_pooling(pooling)
     register()  # name_or_path may be a model trained with pooling: mean
     path = resolve_model_path(name_or_path)
     id2label = dict(enumerate(labels))
