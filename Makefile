@@ -28,7 +28,7 @@ repro: run
 
 # Recompose params.yaml from conf/ (after editing conf/). Extra overrides: make params O="train.epochs=2"
 params: setup
-	$(BIN)/python -m finetune.config compose $(O)
+	$(BIN)/python -m finetune.core.config compose $(O)
 
 test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest $(PYTEST_ARGS)

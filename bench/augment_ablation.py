@@ -67,8 +67,11 @@ def datasets(dest: Path, wanted: list[str]) -> dict[str, list[str]]:
 
 
 def one_run(overrides: list[str], workdir: Path, quick: bool) -> float:
-    from finetune import augment, evaluate, preprocess, train
-    from finetune.config import compose
+    from finetune.augment import augment
+    from finetune.core.config import compose
+    from finetune.data import preprocess
+    from finetune.evaluation import evaluate
+    from finetune.training import train
 
     cfg: dict[str, Any] = compose(REPO / "conf", overrides)
     cfg["paths"] = {k: str(workdir / v) for k, v in cfg["paths"].items()}

@@ -88,7 +88,7 @@ def run_preprocess(csv: Path, workdir: Path) -> dict[str, float]:
     """The preprocess stage's run() on ``csv`` with the committed params (default model)."""
     import yaml
 
-    from finetune import preprocess
+    from finetune.data import preprocess
 
     repo = Path(__file__).resolve().parents[1]
     cfg = yaml.safe_load((repo / "params.yaml").read_text())

@@ -4,7 +4,8 @@
     python bench/sst2_accuracy.py --quick     # smoke check: 2,000 train rows, 200 test rows
     python bench/sst2_accuracy.py model.pooling=cls train.learning_rate=3e-5   # + overrides
 
-Uses `finetune.train.fine_tune` (the train stage's code) with the `train` and `model` settings of
+Uses `finetune.training.train.fine_tune` (the train stage's code) with the `train` and `model`
+settings of
 conf/ composed with the `experiment=sst2` preset (conf/experiment/sst2.yaml: the default model,
 all-MiniLM-L6-v2, at max length 64 and learning rate 5e-5), so `dvc exp run -S experiment=sst2`
 trains the same way. 1,000 train rows are held out as the validation split (evaluated once per
@@ -43,10 +44,10 @@ def main() -> None:
         sys.exit(2)
     import torch
 
-    from finetune import train
-    from finetune.config import compose
-    from finetune.inference import predict_proba
-    from finetune.modeling import pooling_of
+    from finetune.core.config import compose
+    from finetune.modeling.backbones import pooling_of
+    from finetune.modeling.inference import predict_proba
+    from finetune.training import train
 
     began = time.perf_counter()
     cfg = compose(_common.REPO / "conf", [PRESET, *args.overrides])

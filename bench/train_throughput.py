@@ -7,7 +7,8 @@ Both run the Hugging Face Trainer on the same model (params.yaml `model`), the s
 examples of ../shared/datasets/sst2/train.csv (the demo data when absent: said in the output),
 the same batch size and this machine:
 
-- ours: `finetune.train.build_trainer` exactly as the train stage builds it: dynamic padding to
+- ours: `finetune.training.train.build_trainer` exactly as the train stage builds it: dynamic
+  padding to
   the batch's longest text (multiple of 8), length-grouped batches, `train.precision` (auto =
   bf16 autocast on CPUs with avx512_bf16/AMX), fused AdamW, SDPA attention;
 - tutorial: `tokenizer(..., padding="max_length", max_length=512)`, fp32, random batches,
@@ -95,7 +96,7 @@ def measure(trainer: Any, recorder: Recorder, timer: Any, warmup: int, model: An
 def run_ours(df: Any, labels: list[str], cfg: dict, steps: int, warmup: int, out: str) -> dict:
     from datasets import Dataset
 
-    from finetune import train
+    from finetune.training import train
 
     spec = train.TrainSpec.from_config(cfg["train"])
     spec = dataclasses.replace(
@@ -125,7 +126,7 @@ def run_tutorial(df: Any, labels: list[str], cfg: dict, steps: int, warmup: int,
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from finetune.modeling import load_classifier, load_tokenizer
+    from finetune.modeling.backbones import load_classifier, load_tokenizer
 
     tokenizer = load_tokenizer(cfg["model"]["name_or_path"])
     model = load_classifier(cfg["model"]["name_or_path"], labels)

@@ -1,14 +1,14 @@
 """augment stage: write the training set the trainer uses (train split + offline augmentations).
 
 Run by `dvc repro` (see dvc.yaml). Reads the composed params.yaml, never conf/ directly,
-so what runs is exactly what DVC records. Logic lives in `finetune.augment`.
+so what runs is exactly what DVC records. Logic lives in `finetune.augment.augment`.
 """
 
 import hydra
 from omegaconf import DictConfig
 
-from finetune import augment
-from finetune.stage import run_stage
+from finetune.augment import augment
+from finetune.core.runner import run_stage
 
 
 @hydra.main(config_path="..", config_name="params", version_base=None)

@@ -1,14 +1,14 @@
 """error_analysis stage: report the mistakes, most confident first, and frequent confusions.
 
 Run by `dvc repro` (see dvc.yaml). Reads the composed params.yaml, never conf/ directly,
-so what runs is exactly what DVC records. Logic lives in `finetune.error_analysis`.
+so what runs is exactly what DVC records. Logic lives in `finetune.analysis.error_analysis`.
 """
 
 import hydra
 from omegaconf import DictConfig
 
-from finetune import error_analysis
-from finetune.stage import run_stage
+from finetune.analysis import error_analysis
+from finetune.core.runner import run_stage
 
 
 @hydra.main(config_path="..", config_name="params", version_base=None)

@@ -1,14 +1,14 @@
 """evaluate stage: score the trained model on the test split (metrics, confusion plot, predictions).
 
 Run by `dvc repro` (see dvc.yaml). Reads the composed params.yaml, never conf/ directly,
-so what runs is exactly what DVC records. Logic lives in `finetune.evaluate`.
+so what runs is exactly what DVC records. Logic lives in `finetune.evaluation.evaluate`.
 """
 
 import hydra
 from omegaconf import DictConfig
 
-from finetune import evaluate
-from finetune.stage import run_stage
+from finetune.core.runner import run_stage
+from finetune.evaluation import evaluate
 
 
 @hydra.main(config_path="..", config_name="params", version_base=None)

@@ -1,14 +1,14 @@
 """preprocess stage: read the raw data, validate and clean it, write stratified splits.
 
 Run by `dvc repro` (see dvc.yaml). Reads the composed params.yaml, never conf/ directly,
-so what runs is exactly what DVC records. Logic lives in `finetune.preprocess`.
+so what runs is exactly what DVC records. Logic lives in `finetune.data.preprocess`.
 """
 
 import hydra
 from omegaconf import DictConfig
 
-from finetune import preprocess
-from finetune.stage import run_stage
+from finetune.core.runner import run_stage
+from finetune.data import preprocess
 
 
 @hydra.main(config_path="..", config_name="params", version_base=None)

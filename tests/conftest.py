@@ -144,7 +144,11 @@ def stage_cfg(
 
 def run_pipeline(workspace: Path, model_dir: Path, **model: Any) -> dict[str, Any]:
     """All five stages on tiny data in ``workspace`` (``model`` overrides the model section)."""
-    from finetune import augment, error_analysis, evaluate, preprocess, train
+    from finetune.analysis import error_analysis
+    from finetune.augment import augment
+    from finetune.data import preprocess
+    from finetune.evaluation import evaluate
+    from finetune.training import train
 
     cfg = make_stage_cfg(workspace, model_dir, make_texts())
     cfg["model"].update(model)

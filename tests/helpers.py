@@ -67,7 +67,7 @@ def tiny_project(dest: Path, tiny_model_dir: Path, raw_rows: int | None = None) 
     if raw_rows is not None:
         raw = root / "data" / "raw" / "support_tickets.csv"
         raw.write_text("".join(raw.read_text().splitlines(keepends=True)[: raw_rows + 1]))
-    sh(root, sys.executable, "-m", "finetune.config", "compose")
+    sh(root, sys.executable, "-m", "finetune.core.config", "compose")
     sh(root, "git", "init", "-q")
     sh(root, "git", "add", "-A")
     sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")

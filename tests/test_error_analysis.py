@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from finetune import error_analysis as EA
-from finetune import label_errors as L
-from finetune import robustness as R
-from finetune.errors import ConfigError
-from finetune.explain import integrated_gradients, merge_wordpieces
-from finetune.modeling import load_trained
-from finetune.report_html import SECTIONS
-from finetune.slices import bootstrap_ci, has_negation, length_bins, slice_metrics
+from finetune.analysis import error_analysis as EA
+from finetune.analysis import label_errors as L
+from finetune.analysis import robustness as R
+from finetune.analysis.explain import integrated_gradients, merge_wordpieces
+from finetune.analysis.report_html import SECTIONS
+from finetune.analysis.slices import bootstrap_ci, has_negation, length_bins, slice_metrics
+from finetune.core.errors import ConfigError
+from finetune.modeling.backbones import load_trained
 
 LABELS = ["account", "billing", "shipping"]
 

@@ -11,7 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from finetune import augment, error_analysis, evaluate, preprocess, train
+from finetune.analysis import error_analysis
+from finetune.augment import augment
+from finetune.data import preprocess
+from finetune.evaluation import evaluate
+from finetune.training import train
 from tests.conftest import REPO, base_params
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from finetune import metrics as M
-from finetune.baseline import build_baseline, fit_predict_baseline
-from finetune.errors import ConfigError
+from finetune.core.errors import ConfigError
+from finetune.evaluation import metrics as M
+from finetune.evaluation.baseline import build_baseline, fit_predict_baseline
 from tests.conftest import make_texts
 
 LABELS = ["a", "b", "c"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.io import StagedOutputs, atomic_path, read_json, write_json
+from finetune.core.io import StagedOutputs, atomic_path, read_json, write_json
 
 
 def test_outputs_appear_only_when_all_succeed(tmp_path: Path) -> None:

@@ -14,9 +14,8 @@ import mlflow
 import pytest
 import torch
 
-from finetune import registry, train
-from finetune.errors import ConfigError
-from finetune.modeling import (
+from finetune.core.errors import ConfigError
+from finetune.modeling.backbones import (
     _head_dropout,
     add_lora,
     load_classifier,
@@ -24,7 +23,9 @@ from finetune.modeling import (
     load_trained,
     merge_adapter,
 )
-from finetune.pooling_model import MeanPoolingForSequenceClassification
+from finetune.modeling.pooling_model import MeanPoolingForSequenceClassification
+from finetune.registry import registry
+from finetune.training import train
 from tests.conftest import run_pipeline
 
 LABELS = ["account", "billing", "shipping"]

@@ -10,8 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finetune import augment, cli, predict, preprocess, train
-from finetune.errors import DataError, ModelNotFoundError
+from finetune import cli
+from finetune.augment import augment
+from finetune.core.errors import DataError, ModelNotFoundError
+from finetune.data import preprocess
+from finetune.lifecycle import predict
+from finetune.training import train
 from tests.conftest import make_stage_cfg, make_texts
 
 LABELS = ["account", "billing", "shipping"]

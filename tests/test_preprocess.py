@@ -11,11 +11,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from finetune import cleaning, data_report, preprocess, sources
-from finetune.cleaning import CleaningSpec
-from finetune.errors import ConfigError, DataError
-from finetune.preprocess import DataSpec, as_raw, validate
-from finetune.sources import SourceSpec
+from finetune.core.errors import ConfigError, DataError
+from finetune.data import cleaning, preprocess, sources
+from finetune.data import report as data_report
+from finetune.data.cleaning import CleaningSpec
+from finetune.data.preprocess import DataSpec, as_raw, validate
+from finetune.data.sources import SourceSpec
 
 
 def spec_for(path: Path | str = "f.csv", **kw: Any) -> DataSpec:
@@ -356,7 +357,7 @@ def test_run_writes_splits_label_map_and_report(stage_cfg: dict[str, Any]) -> No
 
 
 def test_truncation_rate_at_max_length(tiny_model_dir: Path) -> None:
-    from finetune.modeling import load_tokenizer
+    from finetune.modeling.backbones import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir))
     lengths = data_report.token_lengths(["refund", "refund card price payment invoice"], tok)

@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from finetune import augment, preprocess, registry, train
-from finetune.errors import ConfigError
-from finetune.registry import Decision, GateSpec, ModelScore, decide
+from finetune.augment import augment
+from finetune.core.errors import ConfigError
+from finetune.data import preprocess
+from finetune.registry import registry
+from finetune.registry.registry import Decision, GateSpec, ModelScore, decide
+from finetune.training import train
 from tests.conftest import make_stage_cfg, make_texts
 
 

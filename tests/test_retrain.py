@@ -23,8 +23,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from finetune.errors import DataError
-from finetune.retrain import (
+from finetune.core.errors import DataError
+from finetune.lifecycle.retrain import (
     RetrainLocked,
     RetrainSpec,
     exclusive_lock,
@@ -32,7 +32,7 @@ from finetune.retrain import (
     ingest,
     read_ledger,
 )
-from finetune.retrain import retrain as retrain_in_process
+from finetune.lifecycle.retrain import retrain as retrain_in_process
 from tests.conftest import REPO
 from tests.helpers import BIN, sh, tiny_project
 
@@ -102,7 +102,7 @@ def test_retrain_warns_when_the_split_reshuffles_as_data_grows(
         "data": {**DATA_CFG, "path": "raw.csv", "split": {"method": method}},
     }
     spec = RetrainSpec(incoming="in/*.csv", lock_file="r.lock")
-    with caplog.at_level("WARNING", logger="finetune.retrain"):
+    with caplog.at_level("WARNING", logger="finetune.lifecycle.retrain"):
         result = retrain_in_process(tmp_path, cfg, spec)
     assert result.status == "no-new-rows"
     warned = [r.getMessage() for r in caplog.records if "reshuffles the splits" in r.getMessage()]
@@ -143,7 +143,7 @@ def new_batch(repo: Path, name: str, n: int, start: int) -> Path:
 
 
 def compose(repo: Path, *overrides: str) -> None:
-    sh(repo, sys.executable, "-m", "finetune.config", "compose", *overrides)
+    sh(repo, sys.executable, "-m", "finetune.core.config", "compose", *overrides)
 
 
 @pytest.fixture(scope="module")

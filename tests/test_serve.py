@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from finetune import augment, preprocess, train
+from finetune.augment import augment
+from finetune.data import preprocess
+from finetune.training import train
 from tests.conftest import make_stage_cfg, make_texts
 from tests.helpers import free_port, stop_group, wait_until_up
 

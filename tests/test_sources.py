@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from finetune import preprocess, sources
-from finetune.errors import DataError
-from finetune.preprocess import DataSpec
-from finetune.sources import SourceSpec, read_file
+from finetune.core.errors import DataError
+from finetune.data import preprocess, sources
+from finetune.data.preprocess import DataSpec
+from finetune.data.sources import SourceSpec, read_file
 
 
 def write(df: pd.DataFrame, path: Path) -> Path:

@@ -13,9 +13,12 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from finetune import augment, evaluate, preprocess, train
-from finetune.errors import ConfigError
-from finetune.train import TrainSpec, select_precision
+from finetune.augment import augment
+from finetune.core.errors import ConfigError
+from finetune.data import preprocess
+from finetune.evaluation import evaluate
+from finetune.training import train
+from finetune.training.train import TrainSpec, select_precision
 
 
 @pytest.fixture

@@ -17,12 +17,14 @@ import pandas as pd
 import pytest
 import torch
 
-from finetune import augment, preprocess, train
-from finetune.errors import ConfigError
-from finetune.io import file_md5
-from finetune.modeling import load_trained
-from finetune.splits import load_labels, load_split
-from finetune.train import TrainSpec
+from finetune.augment import augment
+from finetune.core.artifacts import load_labels, load_split
+from finetune.core.errors import ConfigError
+from finetune.core.io import file_md5
+from finetune.data import preprocess
+from finetune.modeling.backbones import load_trained
+from finetune.training import train
+from finetune.training.train import TrainSpec
 
 # Wall-clock figures differ between runs; everything else must match exactly.
 TIMING = {"train_seconds", "train_samples_per_second", "train_tokens_per_second"}
@@ -235,8 +237,8 @@ def test_stage_writes_model_card_and_registers_versions(splits: dict[str, Any]) 
 
 CHILD = """
 import json, sys
-from finetune import train
-from finetune.stage import run_stage
+from finetune.training import train
+from finetune.core.runner import run_stage
 run_stage("train", train.run, json.loads(open(sys.argv[1]).read()))
 """
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from finetune.errors import PipelineError
+from finetune.core.errors import PipelineError
 
 log = logging.getLogger("finetune")
 
@@ -22,7 +22,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _load_cfg(repo: str | None) -> tuple[Path, dict[str, Any]]:
-    from finetune.config import find_repo_root, load_params
+    from finetune.core.config import find_repo_root, load_params
 
     root = find_repo_root(repo)
     os.chdir(root)  # every path in params.yaml is relative to the repository root
@@ -30,7 +30,7 @@ def _load_cfg(repo: str | None) -> tuple[Path, dict[str, Any]]:
 
 
 def _gate_spec(cfg: dict[str, Any], args: argparse.Namespace) -> Any:
-    from finetune.registry import GateSpec
+    from finetune.registry.registry import GateSpec
 
     promotion = dict(cfg.get("promotion") or {})
     if args.min_f1_gain is not None:
@@ -43,7 +43,7 @@ def _gate_spec(cfg: dict[str, Any], args: argparse.Namespace) -> Any:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from finetune.retrain import EXIT_LOCKED, RetrainLocked, RetrainSpec, retrain
+    from finetune.lifecycle.retrain import EXIT_LOCKED, RetrainLocked, RetrainSpec, retrain
 
     root, cfg = _load_cfg(args.repo)
     spec = RetrainSpec.from_config(cfg.get("retrain"))
@@ -69,7 +69,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from finetune.registry import apply_gate
+    from finetune.registry.registry import apply_gate
 
     _, cfg = _load_cfg(args.repo)
     result = apply_gate(cfg, _gate_spec(cfg, args))
@@ -87,7 +87,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_aliases(args: argparse.Namespace) -> int:
-    from finetune import registry
+    from finetune.registry import registry
 
     _, cfg = _load_cfg(args.repo)
     name = registry.model_name(cfg["tracking"])
@@ -102,15 +102,15 @@ def cmd_aliases(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from finetune.predict import run_predict
+    from finetune.lifecycle.predict import run_predict
 
     tracking_uri = args.tracking_uri
     model = args.model
     if model.startswith(("models:/", "runs:/")) and not tracking_uri:
         # The project's store, as the pipeline uses it, when run inside the repository.
-        from finetune.config import find_repo_root
-        from finetune.errors import ConfigError
-        from finetune.tracking import STORE_DIR
+        from finetune.core.config import find_repo_root
+        from finetune.core.errors import ConfigError
+        from finetune.tracking.runs import STORE_DIR
 
         try:
             root = find_repo_root(args.repo)

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-from finetune import metrics as M
-from finetune import tracking
-from finetune.baseline import fit_predict_baseline
-from finetune.inference import predict_proba, token_counts
-from finetune.io import StagedOutputs, write_json, write_parquet
-from finetune.modeling import load_trained
-from finetune.splits import load_split
+from finetune.core.artifacts import load_split
+from finetune.core.io import StagedOutputs, write_json, write_parquet
+from finetune.evaluation import metrics as M
+from finetune.evaluation.baseline import fit_predict_baseline
+from finetune.modeling.backbones import load_trained
+from finetune.modeling.inference import predict_proba, token_counts
+from finetune.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 

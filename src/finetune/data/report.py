@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finetune.io import StagedOutputs, read_json, write_json
-from finetune.splits import SPLITS
+from finetune.core.artifacts import SPLITS
+from finetune.core.io import StagedOutputs, read_json, write_json
 
 if TYPE_CHECKING:
-    from finetune.preprocess import Preprocessed
+    from finetune.data.preprocess import Preprocessed
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from finetune.errors import ConfigError, ModelNotFoundError
+from finetune.core.errors import ConfigError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,12 @@ def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") 
 
     ``pooling="cls"``: the architecture's own ``AutoModelForSequenceClassification`` head
     ([CLS] token + pooler for BERT). ``pooling="mean"``: the head on the masked mean of the last
-    hidden states (:mod:`finetune.pooling_model`), what sentence-embedding backbones such as
-    all-MiniLM-L6-v2 were trained to produce.
+    hidden states (:mod:`finetune.modeling.pooling_model`), what sentence-embedding backbones
+    such as all-MiniLM-L6-v2 were trained to produce.
     """
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    from finetune.pooling_model import register
+    from finetune.modeling.pooling_model import register
 
     check_pooling(pooling)
     register()  # name_or_path may be a model trained with pooling: mean
@@ -122,7 +122,7 @@ def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") 
 def _mean_pooling_classifier(
     encoder: Any, id2label: dict[int, str], label2id: dict[str, int]
 ) -> Any:
-    from finetune.pooling_model import (
+    from finetune.modeling.pooling_model import (
         MeanPoolingConfig,
         MeanPoolingForSequenceClassification,
         drop_pooler,
@@ -157,7 +157,7 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
     """Model and tokenizer saved by the train stage."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from finetune.pooling_model import register
+    from finetune.modeling.pooling_model import register
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():

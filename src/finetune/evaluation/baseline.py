@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from finetune.errors import ConfigError, known_options
+from finetune.core.errors import ConfigError, known_options
 
 
 def build_baseline(spec: dict[str, Any] | None = None, seed: int = 0) -> Any:

@@ -10,7 +10,7 @@ import functools
 import logging
 from typing import Protocol
 
-from finetune.errors import ConfigError
+from finetune.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@
    skipped), so ``dvc repro`` sees a new data version and records its hash in ``dvc.lock``;
 3. run ``dvc repro`` (a new model version is registered and becomes ``challenger``);
 4. optionally ``dvc push`` data and models to the default DVC remote;
-5. apply the promotion gate (``finetune.registry.apply_gate``) and write its report;
+5. apply the promotion gate (``finetune.registry.registry.apply_gate``) and write its report;
 6. record the files in the ledger.
 
 Anything failing in steps 2-5 restores the raw file, leaves the ledger unchanged (so the next
@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from finetune.errors import ConfigError, DataError, PipelineError, known_options
-from finetune.io import file_md5
+from finetune.core.errors import ConfigError, DataError, PipelineError, known_options
+from finetune.core.io import file_md5
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def ingest(
     """
     import pandas as pd
 
-    from finetune.preprocess import read_table
+    from finetune.data.preprocess import read_table
 
     kind = APPENDABLE.get(raw_path.suffix.lower())
     if kind is None:
@@ -320,8 +320,8 @@ def retrain(
 def _train_and_gate(
     root: Path, cfg: Mapping[str, Any], spec: RetrainSpec, gate_spec: Any, files: list[Ingested]
 ) -> RetrainResult:
-    from finetune import registry
-    from finetune.io import read_json
+    from finetune.core.io import read_json
+    from finetune.registry import registry
 
     run_dvc(root, ["repro"], spec.repro_timeout_s)
     run_id = str(read_json(root / cfg["paths"]["run_info"])["run_id"])
@@ -346,8 +346,8 @@ def _train_and_gate(
 def _write_ledger(
     path: Path, ledger: dict[str, Any], files: list[Ingested], result: RetrainResult, root: Path
 ) -> None:
-    from finetune import tracking
-    from finetune.io import write_json
+    from finetune.core.io import write_json
+    from finetune.tracking import runs as tracking
 
     hashes = tracking.data_version(root / "dvc.lock", ("preprocess", "augment"))  # = run tag
     now = datetime.now(UTC).isoformat(timespec="seconds")

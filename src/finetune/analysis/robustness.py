@@ -115,7 +115,7 @@ PERTURBATIONS: dict[str, Callable[[str, random.Random], str]] = {
 def perturb(texts: list[str], names: list[str], seed: int = 0) -> dict[str, list[str]]:
     unknown = set(names) - set(PERTURBATIONS)
     if unknown:
-        from finetune.errors import ConfigError
+        from finetune.core.errors import ConfigError
 
         raise ConfigError(
             f"error_analysis.robustness.tests: unknown test(s) {sorted(unknown)}; "

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from finetune.errors import DataError
-from finetune.io import read_json
+from finetune.core.errors import DataError
+from finetune.core.io import read_json
 
 SPLITS = ("train", "validation", "test")
 LABEL_MAP = "label_map.json"

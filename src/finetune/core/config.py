@@ -1,7 +1,7 @@
 """One source of truth for config: conf/ is composed into params.yaml.
 
-``python -m finetune.config compose [OVERRIDE ...]`` writes params.yaml exactly as DVC's Hydra
-integration does for ``dvc exp run`` (it calls the same function). ``python -m finetune.config
+``python -m finetune.core.config compose [OVERRIDE ...]`` writes params.yaml exactly as DVC's Hydra
+integration does for ``dvc exp run`` (it calls the same function). ``python -m finetune.core.config
 check`` fails when params.yaml is not what conf/ composes to; ``dvc repro`` runs it as the
 ``check_config`` stage whenever conf/ changes.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from finetune.errors import ConfigError
+from finetune.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
 OVERRIDES_HEADER = "# finetune: composed from conf/ with overrides "
-RECOMPOSE_COMMAND = "make params  (or: python -m finetune.config compose [OVERRIDE ...])"
+RECOMPOSE_COMMAND = "make params  (or: python -m finetune.core.config compose [OVERRIDE ...])"
 
 
 def find_repo_root(start: str | Path | None = None) -> Path:
@@ -62,7 +62,7 @@ def write_params(root: str | Path, overrides: Sequence[str] = ()) -> Path:
     """Compose ``root/conf`` and write ``root/params.yaml`` atomically."""
     from dvc.utils.hydra import compose_and_dump
 
-    from finetune.io import atomic_path
+    from finetune.core.io import atomic_path
 
     root = Path(root)
     compose(root / CONF_DIR, overrides)  # validate first: a clear error, nothing written
@@ -144,7 +144,7 @@ def load_params(root: str | Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.config", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m finetune.core.config", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_compose = sub.add_parser("compose", help="compose conf/ into params.yaml")
     p_compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.epochs=2")

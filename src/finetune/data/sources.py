@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finetune.errors import DataError
+from finetune.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

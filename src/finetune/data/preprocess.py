@@ -1,11 +1,11 @@
 """preprocess: raw data -> validated, cleaned, de-duplicated, leak-free train/validation/test.
 
-Reads a source (:mod:`finetune.sources`: CSV/TSV/JSONL/Parquet files, a directory, a glob, or a
+Reads a source (:mod:`finetune.data.sources`: CSV/TSV/JSONL/Parquet files, a directory, a glob, or a
 Hugging Face dataset), validates it with errors that name the file, the rows and the fix,
-cleans the texts (:mod:`finetune.cleaning`), removes duplicates, resolves conflicting labels,
+cleans the texts (:mod:`finetune.data.cleaning`), removes duplicates, resolves conflicting labels,
 splits (the source's own splits where it has them, else a seeded stratified split), removes
 evaluation texts that also occur in an earlier split, and writes the data report
-(:mod:`finetune.data_report`). The table stays in Arrow until the splits are written.
+(:mod:`finetune.data.report`). The table stays in Arrow until the splits are written.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.model_selection import train_test_split
 
-from finetune import cleaning, data_report
-from finetune.cleaning import CleaningSpec
-from finetune.errors import ConfigError, DataError
-from finetune.io import StagedOutputs, write_json
-from finetune.sources import FILE_COL, ROW_COL, SPLIT_COL, RawData, SourceSpec, read_file
-from finetune.splits import LABEL_MAP, SPLITS
+from finetune.core.artifacts import LABEL_MAP, SPLITS
+from finetune.core.errors import ConfigError, DataError
+from finetune.core.io import StagedOutputs, write_json
+from finetune.data import cleaning
+from finetune.data import report as data_report
+from finetune.data.cleaning import CleaningSpec
+from finetune.data.sources import FILE_COL, ROW_COL, SPLIT_COL, RawData, SourceSpec, read_file
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class Preprocessed:
 
 def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
     """One file as a DataFrame of strings (kept for callers that want pandas)."""
-    from finetune.sources import expand
+    from finetune.data.sources import expand
 
     return read_file(expand(str(path), fmt)[0], fmt).to_pandas()
 
@@ -113,7 +114,7 @@ def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
 def as_raw(df: pd.DataFrame | pa.Table, path: str = "<table>") -> RawData:
     """Wrap an in-memory table as a one-file source without predefined splits."""
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-    from finetune.sources import _all_strings, _with_bookkeeping
+    from finetune.data.sources import _all_strings, _with_bookkeeping
 
     return RawData(_with_bookkeeping(_all_strings(table), None, 0), [path], False)
 
@@ -496,7 +497,7 @@ def write_outputs(result: Preprocessed, paths: Mapping[str, str], out: StagedOut
 
 def run(cfg: Mapping[str, Any]) -> Preprocessed:
     """Stage entry: read the source, write paths.processed_dir and the data report."""
-    from finetune import sources
+    from finetune.data import sources
 
     spec = DataSpec.from_config(cfg["data"])
     raw = sources.load(spec.source_spec)
@@ -504,7 +505,7 @@ def run(cfg: Mapping[str, Any]) -> Preprocessed:
     model = cfg.get("model") or {}
     tokenizer = None
     if model.get("name_or_path"):
-        from finetune.modeling import load_tokenizer
+        from finetune.modeling.backbones import load_tokenizer
 
         tokenizer = load_tokenizer(str(model["name_or_path"]))
     max_length = int(model.get("max_length", 512))

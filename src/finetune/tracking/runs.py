@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from finetune.io import read_json
+from finetune.core.io import read_json
 
 log = logging.getLogger(__name__)
 

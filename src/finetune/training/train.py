@@ -26,10 +26,11 @@ import pandas as pd
 import yaml
 from sklearn.metrics import accuracy_score, f1_score
 
-from finetune import data_report, tracking
-from finetune.errors import ConfigError, known_options
-from finetune.io import StagedOutputs, file_md5, write_json
-from finetune.modeling import (
+from finetune.core.artifacts import load_labels, load_split
+from finetune.core.errors import ConfigError, known_options
+from finetune.core.io import StagedOutputs, file_md5, write_json
+from finetune.data import report as data_report
+from finetune.modeling.backbones import (
     add_lora,
     apply_layer_lr_decay,
     freeze,
@@ -38,7 +39,7 @@ from finetune.modeling import (
     merge_adapter,
     pooling_of,
 )
-from finetune.splits import load_labels, load_split
+from finetune.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 
@@ -598,7 +599,7 @@ def _loading_note(pooling: str, lora: bool) -> str:
             f"An `AutoModelForSequenceClassification` checkpoint{merged} with a mean-pooling head "
             "(`model.pooling: mean`; the class is in `pooling_model.py` next to the weights): "
             "load it with `from_pretrained(<this dir>, trust_remote_code=True)`, or without "
-            "remote code after `finetune.pooling_model.register()`."
+            "remote code after `finetune.modeling.pooling_model.register()`."
         )
     return (
         f"A plain `AutoModelForSequenceClassification` checkpoint{merged}: load it with "
@@ -783,7 +784,9 @@ def run(cfg: Any) -> TrainResult:
                 log_model(
                     result, Path(paths["model_dir"]), tracking_cfg, train_df["text"][:2].tolist()
                 )
-                from finetune.registry import mark_challenger  # alias: challenger (+ champion)
+                from finetune.registry.registry import (
+                    mark_challenger,  # alias: challenger (+ champion)
+                )
 
                 mark_challenger(tracking_cfg, active.info.run_id)
     if not spec.keep_checkpoints:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from finetune.errors import ConfigError, ModelNotFoundError, PipelineError, known_options
+from finetune.core.errors import ConfigError, ModelNotFoundError, PipelineError, known_options
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def client(tracking_cfg: Mapping[str, Any]) -> Any:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from finetune import tracking
+    from finetune.tracking import runs as tracking
 
     uri = tracking.tracking_uri(tracking_cfg.get("uri"))
     mlflow.set_tracking_uri(uri)
@@ -277,7 +277,7 @@ def load_version(model_uri: str) -> tuple[Any, Any]:
 def predict_labels(
     model: Any, tokenizer: Any, texts: list[str], batch_size: int, max_length: int
 ) -> list[str]:
-    from finetune.inference import predict_proba
+    from finetune.modeling.inference import predict_proba
 
     preds = predict_proba(model, tokenizer, texts, batch_size, max_length)
     id2label = model.config.id2label
@@ -314,7 +314,7 @@ def apply_gate(cfg: Mapping[str, Any], spec: GateSpec | None = None) -> GateResu
     Writes the report (markdown + JSON) and the tags. The champion alias only ever moves after
     the decision is made and recorded: any error leaves it where it was.
     """
-    from finetune.splits import load_split
+    from finetune.core.artifacts import load_split
 
     paths, tracking_cfg = cfg["paths"], cfg["tracking"]
     spec = spec or GateSpec.from_config(cfg.get("promotion"))
@@ -427,7 +427,7 @@ def render_report(decision: Decision, name: str, spec: GateSpec) -> str:
 def write_report(
     decision: Decision, name: str, spec: GateSpec, paths: Mapping[str, Any]
 ) -> Path | None:
-    from finetune.io import write_json
+    from finetune.core.io import write_json
 
     md_path = paths.get("promotion_report")
     if not md_path:

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from finetune import report_html as H
-from finetune import tracking
-from finetune.errors import DataError
-from finetune.io import StagedOutputs, read_json, write_json
+from finetune.analysis import report_html as H
+from finetune.core.errors import DataError
+from finetune.core.io import StagedOutputs, read_json, write_json
+from finetune.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
 
@@ -456,7 +456,7 @@ def confusion_uri(predictions: pd.DataFrame, labels: list[str]) -> str:
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
-    from finetune.evaluate import confusion_figure
+    from finetune.evaluation.evaluate import confusion_figure
 
     cm = confusion_matrix(predictions["label"], predictions["predicted"], labels=labels)
     fig = confusion_figure(cm, labels)
@@ -624,7 +624,7 @@ def explain_errors(
     max_length: int,
     n_steps: int,
 ) -> list[dict[str, Any]]:
-    from finetune.explain import integrated_gradients
+    from finetune.analysis.explain import integrated_gradients
 
     chosen = errors.head(top)
     if chosen.empty:
@@ -663,10 +663,10 @@ def analyse_all(
 ) -> dict[str, Any]:
     """Every section's data (no file I/O). ``labelled``: rows ranked for label errors, with a
     ``split`` column; ``predictions``: evaluate's per-example output for the evaluated split."""
-    from finetune import label_errors as L
-    from finetune.inference import predict_proba, sentence_embeddings
-    from finetune.robustness import run_invariance
-    from finetune.slices import slice_metrics
+    from finetune.analysis import label_errors as L
+    from finetune.analysis.robustness import run_invariance
+    from finetune.analysis.slices import slice_metrics
+    from finetune.modeling.inference import predict_proba, sentence_embeddings
 
     timings: dict[str, float] = {}
     began = time.perf_counter()
@@ -779,8 +779,8 @@ def run(cfg: Any) -> dict[str, Any]:
     """Stage entry: predictions + model + splits -> HTML report, Markdown, tables, summary."""
     import mlflow
 
-    from finetune.modeling import load_trained
-    from finetune.splits import load_split
+    from finetune.core.artifacts import load_split
+    from finetune.modeling.backbones import load_trained
 
     started = time.perf_counter()
     paths, spec = cfg["paths"], dict(cfg["error_analysis"])

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from finetune.errors import DataError, ModelNotFoundError
+from finetune.core.errors import DataError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,13 @@ class LoadedModel:
 
 def load(source: str, tracking_uri: str | None = None) -> LoadedModel:
     """A model directory, or an MLflow ``models:/`` / ``runs:/`` URI (transformers flavour)."""
-    from finetune.modeling import load_trained
+    from finetune.modeling.backbones import load_trained
 
     if source.startswith(("models:/", "runs:/")):
         import mlflow
 
-        from finetune import registry, tracking
+        from finetune.registry import registry
+        from finetune.tracking import runs as tracking
 
         mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
         model, tokenizer = registry.load_version(source)
@@ -134,7 +135,7 @@ def predict_frame(
     max_length: int = 128,
 ) -> pd.DataFrame:
     """``df`` plus predicted, confidence, status and one ``prob_<label>`` column per class."""
-    from finetune.inference import predict_proba
+    from finetune.modeling.inference import predict_proba
 
     max_length = effective_max_length(loaded, max_length)
     texts = clean_texts(df[text_column]) if len(df) else []

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finetune.errors import ConfigError, known_options
+from finetune.core.errors import ConfigError, known_options
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Error analysis: the error_analysis stage and each analysis it reports."""

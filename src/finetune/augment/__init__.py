@@ -1,0 +1,1 @@
+"""Augmentation of the training split: methods, synonyms, the augment stage."""

@@ -1,0 +1,1 @@
+"""Data: sources, validation, cleaning, splits, the preprocess stage and the data report."""

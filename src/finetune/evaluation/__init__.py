@@ -1,0 +1,1 @@
+"""Evaluation: the evaluate stage, metrics and the in-stage TF-IDF baseline."""

@@ -1,0 +1,1 @@
+"""Life after training: scheduled retraining and batch prediction."""

@@ -1,0 +1,1 @@
+"""Backbones and models: resolving and loading them, the mean-pooling head, batched inference."""

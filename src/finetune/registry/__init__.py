@@ -1,0 +1,1 @@
+"""The MLflow Model Registry: champion/challenger aliases and the promotion gate."""

@@ -1,0 +1,1 @@
+"""MLflow tracking: the store, the run each trained model owns, its tags."""

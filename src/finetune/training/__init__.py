@@ -1,0 +1,1 @@
+"""Training: the train stage and the Trainer around it."""
