@@ -4,7 +4,7 @@
     python bench/sst2_accuracy.py --quick     # smoke check: 2,000 train rows, 200 test rows
     python bench/sst2_accuracy.py model.pooling=cls train.learning_rate=3e-5   # + overrides
 
-Uses `finetune.training.train.fine_tune` (the train stage's code) with the `train` and `model`
+Uses `finetune.training.trainer.fine_tune` (the train stage's code) with the `train` and `model`
 settings of
 conf/ composed with the `experiment=sst2` preset (conf/experiment/sst2.yaml: the default model,
 all-MiniLM-L6-v2, at max length 64 and learning rate 5e-5), so `dvc exp run -S experiment=sst2`
@@ -47,7 +47,7 @@ def main() -> None:
     from finetune.core.config import compose
     from finetune.modeling.backbones import pooling_of
     from finetune.modeling.inference import predict_proba
-    from finetune.training import train
+    from finetune.training import trainer
 
     began = time.perf_counter()
     cfg = compose(_common.REPO / "conf", [PRESET, *args.overrides])
@@ -62,8 +62,8 @@ def main() -> None:
     if args.quick:
         train_df, test = train_df[:2000], test[:200]
         validation = validation[:200]
-    spec = train.TrainSpec.from_config({**cfg["train"], "progress_bar": True})
-    result = train.fine_tune(
+    spec = trainer.TrainSpec.from_config({**cfg["train"], "progress_bar": True})
+    result = trainer.fine_tune(
         train_df.reset_index(drop=True),
         validation.reset_index(drop=True),
         labels,

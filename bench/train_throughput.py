@@ -7,7 +7,7 @@ Both run the Hugging Face Trainer on the same model (params.yaml `model`), the s
 examples of ../shared/datasets/sst2/train.csv (the demo data when absent: said in the output),
 the same batch size and this machine:
 
-- ours: `finetune.training.train.build_trainer` exactly as the train stage builds it: dynamic
+- ours: `finetune.training.trainer.build_trainer` exactly as the train stage builds it: dynamic
   padding to
   the batch's longest text (multiple of 8), length-grouped batches, `train.precision` (auto =
   bf16 autocast on CPUs with avx512_bf16/AMX), fused AdamW, SDPA attention;
@@ -96,24 +96,24 @@ def measure(trainer: Any, recorder: Recorder, timer: Any, warmup: int, model: An
 def run_ours(df: Any, labels: list[str], cfg: dict, steps: int, warmup: int, out: str) -> dict:
     from datasets import Dataset
 
-    from finetune.training import train
+    from finetune.training import hardware, trainer
 
-    spec = train.TrainSpec.from_config(cfg["train"])
+    spec = trainer.TrainSpec.from_config(cfg["train"])
     spec = dataclasses.replace(
         spec, max_steps=warmup + steps, early_stopping_patience=None, progress_bar=False
     )
-    precision = train.select_precision(spec.precision)
-    model, tokenizer = train.build_model(cfg["model"]["name_or_path"], labels, spec)
-    train_ds = train.tokenize(df, tokenizer, int(cfg["model"]["max_length"]))
+    precision = hardware.select_precision(spec.precision)
+    model, tokenizer = trainer.build_model(cfg["model"]["name_or_path"], labels, spec)
+    train_ds = trainer.tokenize(df, tokenizer, int(cfg["model"]["max_length"]))
     val_ds = Dataset.from_dict(train_ds[:8])
     timer = _step_timer()
-    trainer = train.build_trainer(
+    ours = trainer.build_trainer(
         model, tokenizer, train_ds, val_ds, spec, precision, out, int(cfg["seed"]),
         callbacks=[timer], progress=False,
     )  # fmt: skip
-    recorder = Recorder(trainer.data_collator)
-    trainer.data_collator = recorder
-    result = measure(trainer, recorder, timer, warmup, model)
+    recorder = Recorder(ours.data_collator)
+    ours.data_collator = recorder
+    result = measure(ours, recorder, timer, warmup, model)
     attn = getattr(model.config, "_attn_implementation", "?")
     return {
         **result,

@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from finetune.analysis import error_analysis as EA
 from finetune.analysis import label_errors as L
+from finetune.analysis import previous, recommendations
 from finetune.analysis import robustness as R
 from finetune.analysis.explain import integrated_gradients, merge_wordpieces
-from finetune.analysis.report_html import SECTIONS
 from finetune.analysis.slices import bootstrap_ci, has_negation, length_bins, slice_metrics
 from finetune.core.errors import ConfigError
 from finetune.modeling.backbones import load_trained
+from finetune.reporting.html import SECTIONS
 
 LABELS = ["account", "billing", "shipping"]
 
@@ -162,14 +162,14 @@ def test_previous_metrics_from_git_head_via_dvc_cache(
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", "dvc.lock")
     _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
-    assert EA.metrics_at_git_head("reports/m.json") is None  # not in the cache
+    assert previous.metrics_at_git_head("reports/m.json") is None  # not in the cache
     cached = tmp_path / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
     cached.parent.mkdir(parents=True)
     cached.write_text('{"f1_macro": 0.5}')
-    assert EA.metrics_at_git_head(tmp_path / "reports/m.json") == {"f1_macro": 0.5}
-    found, source = EA.previous_metrics("reports/m.json", "auto", None)
+    assert previous.metrics_at_git_head(tmp_path / "reports/m.json") == {"f1_macro": 0.5}
+    found, source = previous.previous_metrics("reports/m.json", "auto", None)
     assert found == {"f1_macro": 0.5} and "git HEAD" in source
-    table = EA.compare_headline({"f1_macro": 0.6, "accuracy": 0.7}, found)
+    table = previous.compare_headline({"f1_macro": 0.6, "accuracy": 0.7}, found)
     f1 = table.set_index("metric").loc["f1_macro"]
     assert f1["change"] == pytest.approx(0.1) and pd.isna(
         table.set_index("metric").loc["accuracy", "previous"]
@@ -199,7 +199,9 @@ def test_next_steps_are_derived_from_findings() -> None:
     ev = {"ece": 0.2, "ece_temperature_scaled": 0.05, "temperature": 2.0,
           "delta_vs_baseline": {"f1_macro": -0.02}}  # fmt: skip
     comp = pd.DataFrame([{"metric": "f1_macro", "change": -0.05}])
-    steps = EA.next_steps({"accuracy": 0.75}, pairs, slices, issues, rob, attrs, ev, comp)
+    steps = recommendations.next_steps(
+        {"accuracy": 0.75}, pairs, slices, issues, rob, attrs, ev, comp
+    )
     text = "\n".join(steps)
     assert steps[0].startswith("Macro-F1 dropped by 0.050")
     for needle in ("2 labelled rows", "channel = chat", "billing → account", "10.0% of",

@@ -17,15 +17,14 @@ import torch
 from finetune.core.errors import ConfigError
 from finetune.modeling.backbones import (
     _head_dropout,
-    add_lora,
     load_classifier,
     load_tokenizer,
     load_trained,
-    merge_adapter,
 )
 from finetune.modeling.pooling_model import MeanPoolingForSequenceClassification
-from finetune.registry import registry
+from finetune.registry import gate as registry
 from finetune.training import train
+from finetune.training.layers import add_lora, merge_adapter
 from tests.conftest import run_pipeline
 
 LABELS = ["account", "billing", "shipping"]

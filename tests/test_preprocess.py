@@ -17,6 +17,7 @@ from finetune.data import report as data_report
 from finetune.data.cleaning import CleaningSpec
 from finetune.data.preprocess import DataSpec, as_raw, validate
 from finetune.data.sources import SourceSpec
+from finetune.tracking import inputs
 
 
 def spec_for(path: Path | str = "f.csv", **kw: Any) -> DataSpec:
@@ -372,7 +373,7 @@ def test_data_report_logged_to_mlflow(stage_cfg: dict[str, Any], tmp_path: Path)
     preprocess.run(stage_cfg)
     mlflow.set_tracking_uri(stage_cfg["tracking"]["uri"])
     with mlflow.start_run() as run:
-        data_report.log_to_mlflow(stage_cfg["paths"])
+        inputs.log_to_mlflow(stage_cfg["paths"])
     logged = mlflow.get_run(run.info.run_id)
     assert logged.data.metrics["data.rows_kept"] == 60
     assert logged.data.metrics["data.token_lengths.train.truncation_rate"] == 0.0

@@ -14,8 +14,9 @@ from mlflow.tracking import MlflowClient
 from finetune.augment import augment
 from finetune.core.errors import ConfigError
 from finetune.data import preprocess
-from finetune.registry import registry
-from finetune.registry.registry import Decision, GateSpec, ModelScore, decide
+from finetune.registry import aliases as registry
+from finetune.registry import gate, report
+from finetune.registry.gate import Decision, GateSpec, ModelScore, decide
 from finetune.training import train
 from tests.conftest import make_stage_cfg, make_texts
 
@@ -69,7 +70,7 @@ def test_gate_config_errors(cfg: dict[str, Any], match: str) -> None:
 
 def test_report_renders_the_numbers() -> None:
     d = decide(s("3", 0.70, a=0.6), s("2", 0.80, a=0.8), GateSpec(0.0, 0.05))
-    text = registry.render_report(d, "m", GateSpec(0.0, 0.05))
+    text = report.render_report(d, "m", GateSpec(0.0, 0.05))
     assert "m v3 KEPT" in text and "| macro-F1 | 0.7000 | 0.8000 | -0.1000 |" in text
     assert "| recall a | 0.6000 | 0.8000 | -0.2000 |" in text
     assert isinstance(Decision.as_dict(d), dict)
@@ -114,7 +115,7 @@ def test_first_trained_model_is_challenger_and_champion(trained_cfg: dict[str, A
     tags = MlflowClient(trained_cfg["tracking"]["uri"]).get_run(run_id).data.tags
     assert tags["promotion.outcome"] == "promoted"
     assert "first model" in tags["promotion.reason"]
-    result = registry.apply_gate(trained_cfg)
+    result = gate.apply_gate(trained_cfg)
     assert result.decision is None and "already the champion" in str(result.skipped)
 
 
@@ -122,7 +123,7 @@ def test_first_trained_model_is_challenger_and_champion(trained_cfg: dict[str, A
 def test_gate_promotes_then_keeps(trained_cfg: dict[str, Any]) -> None:
     run2 = train_again(trained_cfg, 3e-3)
     assert aliases(trained_cfg) == {"champion": "1", "challenger": "2"}
-    promoted = registry.apply_gate(trained_cfg, GateSpec(min_f1_gain=-1, max_recall_drop=1))
+    promoted = gate.apply_gate(trained_cfg, GateSpec(min_f1_gain=-1, max_recall_drop=1))
     assert promoted.decision is not None and promoted.decision.promote
     assert aliases(trained_cfg) == {"champion": "2", "challenger": "2"}
     client = MlflowClient(trained_cfg["tracking"]["uri"])
@@ -139,7 +140,7 @@ def test_gate_promotes_then_keeps(trained_cfg: dict[str, Any]) -> None:
     assert version_tags["promotion.outcome"] == "promoted"
 
     run3 = train_again(trained_cfg, 1e-3)
-    kept = registry.apply_gate(trained_cfg, GateSpec(min_f1_gain=1.0, max_recall_drop=1))
+    kept = gate.apply_gate(trained_cfg, GateSpec(min_f1_gain=1.0, max_recall_drop=1))
     assert kept.decision is not None and not kept.decision.promote
     assert aliases(trained_cfg) == {"champion": "2", "challenger": "3"}
     tags = client.get_run(run3).data.tags
@@ -163,4 +164,4 @@ def test_gate_without_registered_name_says_what_to_set(trained_cfg: dict[str, An
     cfg = copy.deepcopy(trained_cfg)
     cfg["tracking"]["registered_model_name"] = None
     with pytest.raises(ConfigError, match="tracking.registered_model_name is null"):
-        registry.apply_gate(cfg)
+        gate.apply_gate(cfg)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from finetune.analysis.report_html import SECTIONS
+from finetune.reporting.html import SECTIONS
 from tests.helpers import CHROMIUM, CHROMIUM_FLAGS
 
 pytestmark = pytest.mark.skipif(

@@ -18,7 +18,8 @@ from finetune.core.errors import ConfigError
 from finetune.data import preprocess
 from finetune.evaluation import evaluate
 from finetune.training import train
-from finetune.training.train import TrainSpec, select_precision
+from finetune.training.hardware import select_precision
+from finetune.training.trainer import TrainSpec
 
 
 @pytest.fixture

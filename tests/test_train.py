@@ -23,8 +23,8 @@ from finetune.core.errors import ConfigError
 from finetune.core.io import file_md5
 from finetune.data import preprocess
 from finetune.modeling.backbones import load_trained
-from finetune.training import train
-from finetune.training.train import TrainSpec
+from finetune.training import checkpoints, loss, train, trainer
+from finetune.training.trainer import TrainSpec
 
 # Wall-clock figures differ between runs; everything else must match exactly.
 TIMING = {"train_seconds", "train_samples_per_second", "train_tokens_per_second"}
@@ -56,8 +56,8 @@ def splits(stage_cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _fine_tune(splits: dict[str, Any], spec: TrainSpec, **kw: Any) -> train.TrainResult:
-    return train.fine_tune(
+def _fine_tune(splits: dict[str, Any], spec: TrainSpec, **kw: Any) -> trainer.TrainResult:
+    return trainer.fine_tune(
         splits["train"],
         splits["validation"],
         splits["labels"],
@@ -86,17 +86,17 @@ def test_config_errors() -> None:
 
 def test_class_weights() -> None:
     labels = ["a", "b", "c"]
-    assert train.class_weights_for(None, labels, [0, 1]) is None
-    balanced = train.class_weights_for("balanced", labels, [0, 0, 0, 1, 2, 2])
+    assert loss.class_weights_for(None, labels, [0, 1]) is None
+    balanced = loss.class_weights_for("balanced", labels, [0, 0, 0, 1, 2, 2])
     assert balanced == pytest.approx([6 / 9, 6 / 3, 6 / 6])
-    assert train.class_weights_for({"b": 3}, labels, [0]) == [1.0, 3.0, 1.0]
-    assert train.class_weights_for([1, 2, 3], labels, [0]) == [1.0, 2.0, 3.0]
+    assert loss.class_weights_for({"b": 3}, labels, [0]) == [1.0, 3.0, 1.0]
+    assert loss.class_weights_for([1, 2, 3], labels, [0]) == [1.0, 2.0, 3.0]
     with pytest.raises(ConfigError, match="has 2 weights but there are 3 labels"):
-        train.class_weights_for([1, 2], labels, [0])
+        loss.class_weights_for([1, 2], labels, [0])
     with pytest.raises(ConfigError, match=r"labels \['c'\] have no training rows"):
-        train.class_weights_for("balanced", labels, [0, 1])
+        loss.class_weights_for("balanced", labels, [0, 1])
     with pytest.raises(ConfigError, match=r"unknown labels \['z'\]"):
-        train.class_weights_for({"z": 2}, labels, [0])
+        loss.class_weights_for({"z": 2}, labels, [0])
 
 
 def test_weighted_loss_matches_weighted_cross_entropy() -> None:
@@ -104,7 +104,7 @@ def test_weighted_loss_matches_weighted_cross_entropy() -> None:
     logits = torch.randn(6, 3)
     labels = torch.tensor([0, 1, 2, 2, 1, 0])
     weights = [0.5, 2.0, 1.0]
-    loss_func = train.weighted_loss(weights)
+    loss_func = loss.weighted_loss(weights)
     per_example = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     w = torch.tensor(weights)[labels]
     expected_mean = (per_example * w).sum() / w.sum()
@@ -117,14 +117,14 @@ def test_weighted_loss_matches_weighted_cross_entropy() -> None:
 
 def test_freeze_embeddings_and_first_layers(tiny_model_dir: Path) -> None:
     spec = TrainSpec.from_config({"freeze_embeddings": True, "freeze_layers": 1})
-    model, _ = train.build_model(str(tiny_model_dir), ["a", "b"], spec)
+    model, _ = trainer.build_model(str(tiny_model_dir), ["a", "b"], spec)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert any(n.startswith("bert.embeddings.") for n in frozen)
     assert any(n.startswith("bert.encoder.layer.0.") for n in frozen)
     assert not any(n.startswith("bert.encoder.layer.1.") for n in frozen)
     assert not any(n.startswith("classifier.") for n in frozen)
     with pytest.raises(ConfigError, match="train.freeze_layers=5 but the model has only 2 layers"):
-        train.build_model(str(tiny_model_dir), ["a", "b"], TrainSpec(freeze_layers=5))
+        trainer.build_model(str(tiny_model_dir), ["a", "b"], TrainSpec(freeze_layers=5))
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
@@ -132,23 +132,23 @@ def test_layer_lr_decay_gives_each_depth_its_rate(
     splits: dict[str, Any], tiny_model_dir: Path, tmp_path: Path, pooling: str
 ) -> None:
     spec = _spec(layer_lr_decay=0.5, learning_rate=1e-3)
-    model, tokenizer = train.build_model(str(tiny_model_dir), splits["labels"], spec, pooling)
-    ds = train.tokenize(splits["train"], tokenizer, 32)
-    trainer = train.build_trainer(model, tokenizer, ds, ds, spec, "fp32", str(tmp_path), 0)
-    rate = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    model, tokenizer = trainer.build_model(str(tiny_model_dir), splits["labels"], spec, pooling)
+    ds = trainer.tokenize(splits["train"], tokenizer, 32)
+    hf_trainer = trainer.build_trainer(model, tokenizer, ds, ds, spec, "fp32", str(tmp_path), 0)
+    rate = {id(p): g["lr"] for g in hf_trainer.optimizer.param_groups for p in g["params"]}
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     assert len(rate) == len(trainable), "every trainable parameter is in exactly one group"
     expected = {"embeddings.": 1e-3 * 0.5**3, "layer.0.": 1e-3 * 0.5**2, "layer.1.": 1e-3 * 0.5}
     for name, param in trainable:
         want = next((v for k, v in expected.items() if k in name), 1e-3)  # head: full rate
         assert rate[id(param)] == pytest.approx(want), name
-    decays = {g["weight_decay"] for g in trainer.optimizer.param_groups}
+    decays = {g["weight_decay"] for g in hf_trainer.optimizer.param_groups}
     assert decays == {0.0, spec.weight_decay}, "biases and LayerNorms keep weight decay 0"
-    before = trainer.model.get_input_embeddings().weight.detach().clone()
-    trainer.train()
-    assert not torch.equal(before, trainer.model.get_input_embeddings().weight)
+    before = hf_trainer.model.get_input_embeddings().weight.detach().clone()
+    hf_trainer.train()
+    assert not torch.equal(before, hf_trainer.model.get_input_embeddings().weight)
     # train() kept this optimizer: the scheduler decayed from the per-depth rates
-    assert sorted(set(trainer.lr_scheduler.base_lrs)) == pytest.approx(
+    assert sorted(set(hf_trainer.lr_scheduler.base_lrs)) == pytest.approx(
         sorted({*expected.values(), 1e-3})
     )
 
@@ -250,7 +250,7 @@ def _train_in_subprocess(cfg_path: Path, kill_after_checkpoint: Path | None = No
         assert proc.wait(timeout=300) == 0
         return
     deadline = time.monotonic() + 300
-    while train.latest_checkpoint_anywhere(kill_after_checkpoint) is None:
+    while checkpoints.latest_checkpoint_anywhere(kill_after_checkpoint) is None:
         assert proc.poll() is None, "training ended before a checkpoint was seen"
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -274,7 +274,7 @@ def test_killed_training_resumes_to_the_same_result(splits: dict[str, Any], tmp_
     reference = {k: v.clone() for k, v in load_trained(model_dir)[0].state_dict().items()}
 
     _train_in_subprocess(cfg_path, kill_after_checkpoint=ckpt_root)
-    assert train.latest_checkpoint_anywhere(ckpt_root) is not None, "checkpoint survives the kill"
+    assert checkpoints.latest_checkpoint_anywhere(ckpt_root) is not None, "survives the kill"
     _train_in_subprocess(cfg_path)  # the rerun resumes
     resumed = json.loads(Path(cfg["paths"]["train_report"]).read_text())
 

@@ -30,7 +30,7 @@ def _load_cfg(repo: str | None) -> tuple[Path, dict[str, Any]]:
 
 
 def _gate_spec(cfg: dict[str, Any], args: argparse.Namespace) -> Any:
-    from finetune.registry.registry import GateSpec
+    from finetune.registry.gate import GateSpec
 
     promotion = dict(cfg.get("promotion") or {})
     if args.min_f1_gain is not None:
@@ -69,7 +69,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from finetune.registry.registry import apply_gate
+    from finetune.registry.gate import apply_gate
 
     _, cfg = _load_cfg(args.repo)
     result = apply_gate(cfg, _gate_spec(cfg, args))
@@ -87,7 +87,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_aliases(args: argparse.Namespace) -> int:
-    from finetune.registry import registry
+    from finetune.registry import aliases as registry
 
     _, cfg = _load_cfg(args.repo)
     name = registry.model_name(cfg["tracking"])

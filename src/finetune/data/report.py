@@ -10,26 +10,23 @@ Files (all paths from ``paths`` in params.yaml):
 
 MLflow design: preprocess and augment run before the train stage opens the model's MLflow run,
 and their outputs are that run's inputs. So instead of a run of their own they leave files, and
-the train stage logs them into the model's run with one call, inside its active run::
-
-    data_report.log_to_mlflow(cfg["paths"])
-
-which logs the numeric data metrics (``data.*`` and ``augment.*``) and every report file as
-artifacts under ``data/``. Data, report and model then sit in one run, tagged with the data
-version from dvc.lock.
+the train stage logs them into the model's run with one call, inside its active run
+(:func:`finetune.tracking.inputs.log_to_mlflow`), which logs the numeric data metrics
+(``data.*`` and ``augment.*``) and every report file as artifacts under ``data/``. Data, report
+and model then sit in one run, tagged with the data version from dvc.lock.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from finetune.core.artifacts import SPLITS
-from finetune.core.io import StagedOutputs, read_json, write_json
+from finetune.core.io import StagedOutputs, write_json
+from finetune.reporting.plots import token_lengths_plot
 
 if TYPE_CHECKING:
     from finetune.data.preprocess import Preprocessed
@@ -37,15 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTOGRAM_BINS = 40
-# Files logged to MLflow by log_to_mlflow, when they exist.
-ARTIFACT_KEYS = (
-    "preprocess_report",
-    "preprocess_report_md",
-    "token_length_plot",
-    "token_length_image",
-    "augment_report",
-    "augment_samples",
-)
 
 
 def token_lengths(texts: list[str], tokenizer: Any, batch_size: int = 2048) -> np.ndarray:
@@ -114,27 +102,6 @@ def histogram(
         {"tokens": int(np.ceil(edges[i + 1])), **{s: int(c[i]) for s, c in counts.items()}}
         for i in range(len(edges) - 1)
     ]
-
-
-def _plot(lengths: Mapping[str, np.ndarray], max_length: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
-    top = max((int(v.max()) for v in lengths.values() if len(v)), default=1)
-    bins = np.linspace(0, max(top, max_length) + 1, 50)
-    for name, values in lengths.items():
-        ax.hist(values, bins=bins, histtype="step", density=True, label=name, linewidth=1.5)
-    ax.axvline(max_length, color="red", linestyle="--", label=f"max_length {max_length}")
-    ax.set_xlabel("tokens per text")
-    ax.set_ylabel("share of texts")
-    ax.set_title("Token lengths per split")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
 
 
 def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
@@ -213,38 +180,6 @@ def write(
             writer.writeheader()
             writer.writerows(rows)
     if lengths is not None and paths.get("token_length_image"):
-        _plot(lengths, int(report["max_length"]), out.file(paths["token_length_image"]))
-
-
-def _numeric(data: Mapping[str, Any], prefix: str) -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for key, value in data.items():
-        name = f"{prefix}.{key}"
-        if isinstance(value, Mapping):
-            flat.update(_numeric(value, name))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[name] = float(value)
-    return flat
-
-
-def mlflow_payload(paths: Mapping[str, str]) -> tuple[dict[str, float], list[Path]]:
-    """Numeric metrics and existing report files of preprocess and augment."""
-    metrics: dict[str, float] = {}
-    for key, prefix in (("preprocess_report", "data"), ("augment_report", "augment")):
-        path = paths.get(key)
-        if path and Path(path).is_file():
-            metrics.update(_numeric(read_json(path), prefix))
-    files = [Path(paths[k]) for k in ARTIFACT_KEYS if paths.get(k) and Path(paths[k]).is_file()]
-    return metrics, files
-
-
-def log_to_mlflow(paths: Mapping[str, str]) -> None:
-    """Log the data and augmentation reports into the active MLflow run (see module doc)."""
-    import mlflow
-
-    metrics, files = mlflow_payload(paths)
-    if metrics:
-        mlflow.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()})
-    for path in files:
-        mlflow.log_artifact(str(path), artifact_path="data")
-    log.info("logged %d data metrics and %d report files to MLflow", len(metrics), len(files))
+        token_lengths_plot(
+            lengths, int(report["max_length"]), out.file(paths["token_length_image"])
+        )

@@ -16,6 +16,7 @@ from finetune.evaluation import metrics as M
 from finetune.evaluation.baseline import fit_predict_baseline
 from finetune.modeling.backbones import load_trained
 from finetune.modeling.inference import predict_proba, token_counts
+from finetune.reporting.plots import confusion_figure, curves_figure, reliability_figure
 from finetune.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
@@ -61,86 +62,6 @@ def split_metrics(
     out["ece_temperature_scaled"] = M.expected_calibration_error(scaled, y, n_bins)
     out["log_loss_temperature_scaled"] = M.classification_metrics(y, scaled, labels)["log_loss"]
     return out
-
-
-def _figure(width: float, height: float) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
-
-
-def confusion_figure(cm: np.ndarray, labels: list[str]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    display = ConfusionMatrixDisplay(cm, display_labels=labels)
-    display.plot(xticks_rotation=45, colorbar=False, cmap="Blues")
-    display.figure_.set_size_inches(1.2 * len(labels) + 2, 1.1 * len(labels) + 1.5)
-    display.figure_.tight_layout()
-    return display.figure_
-
-
-def curves_figure(y: np.ndarray, probs: np.ndarray, labels: list[str], kind: str) -> Any:
-    """Per-class one-vs-rest PR (kind="pr") or ROC (kind="roc") curves in one image."""
-    from sklearn.metrics import precision_recall_curve, roc_curve
-
-    fig, ax = _figure(6.5, 5)
-    for i, label in enumerate(labels):
-        target = (y == i).astype(int)
-        if target.sum() in (0, len(target)):
-            continue
-        if kind == "pr":
-            p, r, _ = precision_recall_curve(target, probs[:, i])
-            ax.plot(r, p, label=label)
-        else:
-            f, t, _ = roc_curve(target, probs[:, i])
-            ax.plot(f, t, label=label)
-    if kind == "pr":
-        ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, one-vs-rest (test)")
-    else:
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
-    ax.set(xlim=(0, 1.01), ylim=(0, 1.01))
-    ax.legend(fontsize=8, loc="lower left" if kind == "pr" else "lower right")
-    fig.tight_layout()
-    return fig
-
-
-def reliability_figure(
-    y: np.ndarray, probs: np.ndarray, temperature: float, ece: float, ece_scaled: float
-) -> Any:
-    fig, ax = _figure(5.5, 5)
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect")
-    for name, p, e in (
-        ("model", probs, ece),
-        (
-            f"temperature-scaled (T={temperature:.2f})",
-            M.apply_temperature(probs, temperature),
-            ece_scaled,
-        ),
-    ):
-        rows = M.reliability_bins(p, y)
-        ax.plot(
-            [r["confidence"] for r in rows],
-            [r["accuracy"] for r in rows],
-            marker="o",
-            label=f"{name}, ECE {e:.3f}",
-        )
-    ax.set(
-        xlabel="confidence",
-        ylabel="accuracy",
-        title="Reliability diagram (test)",
-        xlim=(0, 1.01),
-        ylim=(0, 1.01),
-    )
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    return fig
 
 
 def evaluate(

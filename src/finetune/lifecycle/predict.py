@@ -105,7 +105,7 @@ def load(source: str, tracking_uri: str | None = None) -> LoadedModel:
     if source.startswith(("models:/", "runs:/")):
         import mlflow
 
-        from finetune.registry import registry
+        from finetune.registry import gate as registry
         from finetune.tracking import runs as tracking
 
         mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))

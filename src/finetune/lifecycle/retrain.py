@@ -8,7 +8,7 @@
    skipped), so ``dvc repro`` sees a new data version and records its hash in ``dvc.lock``;
 3. run ``dvc repro`` (a new model version is registered and becomes ``challenger``);
 4. optionally ``dvc push`` data and models to the default DVC remote;
-5. apply the promotion gate (``finetune.registry.registry.apply_gate``) and write its report;
+5. apply the promotion gate (``finetune.registry.gate.apply_gate``) and write its report;
 6. record the files in the ledger.
 
 Anything failing in steps 2-5 restores the raw file, leaves the ledger unchanged (so the next
@@ -321,15 +321,16 @@ def _train_and_gate(
     root: Path, cfg: Mapping[str, Any], spec: RetrainSpec, gate_spec: Any, files: list[Ingested]
 ) -> RetrainResult:
     from finetune.core.io import read_json
-    from finetune.registry import registry
+    from finetune.registry.aliases import mark_challenger
+    from finetune.registry.gate import apply_gate
 
     run_dvc(root, ["repro"], spec.repro_timeout_s)
     run_id = str(read_json(root / cfg["paths"]["run_info"])["run_id"])
     # Also when DVC restored `train` from its run cache: the model that matches the data.
-    registry.mark_challenger(cfg["tracking"], run_id)
+    mark_challenger(cfg["tracking"], run_id)
     if spec.push:
         run_dvc(root, ["push"], spec.repro_timeout_s)
-    gate = registry.apply_gate(cfg, gate_spec)
+    gate = apply_gate(cfg, gate_spec)
     if gate.decision is None:
         return RetrainResult(
             "already-champion", files, gate.challenger_version, gate.champion_after, gate.skipped

@@ -14,7 +14,6 @@ version tags, and a short report (``paths.promotion_report`` + ``paths.promotion
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -26,12 +25,17 @@ from typing import Any
 import numpy as np
 
 from finetune.core.errors import ConfigError, ModelNotFoundError, PipelineError, known_options
+from finetune.registry.aliases import (
+    CHALLENGER,
+    CHAMPION,
+    TAG_PREFIX,
+    alias_version,
+    client,
+    model_name,
+)
+from finetune.registry.report import write_report
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-TAG_PREFIX = "promotion."
 
 
 class PromotionError(PipelineError):
@@ -156,45 +160,6 @@ def score(
 # --------------------------------------------------------------------------- MLflow registry
 
 
-def client(tracking_cfg: Mapping[str, Any]) -> Any:
-    """An MlflowClient on the project's store (same resolution as the pipeline)."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from finetune.tracking import runs as tracking
-
-    uri = tracking.tracking_uri(tracking_cfg.get("uri"))
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def model_name(tracking_cfg: Mapping[str, Any]) -> str:
-    name = tracking_cfg.get("registered_model_name")
-    if not name:
-        raise ConfigError(
-            "tracking.registered_model_name is null: the registry lifecycle (aliases, "
-            "promotion, models:/ URIs) needs a registered model name in conf/tracking/"
-        )
-    return str(name)
-
-
-def version_for_run(mlflow_client: Any, name: str, run_id: str) -> Any | None:
-    """The registered version of ``name`` logged by ``run_id`` (newest if several)."""
-    versions = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    if not versions:
-        return None
-    return max(versions, key=lambda v: int(v.version))
-
-
-def alias_version(mlflow_client: Any, name: str, alias: str) -> Any | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow_client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
 def record_decision(mlflow_client: Any, name: str, decision: Decision) -> None:
     """Tags on the challenger's run and model version: outcome, reason and the numbers."""
     version = mlflow_client.get_model_version(name, decision.challenger.version)
@@ -227,34 +192,6 @@ def decision_tags(decision: Decision) -> dict[str, str]:
         )
     # MLflow tag values are limited in length; keep the reason readable but bounded.
     return {f"{TAG_PREFIX}{k}": str(v)[:4000] for k, v in tags.items()}
-
-
-def mark_challenger(tracking_cfg: Mapping[str, Any], run_id: str) -> str | None:
-    """Right after training: the run's new version becomes ``challenger``; the first, also
-    ``champion``. Returns the version, or None when models are not registered."""
-    if not tracking_cfg.get("registered_model_name") or not tracking_cfg.get("log_model", True):
-        return None
-    name = model_name(tracking_cfg)
-    mlflow_client = client(tracking_cfg)
-    version = version_for_run(mlflow_client, name, run_id)
-    if version is None:
-        log.warning("run %s registered no version of %r; no alias set", run_id, name)
-        return None
-    mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
-    log.info("model %s version %s is the challenger", name, version.version)
-    if alias_version(mlflow_client, name, CHAMPION) is None:
-        mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
-        empty = ModelScore(str(version.version), math.nan, math.nan, {}, 0)
-        decision = decide(empty, None, GateSpec())
-        for key, value in {
-            "outcome": decision.outcome,
-            "reason": decision.reason,
-            "challenger_version": str(version.version),
-        }.items():
-            mlflow_client.set_tag(run_id, f"{TAG_PREFIX}{key}", value)
-            mlflow_client.set_model_version_tag(name, version.version, f"{TAG_PREFIX}{key}", value)
-        log.info("model %s version %s is the first model: now champion", name, version.version)
-    return str(version.version)
 
 
 # --------------------------------------------------------------------------- evaluating versions
@@ -391,53 +328,3 @@ def apply_gate(cfg: Mapping[str, Any], spec: GateSpec | None = None) -> GateResu
         after,
     )
     return GateResult(decision, str(challenger.version), champion_before, after, report)
-
-
-def render_report(decision: Decision, name: str, spec: GateSpec) -> str:
-    ch, cp = decision.challenger, decision.champion
-    lines = [
-        f"# Promotion decision: {name} v{ch.version} {decision.outcome.upper()}",
-        "",
-        f"- when: {datetime.now(UTC).isoformat(timespec='seconds')}",
-        f"- split: {spec.split} ({ch.num_examples} examples, evaluated for both models now)",
-        f"- rule: macro-F1 gain >= {spec.min_f1_gain:+.4f} and no class recall drop > "
-        f"{spec.max_recall_drop:.4f}",
-        f"- reason: {decision.reason}",
-        "",
-    ]
-    if cp is None:
-        lines += [
-            f"Challenger v{ch.version}: macro-F1 {ch.f1_macro:.4f}, accuracy "
-            f"{ch.accuracy:.4f}. There was no champion.",
-            "",
-        ]
-        return "\n".join(lines)
-    lines += [
-        f"| | challenger v{ch.version} | champion v{cp.version} | change |",
-        "|---|---|---|---|",
-        f"| macro-F1 | {ch.f1_macro:.4f} | {cp.f1_macro:.4f} | {ch.f1_macro - cp.f1_macro:+.4f} |",
-        f"| accuracy | {ch.accuracy:.4f} | {cp.accuracy:.4f} | {ch.accuracy - cp.accuracy:+.4f} |",
-    ]
-    for label in sorted(decision.recall_drops):
-        a, b = ch.recall.get(label, 0.0), cp.recall.get(label, 0.0)
-        lines.append(f"| recall {label} | {a:.4f} | {b:.4f} | {a - b:+.4f} |")
-    return "\n".join([*lines, ""])
-
-
-def write_report(
-    decision: Decision, name: str, spec: GateSpec, paths: Mapping[str, Any]
-) -> Path | None:
-    from finetune.core.io import write_json
-
-    md_path = paths.get("promotion_report")
-    if not md_path:
-        return None
-    md = Path(md_path)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(render_report(decision, name, spec))
-    if paths.get("promotion_decision"):
-        out = Path(paths["promotion_decision"])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(out, json.loads(json.dumps(decision.as_dict(), default=str)))
-    log.info("promotion report: %s", md)
-    return md

@@ -1,0 +1,124 @@
+"""The previous experiment's metrics (git HEAD, or the previous MLflow run) and the change."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from finetune.core.io import read_json
+
+log = logging.getLogger(__name__)
+
+
+def _relative(path: str | Path) -> str:
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            return p.as_posix()
+    return p.as_posix()
+
+
+def metrics_at_git_head(metrics_path: str | Path) -> dict[str, Any] | None:
+    """The evaluate metrics recorded in ``dvc.lock`` at git HEAD, read from the DVC cache.
+
+    This is what `dvc metrics diff` compares the workspace with: in `dvc exp run`, HEAD is the
+    experiment's baseline commit; after `dvc repro`, it is the last committed result.
+    """
+    rel = _relative(metrics_path)
+    try:
+        lock_text = subprocess.run(
+            ["git", "show", "HEAD:dvc.lock"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    lock = yaml.safe_load(lock_text) or {}
+    md5 = None
+    for stage in (lock.get("stages") or {}).values():
+        for item in stage.get("outs", []) or []:
+            if item.get("path") == rel and item.get("md5"):
+                md5 = str(item["md5"])
+    if md5 is None:
+        return None
+    roots = [Path.cwd()]
+    if os.environ.get("DVC_ROOT"):
+        roots.append(Path(os.environ["DVC_ROOT"]))
+    for root in roots:
+        cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+        if cached.is_file():
+            try:
+                return read_json(cached)
+            except ValueError:
+                return None
+    return None
+
+
+def metrics_of_previous_run(current_run_id: str | None) -> tuple[dict[str, Any], str] | None:
+    """Headline test metrics of the latest earlier MLflow run of this experiment."""
+    import mlflow
+
+    runs = mlflow.search_runs(
+        filter_string="metrics.test_f1_macro > -1",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+        output_format="list",
+    )
+    for run in runs:
+        if run.info.run_id == current_run_id:
+            continue
+        found = {
+            key: run.data.metrics[f"test_{key}"]
+            for key in HEADLINE
+            if f"test_{key}" in run.data.metrics
+        }
+        return found, f"MLflow run {run.info.run_name or run.info.run_id}"
+    return None
+
+
+def previous_metrics(
+    metrics_path: str | Path, mode: str, current_run_id: str | None
+) -> tuple[dict[str, Any] | None, str]:
+    """(metrics, where they came from) for the change-against-previous table."""
+    if mode in ("git", "auto"):
+        found = metrics_at_git_head(metrics_path)
+        if found is not None:
+            return found, "metrics at git HEAD (dvc.lock + DVC cache, as `dvc metrics diff`)"
+    if mode in ("mlflow", "auto"):
+        try:
+            prev = metrics_of_previous_run(current_run_id)
+        except Exception as exc:  # a tracking server may be unreachable: the report still renders
+            log.warning("could not read the previous MLflow run: %s", exc)
+            prev = None
+        if prev is not None:
+            return prev[0], f"the previous {prev[1]} (no committed metrics at git HEAD)"
+    return None, "no previous experiment found (no committed metrics, no earlier MLflow run)"
+
+
+def compare_headline(current: dict[str, Any], previous: dict[str, Any] | None) -> pd.DataFrame:
+    rows = []
+    for key in (*HEADLINE, "ece_temperature_scaled"):
+        now = current.get(key)
+        if now is None:
+            continue
+        before = previous.get(key) if previous else None
+        rows.append(
+            {
+                "metric": key,
+                "current": float(now),
+                "previous": None if before is None else float(before),
+                "change": None if before is None else float(now) - float(before),
+                "baseline_tfidf": (current.get("baseline") or {}).get(key),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+HEADLINE = ("accuracy", "f1_macro", "f1_weighted", "mcc", "roc_auc_ovr", "log_loss", "ece")
+LOWER_IS_BETTER = {"log_loss", "ece", "ece_temperature_scaled"}

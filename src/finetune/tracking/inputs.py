@@ -1,0 +1,57 @@
+"""The data and augment reports a trained model's MLflow run records as its inputs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from finetune.core.io import read_json
+
+log = logging.getLogger(__name__)
+
+
+# Files logged to MLflow by log_to_mlflow, when they exist.
+ARTIFACT_KEYS = (
+    "preprocess_report",
+    "preprocess_report_md",
+    "token_length_plot",
+    "token_length_image",
+    "augment_report",
+    "augment_samples",
+)
+
+
+def _numeric(data: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, Mapping):
+            flat.update(_numeric(value, name))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def mlflow_payload(paths: Mapping[str, str]) -> tuple[dict[str, float], list[Path]]:
+    """Numeric metrics and existing report files of preprocess and augment."""
+    metrics: dict[str, float] = {}
+    for key, prefix in (("preprocess_report", "data"), ("augment_report", "augment")):
+        path = paths.get(key)
+        if path and Path(path).is_file():
+            metrics.update(_numeric(read_json(path), prefix))
+    files = [Path(paths[k]) for k in ARTIFACT_KEYS if paths.get(k) and Path(paths[k]).is_file()]
+    return metrics, files
+
+
+def log_to_mlflow(paths: Mapping[str, str]) -> None:
+    """Log the data and augmentation reports into the active MLflow run (see module doc)."""
+    import mlflow
+
+    metrics, files = mlflow_payload(paths)
+    if metrics:
+        mlflow.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()})
+    for path in files:
+        mlflow.log_artifact(str(path), artifact_path="data")
+    log.info("logged %d data metrics and %d report files to MLflow", len(metrics), len(files))

@@ -1,0 +1,75 @@
+"""The model card (README.md) written next to every trained model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from finetune.modeling.backbones import pooling_of
+from finetune.tracking import runs as tracking
+
+
+def _loading_note(pooling: str, lora: bool) -> str:
+    merged = " (the LoRA adapter is merged in)" if lora else ""
+    if pooling == "mean":
+        return (
+            f"An `AutoModelForSequenceClassification` checkpoint{merged} with a mean-pooling head "
+            "(`model.pooling: mean`; the class is in `pooling_model.py` next to the weights): "
+            "load it with `from_pretrained(<this dir>, trust_remote_code=True)`, or without "
+            "remote code after `finetune.modeling.pooling_model.register()`."
+        )
+    return (
+        f"A plain `AutoModelForSequenceClassification` checkpoint{merged}: load it with "
+        "`from_pretrained(<this dir>)`."
+    )
+
+
+def model_card(
+    cfg: Mapping[str, Any], metrics: Mapping[str, Any], labels: list[str], data: Mapping[str, str]
+) -> str:
+    """README.md for the model directory: base model, data version, params, metrics."""
+    model = cfg["model"]
+    params = {"seed": cfg.get("seed"), "model": model, "train": cfg["train"]}
+    lora = (cfg["train"].get("lora") or {}).get("enabled")
+    rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
+    data_rows = "\n".join(f"| {k} | `{v}` |" for k, v in data.items())
+    commit = tracking.git_commit()
+    return f"""---
+library_name: transformers
+pipeline_tag: text-classification
+base_model: {model.get("name", model["name_or_path"])}
+---
+
+# {model.get("name", model["name_or_path"])} fine-tuned for text classification
+
+Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
+        f" at commit `{commit}`" if commit else ""
+    }.
+{_loading_note(pooling_of(model), bool(lora))}
+
+- Base model: `{model["name_or_path"]}` ({model.get("name", "")})
+- Labels ({len(labels)}): {", ".join(labels)}
+- Max sequence length: {model.get("max_length")}
+
+## Data version
+
+| file | md5 |
+|---|---|
+{data_rows}
+
+## Metrics (validation split)
+
+| metric | value |
+|---|---|
+{rows}
+
+Test-split metrics are written by the `evaluate` stage (`reports/evaluate/metrics.json`).
+
+## Params
+
+```yaml
+{yaml.safe_dump(params, sort_keys=False).rstrip()}
+```
+"""

@@ -1,0 +1,355 @@
+"""The fine-tuning loop: tokenisation, the Trainer as we configure it, and the best model out."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score
+
+from finetune.core.errors import ConfigError, known_options
+from finetune.modeling.backbones import load_classifier, load_tokenizer
+from finetune.training.callbacks import progress_callback
+from finetune.training.checkpoints import drop_incomplete_checkpoints, latest_checkpoint
+from finetune.training.hardware import dist_info, select_precision
+from finetune.training.layers import add_lora, apply_layer_lr_decay, freeze, merge_adapter
+from finetune.training.loss import class_weights_for, weighted_loss
+
+log = logging.getLogger(__name__)
+
+
+def compute_metrics(eval_pred: Any) -> dict[str, float]:
+    logits, labels = eval_pred
+    preds = np.asarray(logits).argmax(axis=-1)
+    return {
+        "accuracy": float(accuracy_score(labels, preds)),
+        "f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)),
+    }
+
+
+def tokenize(df: pd.DataFrame, tokenizer: Any, max_length: int) -> Any:
+    """A datasets.Dataset of input_ids/attention_mask/labels/length, unpadded (collator pads)."""
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"text": df["text"].tolist(), "labels": df["label_id"].tolist()})
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return enc
+
+    return ds.map(encode, batched=True, remove_columns=["text"], desc="tokenize")
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    tokenizer: Any
+    labels: list[str]
+    metrics: dict[str, Any]
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _training_args(
+    spec: TrainSpec, precision: str, output_dir: str, seed: int, progress: bool
+) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    if spec.eval_steps:
+        strategy, every = "steps", spec.eval_steps
+    elif spec.max_steps > 0:
+        strategy, every = "steps", spec.max_steps
+    else:
+        strategy, every = "epoch", None
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps,
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.eval_batch_size,
+        learning_rate=spec.learning_rate,
+        weight_decay=spec.weight_decay,
+        warmup_steps=spec.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
+        lr_scheduler_type=spec.lr_scheduler,
+        max_grad_norm=spec.max_grad_norm,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        optim=spec.optim,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=every,
+        save_steps=every,
+        save_total_limit=2,  # the best and the latest
+        load_best_model_at_end=True,
+        metric_for_best_model=spec.metric_for_best_model,
+        greater_is_better=spec.metric_for_best_model != "loss",
+        restore_callback_states_from_checkpoint=True,  # early-stopping counter survives a kill
+        logging_steps=spec.logging_steps,
+        logging_first_step=True,
+        train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
+        include_num_input_tokens_seen="non_padding",
+        torch_compile=spec.torch_compile,
+        seed=seed,
+        data_seed=seed,
+        report_to=[],
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        use_cpu=not cuda,
+        ddp_backend="gloo" if not cuda and dist_info()[1] > 1 else None,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def build_model(
+    model_name_or_path: str, labels: list[str], spec: TrainSpec, pooling: str = "cls"
+) -> tuple[Any, Any]:
+    """Tokenizer and classifier, with freezing and the LoRA adapter as configured."""
+    tokenizer = load_tokenizer(model_name_or_path)
+    model = load_classifier(model_name_or_path, labels, pooling)
+    freeze(model, spec.freeze_embeddings, spec.freeze_layers)
+    if spec.lora.enabled:
+        model = add_lora(
+            model, spec.lora.r, spec.lora.alpha, spec.lora.dropout, spec.lora.target_modules
+        )
+    return model, tokenizer
+
+
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    train_ds: Any,
+    val_ds: Any,
+    spec: TrainSpec,
+    precision: str,
+    output_dir: str,
+    seed: int,
+    class_weights: list[float] | None = None,
+    callbacks: list[Any] | None = None,
+    progress: bool = True,
+) -> Any:
+    """Our Trainer: dynamic padding (multiple of 8), length-grouped batches, bf16 autocast."""
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers.trainer_callback import ProgressCallback
+
+    args = _training_args(spec, precision, output_dir, seed, progress)
+    extra = list(callbacks or [])
+    if spec.early_stopping_patience:
+        extra.append(EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience))
+    samples_per_step = spec.batch_size * spec.gradient_accumulation_steps * dist_info()[1]
+    bar = progress_callback(samples_per_step)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        compute_metrics=compute_metrics,
+        compute_loss_func=weighted_loss(class_weights) if class_weights else None,
+        callbacks=[*extra, bar],
+    )
+    if spec.layer_lr_decay != 1:  # created now, split by depth; train() keeps this optimizer
+        apply_layer_lr_decay(trainer.create_optimizer(), model, spec.layer_lr_decay)
+    trainer.remove_callback(ProgressCallback)  # ours shows loss and throughput on one bar
+    trainer.progress = bar
+    return trainer
+
+
+def _best_epoch(state: Any) -> float | None:
+    for entry in state.log_history:
+        if "eval_loss" in entry and entry.get("step") == state.best_global_step:
+            return float(entry["epoch"])
+    return None
+
+
+def fine_tune(
+    train_df: pd.DataFrame,
+    validation_df: pd.DataFrame,
+    labels: list[str],
+    model_name_or_path: str,
+    max_length: int,
+    spec: TrainSpec,
+    seed: int,
+    callbacks: list[Any] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    pooling: str = "cls",
+) -> TrainResult:
+    """Fine-tune and return the best model (by validation ``metric_for_best_model``).
+
+    With ``checkpoint_dir`` checkpoints go there and training resumes from the newest complete
+    one found; without, they go to a temporary directory. The returned model is plain
+    transformers (a LoRA adapter is merged in).
+    """
+    import torch
+    from transformers import set_seed
+
+    if spec.num_threads:
+        torch.set_num_threads(int(spec.num_threads))
+    precision = select_precision(spec.precision)
+    set_seed(seed)
+    model, tokenizer = build_model(model_name_or_path, labels, spec, pooling)
+    weights = class_weights_for(spec.class_weights, labels, train_df["label_id"])
+    if weights:
+        log.info("class weights: %s", dict(zip(labels, np.round(weights, 3), strict=True)))
+    train_ds = tokenize(train_df, tokenizer, max_length)
+    val_ds = tokenize(validation_df, tokenizer, max_length)
+    rank, world = dist_info()
+    with tempfile.TemporaryDirectory(prefix="finetune-ckpt-") as tmp:
+        output_dir = Path(checkpoint_dir) if checkpoint_dir else Path(tmp)
+        resume = latest_checkpoint(output_dir)
+        if rank == 0:
+            drop_incomplete_checkpoints(output_dir, resume)
+        trainer = build_trainer(
+            model,
+            tokenizer,
+            train_ds,
+            val_ds,
+            spec,
+            precision,
+            str(output_dir),
+            seed,
+            class_weights=weights,
+            callbacks=callbacks,
+            progress=spec.progress_bar,
+        )
+        log.info(
+            "training %s on %d examples (%d labels), %s, precision %s, "
+            "%d threads x %d process(es)%s",
+            model_name_or_path,
+            len(train_df),
+            len(labels),
+            f"LoRA r={spec.lora.r}" if spec.lora.enabled else "full fine-tuning",
+            precision,
+            torch.get_num_threads(),
+            world,
+            f", resuming from {resume}" if resume else "",
+        )
+        began = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        seconds = time.perf_counter() - began
+        train_seconds, samples_s, tokens_s = trainer.progress.throughput(trainer.state)
+        final = trainer.evaluate()
+        state = trainer.state
+    best_step = int(state.best_global_step or state.global_step)
+    metrics: dict[str, Any] = {
+        "val_accuracy": float(final["eval_accuracy"]),
+        "val_f1_macro": float(final["eval_f1_macro"]),
+        "val_loss": float(final["eval_loss"]),
+        "train_loss": float(output.training_loss),
+        "train_seconds": round(seconds, 2),
+        "train_samples_per_second": round(samples_s, 2),
+        "train_tokens_per_second": round(tokens_s, 1),
+        "epochs": float(state.epoch or 0),
+        "steps": int(state.global_step),
+        "best_step": best_step,
+        "best_epoch": _best_epoch(state),
+        "early_stopped": bool(spec.early_stopping_patience) and state.global_step < state.max_steps,
+        "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
+        "precision": precision,
+        "processes": world,
+    }
+    if rank == 0:
+        log.info(
+            "trained in %.1f s (%.1f s stepping: %.1f samples/s, %.0f tokens/s); best epoch %s "
+            "(step %d)%s; validation macro-F1 %.4f, accuracy %.4f",
+            seconds,
+            train_seconds,
+            samples_s,
+            tokens_s,
+            metrics["best_epoch"],
+            best_step,
+            ", stopped early" if metrics["early_stopped"] else "",
+            metrics["val_f1_macro"],
+            metrics["val_accuracy"],
+        )
+    model = merge_adapter(trainer.model)
+    return TrainResult(model, tokenizer, labels, metrics, list(state.log_history))
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    enabled: bool = False
+    r: int = 8
+    alpha: float = 16
+    dropout: float = 0.1
+    target_modules: list[str] | None = None  # null: peft's default for the architecture
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: float = 3
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    lr_scheduler: str = "linear"
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1
+    max_steps: int = -1
+    optim: str = "adamw_torch_fused"
+    precision: str = "auto"
+    num_threads: int | None = None
+    logging_steps: int = 10
+    progress_bar: bool = True
+    metric_for_best_model: str = "f1_macro"
+    eval_steps: int | None = None  # null: evaluate (and checkpoint) once per epoch
+    early_stopping_patience: int | None = None  # evaluations without improvement; null: off
+    class_weights: Any = None  # null | balanced | [w0, w1, ...] | {label: w}
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
+    layer_lr_decay: float = 1.0  # < 1: each lower layer's learning rate x this; 1: off
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    group_by_length: bool = True
+    torch_compile: bool = False
+    keep_checkpoints: bool = False  # keep checkpoints/<key>/ after a successful run
+
+    @classmethod
+    def from_config(cls, train: Mapping[str, Any]) -> TrainSpec:
+        values = known_options("train", train, cls.__dataclass_fields__)
+        lora = known_options("train.lora", values.pop("lora", None), LoraSpec.__dataclass_fields__)
+        spec = cls(**values, lora=LoraSpec(**lora))
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision={self.precision!r}: choose one of {PRECISIONS}")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)!r} must be an integer >= 1")
+        if not isinstance(self.learning_rate, int | float) or self.learning_rate <= 0:
+            raise ConfigError(f"train.learning_rate={self.learning_rate!r} must be a number > 0")
+        for name in ("eval_steps", "early_stopping_patience"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"train.{name}={value!r} must be null or an integer >= 1")
+        if not isinstance(self.layer_lr_decay, int | float) or not 0 < self.layer_lr_decay <= 1:
+            raise ConfigError(
+                f"train.layer_lr_decay={self.layer_lr_decay!r} must be in (0, 1] (1: off)"
+            )
+        if not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
+            raise ConfigError(f"train.freeze_layers={self.freeze_layers!r} must be an integer >= 0")
+        if self.lora.enabled and (not isinstance(self.lora.r, int) or self.lora.r < 1):
+            raise ConfigError(f"train.lora.r={self.lora.r!r} must be an integer >= 1")
+        if self.lora.enabled and not 0 <= float(self.lora.dropout) < 1:
+            raise ConfigError(f"train.lora.dropout={self.lora.dropout!r} must be in [0, 1)")
+        cw = self.class_weights
+        if not (cw is None or cw == "balanced" or isinstance(cw, list | tuple | Mapping)):
+            raise ConfigError(
+                f"train.class_weights={cw!r}: use null, balanced, a list of weights in label "
+                "order, or a mapping {label: weight}"
+            )
