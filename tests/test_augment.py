@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from finetune.augment import augment as aug
-from finetune.augment.augment import (
-    AugmentSpec,
+from finetune.augment import methods
+from finetune.augment.augment import AugmentSpec, augment
+from finetune.augment.methods import (
     aeda,
-    augment,
     char_noise,
     eda_defaults,
     is_negation,
@@ -48,7 +48,7 @@ def test_deletion_keeps_at_least_one_word() -> None:
 
 def test_aeda_inserts_only_punctuation() -> None:
     out = aeda(WORDS, 0.3, random.Random(2))
-    assert [w for w in out if w not in aug.AEDA_PUNCTUATION] == WORDS
+    assert [w for w in out if w not in methods.AEDA_PUNCTUATION] == WORDS
     assert 1 <= len(out) - len(WORDS) <= int(0.3 * len(WORDS))
 
 

@@ -15,8 +15,10 @@ from finetune.core.errors import ConfigError, DataError
 from finetune.data import cleaning, preprocess, sources
 from finetune.data import report as data_report
 from finetune.data.cleaning import CleaningSpec
-from finetune.data.preprocess import DataSpec, as_raw, validate
-from finetune.data.sources import SourceSpec
+from finetune.data.preprocess import DataSpec
+from finetune.data.sources import SourceSpec, as_raw
+from finetune.data.splits import hash_fractions
+from finetune.data.validation import validate
 from finetune.tracking import inputs
 
 
@@ -310,7 +312,7 @@ def test_hash_split_carves_missing_splits_from_predefined_train(tmp_path: Path) 
     parts = preprocess.preprocess(raw, spec, seed=0).splits
     assert len(parts["test"]) == 20  # the file's own test split is kept whole
     assert 15 <= len(parts["validation"]) <= 55 and len(parts["train"]) >= 125
-    fractions = preprocess.hash_fractions(
+    fractions = hash_fractions(
         cleaning.normalized_keys(pa.chunked_array([parts["validation"]["text"]])).to_pylist(), 0
     )
     assert (fractions < 0.2).all()  # validation = the [0, 0.2) hash interval of train

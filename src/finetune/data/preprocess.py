@@ -10,7 +10,6 @@ evaluation texts that also occur in an earlier split, and writes the data report
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.model_selection import train_test_split
 
 from finetune.core.artifacts import LABEL_MAP, SPLITS
 from finetune.core.errors import ConfigError, DataError
@@ -29,13 +27,21 @@ from finetune.core.io import StagedOutputs, write_json
 from finetune.data import cleaning
 from finetune.data import report as data_report
 from finetune.data.cleaning import CleaningSpec
-from finetune.data.sources import FILE_COL, ROW_COL, SPLIT_COL, RawData, SourceSpec, read_file
+from finetune.data.sources import (
+    FILE_COL,
+    ROW_COL,
+    SPLIT_COL,
+    RawData,
+    SourceSpec,
+    as_raw,
+)
+from finetune.data.splits import SPLIT_METHODS, hash_fractions, split_positions
+from finetune.data.validation import _mask, _source_name, _where, check_classes, validate
 
 log = logging.getLogger(__name__)
 
 # Priority when a text occurs in several splits: it stays in the first and leaves the others.
 LEAKAGE_ORDER = ("train", "test", "validation")
-SPLIT_METHODS = ("stratified", "hash")
 
 
 @dataclass(frozen=True)
@@ -104,99 +110,6 @@ class Preprocessed:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
-    """One file as a DataFrame of strings (kept for callers that want pandas)."""
-    from finetune.data.sources import expand
-
-    return read_file(expand(str(path), fmt)[0], fmt).to_pandas()
-
-
-def as_raw(df: pd.DataFrame | pa.Table, path: str = "<table>") -> RawData:
-    """Wrap an in-memory table as a one-file source without predefined splits."""
-    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-    from finetune.data.sources import _all_strings, _with_bookkeeping
-
-    return RawData(_with_bookkeeping(_all_strings(table), None, 0), [path], False)
-
-
-def _where(raw: RawData, mask: np.ndarray, limit: int = 10) -> str:
-    """'f.csv data rows 2, 5; g.csv data rows 1' for the first ``limit`` rows in ``mask``."""
-    positions = np.flatnonzero(mask)[:limit]
-    files = raw.table.column(FILE_COL).take(positions).to_pylist()
-    rows = raw.table.column(ROW_COL).take(positions).to_pylist()
-    by_file: dict[int, list[int]] = {}
-    for f, r in zip(files, rows, strict=True):
-        by_file.setdefault(f, []).append(r)
-    more = " ..." if int(mask.sum()) > limit else ""
-    parts = [
-        f"{raw.files[f]} data row{'s' if len(rs) > 1 else ''} {', '.join(map(str, rs))}"
-        for f, rs in by_file.items()
-    ]
-    return "; ".join(parts) + more
-
-
-def _mask(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _source_name(raw: RawData) -> str:
-    return raw.files[0] if len(raw.files) == 1 else f"{raw.files[0]} (+{len(raw.files) - 1} files)"
-
-
-def validate(raw: RawData | pd.DataFrame, spec: DataSpec) -> None:
-    """Raise DataError naming the file, column and rows when the table cannot be used."""
-    raw = raw if isinstance(raw, RawData) else as_raw(raw, spec.path or "<table>")
-    name = _source_name(raw)
-    wanted = [*spec.text_columns, spec.label_column, *spec.extra_columns]
-    if spec.id_column:
-        wanted.append(spec.id_column)
-    missing = [c for c in wanted if c not in raw.columns]
-    if missing:
-        raise DataError(
-            f"{name}: missing column(s) {missing}; the file has {raw.columns}. "
-            f"Rename the columns or set data.text_column / data.label_column / data.id_column / "
-            f"data.extra_columns in conf/data/"
-        )
-    if raw.table.num_rows == 0:
-        raise DataError(f"{name} has a header but no rows: add labelled examples")
-    labels = raw.table.column(spec.label_column)
-    null_labels = _mask(
-        pc.or_kleene(pc.is_null(labels), pc.equal(pc.utf8_trim_whitespace(labels), ""))
-    )
-    if null_labels.any():
-        raise DataError(
-            f"column {spec.label_column!r} is empty in {int(null_labels.sum())} row(s) "
-            f"({_where(raw, null_labels)}); label them or remove them"
-        )
-    if spec.labels:
-        outside = ~_mask(pc.is_in(pc.utf8_trim_whitespace(labels), pa.array(spec.labels)))
-        if outside.any():
-            found = sorted(
-                set(pc.utf8_trim_whitespace(labels).filter(pa.array(outside)).to_pylist())
-            )
-            raise DataError(
-                f"column {spec.label_column!r} has label(s) {found[:10]} outside data.labels "
-                f"{list(spec.labels)} in {int(outside.sum())} row(s) ({_where(raw, outside)}); "
-                f"fix those rows or add the label(s) to data.labels"
-            )
-    if spec.id_column:
-        ids = raw.table.column(spec.id_column)
-        null_ids = _mask(pc.is_null(ids))
-        if null_ids.any():
-            raise DataError(
-                f"column {spec.id_column!r} is empty in {int(null_ids.sum())} row(s) "
-                f"({_where(raw, null_ids)}); fill in the ids or set data.id_column: null"
-            )
-        id_codes = cleaning.codes(ids)
-        dup = np.ones(len(id_codes), dtype=bool)
-        dup[np.unique(id_codes, return_index=True)[1]] = False
-        if dup.any():
-            raise DataError(
-                f"column {spec.id_column!r} has duplicate ids in {_where(raw, dup)}; ids must be "
-                f"unique (or set data.id_column: null to number the rows)"
-            )
-
-
 def _labels(raw: RawData, spec: DataSpec) -> pa.ChunkedArray:
     labels = pc.utf8_trim_whitespace(raw.table.column(spec.label_column))
     class_label = raw.notes.get("class_label")
@@ -214,108 +127,6 @@ def label_order(present: list[str], spec: DataSpec) -> list[str]:
         return sorted(present, key=int)  # integer labels: 2 before 10
     except ValueError:
         return sorted(present)
-
-
-def check_classes(sizes: Mapping[str, int], spec: DataSpec, where: str, needed: int) -> None:
-    """Raise when the classes cannot be split/stratified."""
-    if not sizes:
-        raise DataError(f"{where}: no rows left after cleaning (all texts empty or duplicates?)")
-    if len(sizes) < 2:
-        only = next(iter(sizes))
-        raise DataError(
-            f"{where}: only one class ({only!r}) in column {spec.label_column!r}; "
-            f"a classifier needs at least two labels"
-        )
-    small = {k: int(v) for k, v in sizes.items() if v < needed}
-    if small:
-        raise DataError(
-            f"{where}: class(es) {small} have fewer than {needed} examples, too few to "
-            f"stratify into train/validation/test; add examples, remove the class, or lower "
-            f"data.min_examples_per_class / use predefined splits"
-        )
-
-
-def _stratified(
-    positions: np.ndarray, label_codes: np.ndarray, size: float, seed: int, where: str
-) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        keep, cut = train_test_split(
-            positions, test_size=size, stratify=label_codes[positions], random_state=seed
-        )
-    except ValueError as exc:
-        raise DataError(
-            f"{where}: cannot make a stratified split ({exc}); add examples to the smallest "
-            f"classes or change data.split"
-        ) from exc
-    return np.sort(keep), np.sort(cut)
-
-
-def hash_fractions(keys: list[str], seed: int) -> np.ndarray:
-    """A stable number in [0, 1) per text key: the same text and seed always give the same
-    number, whatever else is in the data (so adding rows never moves existing ones)."""
-    prefix = f"{seed}\x00".encode()
-    return np.array(
-        [
-            int.from_bytes(hashlib.blake2b(prefix + k.encode(), digest_size=8).digest(), "big")
-            for k in keys
-        ],
-        dtype=np.float64,
-    ) / float(1 << 64)
-
-
-def split_positions(
-    label_codes: np.ndarray,
-    split_names: list[str | None],
-    spec: DataSpec,
-    seed: int,
-    where: str,
-    fractions: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """Row positions per split: predefined splits kept, missing ones carved from train.
-
-    ``stratified`` cuts are seeded and keep class shares, but adding rows reshuffles them.
-    ``hash`` puts a row in test when its text's ``fractions`` value is below the test share,
-    in validation below test + validation, else in train: a text keeps its split as data grows
-    (what scheduled retraining needs for a fair comparison on the test split).
-    """
-    val, test = spec.validation_size, spec.test_size
-    if not 0 < val < 1 or not 0 < test < 1 or val + test >= 1:
-        raise DataError(
-            f"data.split validation={val} test={test}: each must be between 0 and 1 and "
-            f"together below 1"
-        )
-    hashed = spec.split_method == "hash"
-    if hashed and (fractions is None or len(fractions) != len(label_codes)):
-        raise ValueError("split method 'hash' needs one fraction per row")
-    names = np.array([s if s is not None else "" for s in split_names], dtype=object)
-    if not any(split_names):  # one pool: two cuts
-        if hashed:
-            u = fractions
-            return {
-                "train": np.flatnonzero(u >= test + val),
-                "validation": np.flatnonzero((u >= test) & (u < test + val)),
-                "test": np.flatnonzero(u < test),
-            }
-        train, rest = _stratified(np.arange(len(label_codes)), label_codes, val + test, seed, where)
-        validation, test_rows = _stratified(rest, label_codes, test / (val + test), seed, where)
-        return {"train": train, "validation": validation, "test": test_rows}
-    parts = {s: np.flatnonzero(names == s) for s in SPLITS if (names == s).any()}
-    if hashed:  # carve the missing splits from train by disjoint hash intervals
-        pool, u = parts["train"], fractions[parts["train"]]
-        low = 0.0
-        for s, share in (("test", test), ("validation", val)):
-            if s not in parts:
-                parts[s] = pool[(u >= low) & (u < low + share)]
-                low += share
-        parts["train"] = pool[u >= low]
-        return {s: parts[s] for s in SPLITS}
-    if "test" not in parts:
-        parts["train"], parts["test"] = _stratified(parts["train"], label_codes, test, seed, where)
-    if "validation" not in parts:
-        parts["train"], parts["validation"] = _stratified(
-            parts["train"], label_codes, val, seed, where
-        )
-    return {s: parts[s] for s in SPLITS}
 
 
 def _ids(raw: RawData, spec: DataSpec) -> pa.ChunkedArray:

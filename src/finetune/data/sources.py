@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -383,3 +384,14 @@ def load_hf(spec: SourceSpec) -> RawData:
 
 def load(spec: SourceSpec) -> RawData:
     return load_hf(spec) if spec.kind == "hf" else load_files(spec)
+
+
+def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
+    """One file as a DataFrame of strings (kept for callers that want pandas)."""
+    return read_file(expand(str(path), fmt)[0], fmt).to_pandas()
+
+
+def as_raw(df: pd.DataFrame | pa.Table, path: str = "<table>") -> RawData:
+    """Wrap an in-memory table as a one-file source without predefined splits."""
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    return RawData(_with_bookkeeping(_all_strings(table), None, 0), [path], False)

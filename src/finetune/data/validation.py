@@ -1,0 +1,115 @@
+"""Validation of a raw source: every check names the file, the rows and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from finetune.core.errors import DataError
+from finetune.data import cleaning
+from finetune.data.sources import FILE_COL, ROW_COL, RawData, as_raw
+
+if TYPE_CHECKING:
+    from finetune.data.preprocess import DataSpec
+
+
+def _where(raw: RawData, mask: np.ndarray, limit: int = 10) -> str:
+    """'f.csv data rows 2, 5; g.csv data rows 1' for the first ``limit`` rows in ``mask``."""
+    positions = np.flatnonzero(mask)[:limit]
+    files = raw.table.column(FILE_COL).take(positions).to_pylist()
+    rows = raw.table.column(ROW_COL).take(positions).to_pylist()
+    by_file: dict[int, list[int]] = {}
+    for f, r in zip(files, rows, strict=True):
+        by_file.setdefault(f, []).append(r)
+    more = " ..." if int(mask.sum()) > limit else ""
+    parts = [
+        f"{raw.files[f]} data row{'s' if len(rs) > 1 else ''} {', '.join(map(str, rs))}"
+        for f, rs in by_file.items()
+    ]
+    return "; ".join(parts) + more
+
+
+def _mask(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _source_name(raw: RawData) -> str:
+    return raw.files[0] if len(raw.files) == 1 else f"{raw.files[0]} (+{len(raw.files) - 1} files)"
+
+
+def validate(raw: RawData | pd.DataFrame, spec: DataSpec) -> None:
+    """Raise DataError naming the file, column and rows when the table cannot be used."""
+    raw = raw if isinstance(raw, RawData) else as_raw(raw, spec.path or "<table>")
+    name = _source_name(raw)
+    wanted = [*spec.text_columns, spec.label_column, *spec.extra_columns]
+    if spec.id_column:
+        wanted.append(spec.id_column)
+    missing = [c for c in wanted if c not in raw.columns]
+    if missing:
+        raise DataError(
+            f"{name}: missing column(s) {missing}; the file has {raw.columns}. "
+            f"Rename the columns or set data.text_column / data.label_column / data.id_column / "
+            f"data.extra_columns in conf/data/"
+        )
+    if raw.table.num_rows == 0:
+        raise DataError(f"{name} has a header but no rows: add labelled examples")
+    labels = raw.table.column(spec.label_column)
+    null_labels = _mask(
+        pc.or_kleene(pc.is_null(labels), pc.equal(pc.utf8_trim_whitespace(labels), ""))
+    )
+    if null_labels.any():
+        raise DataError(
+            f"column {spec.label_column!r} is empty in {int(null_labels.sum())} row(s) "
+            f"({_where(raw, null_labels)}); label them or remove them"
+        )
+    if spec.labels:
+        outside = ~_mask(pc.is_in(pc.utf8_trim_whitespace(labels), pa.array(spec.labels)))
+        if outside.any():
+            found = sorted(
+                set(pc.utf8_trim_whitespace(labels).filter(pa.array(outside)).to_pylist())
+            )
+            raise DataError(
+                f"column {spec.label_column!r} has label(s) {found[:10]} outside data.labels "
+                f"{list(spec.labels)} in {int(outside.sum())} row(s) ({_where(raw, outside)}); "
+                f"fix those rows or add the label(s) to data.labels"
+            )
+    if spec.id_column:
+        ids = raw.table.column(spec.id_column)
+        null_ids = _mask(pc.is_null(ids))
+        if null_ids.any():
+            raise DataError(
+                f"column {spec.id_column!r} is empty in {int(null_ids.sum())} row(s) "
+                f"({_where(raw, null_ids)}); fill in the ids or set data.id_column: null"
+            )
+        id_codes = cleaning.codes(ids)
+        dup = np.ones(len(id_codes), dtype=bool)
+        dup[np.unique(id_codes, return_index=True)[1]] = False
+        if dup.any():
+            raise DataError(
+                f"column {spec.id_column!r} has duplicate ids in {_where(raw, dup)}; ids must be "
+                f"unique (or set data.id_column: null to number the rows)"
+            )
+
+
+def check_classes(sizes: Mapping[str, int], spec: DataSpec, where: str, needed: int) -> None:
+    """Raise when the classes cannot be split/stratified."""
+    if not sizes:
+        raise DataError(f"{where}: no rows left after cleaning (all texts empty or duplicates?)")
+    if len(sizes) < 2:
+        only = next(iter(sizes))
+        raise DataError(
+            f"{where}: only one class ({only!r}) in column {spec.label_column!r}; "
+            f"a classifier needs at least two labels"
+        )
+    small = {k: int(v) for k, v in sizes.items() if v < needed}
+    if small:
+        raise DataError(
+            f"{where}: class(es) {small} have fewer than {needed} examples, too few to "
+            f"stratify into train/validation/test; add examples, remove the class, or lower "
+            f"data.min_examples_per_class / use predefined splits"
+        )
