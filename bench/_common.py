@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "datasets" / "sst2"
@@ -27,8 +26,11 @@ def setup_logging() -> None:
     transformers.logging.set_verbosity_error()  # no head-initialisation reports
 
 
-def params() -> dict[str, Any]:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+def params() -> Any:
+    """The committed params.yaml, validated (a ``finetune.core.schema.PipelineConfig``)."""
+    from finetune.core.config import load_config
+
+    return load_config(REPO)
 
 
 def load_table(split: str) -> tuple[pd.DataFrame, str]:

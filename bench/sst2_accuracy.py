@@ -45,33 +45,31 @@ def main() -> None:
     import torch
 
     from finetune.core.config import compose
-    from finetune.modeling.backbones import pooling_of
+    from finetune.core.validate import parse
     from finetune.modeling.inference import predict_proba
     from finetune.training import trainer
 
     began = time.perf_counter()
-    cfg = compose(_common.REPO / "conf", [PRESET, *args.overrides])
-    pooling = pooling_of(cfg["model"])
-    max_length = int(cfg["model"]["max_length"])
-    seed = int(cfg["seed"]) if args.seed is None else args.seed  # the validation carve stays
+    conf = _common.REPO / "conf"
+    cfg = parse(compose(conf, [PRESET, *args.overrides]), conf, [PRESET, *args.overrides])
+    pooling, max_length = cfg.model.pooling, cfg.model.max_length
+    seed = cfg.seed if args.seed is None else args.seed  # the validation carve stays
     table, _ = _common.load_table("train")
     test, _ = _common.load_table("test")
     labels = _common.labels_of(table)
-    table = table.sample(frac=1.0, random_state=int(cfg["seed"])).reset_index(drop=True)
+    table = table.sample(frac=1.0, random_state=cfg.seed).reset_index(drop=True)
     validation, train_df = table[:VALIDATION_ROWS], table[VALIDATION_ROWS:]
     if args.quick:
         train_df, test = train_df[:2000], test[:200]
         validation = validation[:200]
-    spec = trainer.TrainSpec.from_config({**cfg["train"], "progress_bar": True})
+    spec = cfg.train.model_copy(update={"progress_bar": True})
     result = trainer.fine_tune(
         train_df.reset_index(drop=True),
         validation.reset_index(drop=True),
         labels,
-        cfg["model"]["name_or_path"],
-        max_length,
+        cfg.model,
         spec,
         seed,
-        pooling=pooling,
     )
     preds = predict_proba(
         result.model, result.tokenizer, test["text"].tolist(), max_length=max_length
@@ -80,7 +78,7 @@ def main() -> None:
     minutes = (time.perf_counter() - began) / 60
     quick = " (QUICK: subsample)" if args.quick else ""
     print(
-        f"\nmodel {cfg['model']['name']} ({PRESET} {' '.join(args.overrides)}: {pooling} pooling, "
+        f"\nmodel {cfg.model.name} ({PRESET} {' '.join(args.overrides)}: {pooling} pooling, "
         f"{spec.epochs} epoch(s), learning rate "
         f"{spec.learning_rate}, max length {max_length}, seed {seed}), {len(train_df)} train / "
         f"{len(validation)} validation / {len(test)} test rows, {torch.get_num_threads()} threads, "

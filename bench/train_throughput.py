@@ -26,7 +26,6 @@ line.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -93,22 +92,21 @@ def measure(trainer: Any, recorder: Recorder, timer: Any, warmup: int, model: An
     }
 
 
-def run_ours(df: Any, labels: list[str], cfg: dict, steps: int, warmup: int, out: str) -> dict:
+def run_ours(df: Any, labels: list[str], cfg: Any, steps: int, warmup: int, out: str) -> dict:
     from datasets import Dataset
 
     from finetune.training import hardware, trainer
 
-    spec = trainer.TrainSpec.from_config(cfg["train"])
-    spec = dataclasses.replace(
-        spec, max_steps=warmup + steps, early_stopping_patience=None, progress_bar=False
+    spec = cfg.train.model_copy(
+        update={"max_steps": warmup + steps, "early_stopping_patience": None, "progress_bar": False}
     )
     precision = hardware.select_precision(spec.precision)
-    model, tokenizer = trainer.build_model(cfg["model"]["name_or_path"], labels, spec)
-    train_ds = trainer.tokenize(df, tokenizer, int(cfg["model"]["max_length"]))
+    model, tokenizer = trainer.build_model(cfg.model.name_or_path, labels, spec, cfg.model.pooling)
+    train_ds = trainer.tokenize(df, tokenizer, int(cfg.model.max_length))
     val_ds = Dataset.from_dict(train_ds[:8])
     timer = _step_timer()
     ours = trainer.build_trainer(
-        model, tokenizer, train_ds, val_ds, spec, precision, out, int(cfg["seed"]),
+        model, tokenizer, train_ds, val_ds, spec, precision, out, cfg.seed,
         callbacks=[timer], progress=False,
     )  # fmt: skip
     recorder = Recorder(ours.data_collator)
@@ -122,14 +120,14 @@ def run_ours(df: Any, labels: list[str], cfg: dict, steps: int, warmup: int, out
     }
 
 
-def run_tutorial(df: Any, labels: list[str], cfg: dict, steps: int, warmup: int, out: str) -> dict:
+def run_tutorial(df: Any, labels: list[str], cfg: Any, steps: int, warmup: int, out: str) -> dict:
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from finetune.modeling.backbones import load_classifier, load_tokenizer
 
-    tokenizer = load_tokenizer(cfg["model"]["name_or_path"])
-    model = load_classifier(cfg["model"]["name_or_path"], labels)
+    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    model = load_classifier(cfg.model.name_or_path, labels, "cls")
     ds = Dataset.from_dict({"text": df["text"].tolist(), "labels": df["label_id"].tolist()})
     ds = ds.map(
         lambda b: tokenizer(
@@ -140,15 +138,15 @@ def run_tutorial(df: Any, labels: list[str], cfg: dict, steps: int, warmup: int,
     )
     args = TrainingArguments(
         output_dir=out,
-        per_device_train_batch_size=int(cfg["train"]["batch_size"]),
-        learning_rate=float(cfg["train"]["learning_rate"]),
+        per_device_train_batch_size=int(cfg.train.batch_size),
+        learning_rate=float(cfg.train.learning_rate),
         max_steps=warmup + steps,
         eval_strategy="no",
         save_strategy="no",
         report_to=[],
         disable_tqdm=True,
         use_cpu=True,
-        seed=int(cfg["seed"]),
+        seed=cfg.seed,
     )
     timer = _step_timer()
     recorder = Recorder(default_data_collator)
@@ -196,8 +194,8 @@ def main() -> None:
     base["mfu"] = base["flops_per_s"] / peaks["fp32"]
     ratio = ours["samples_per_s"] / base["samples_per_s"]
 
-    print(f"\nmodel {cfg['model']['name']} ({cfg['model']['name_or_path']}), data: {source}, "
-          f"{len(df)} examples, batch {cfg['train']['batch_size']}, "
+    print(f"\nmodel {cfg.model.name} ({cfg.model.name_or_path}), data: {source}, "
+          f"{len(df)} examples, batch {cfg.train.batch_size}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
     print("peak matmul (2048^3, measured now): "
           + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))  # fmt: skip
@@ -216,7 +214,7 @@ def main() -> None:
     summary = {
         "data": source,
         "examples": len(df),
-        "batch_size": int(cfg["train"]["batch_size"]),
+        "batch_size": int(cfg.train.batch_size),
         "threads": torch.get_num_threads(),
         "quick": args.quick,
         "peak_flops": {k: round(v) for k, v in peaks.items()},

@@ -4,16 +4,25 @@ Run by `dvc repro` (see dvc.yaml). Reads the composed params.yaml, never conf/ d
 so what runs is exactly what DVC records. Logic lives in `finetune.data.preprocess`.
 """
 
+from collections.abc import Callable
+
 import hydra
 from omegaconf import DictConfig
 
 from finetune.core.runner import run_stage
-from finetune.data import preprocess
+from finetune.core.schema import PipelineConfig
+
+
+def load() -> Callable[[PipelineConfig], object]:
+    """The stage's logic, imported once the runner's checks have passed."""
+    from finetune.data import preprocess
+
+    return preprocess.run
 
 
 @hydra.main(config_path="..", config_name="params", version_base=None)
 def main(cfg: DictConfig) -> None:
-    run_stage("preprocess", preprocess.run, cfg)
+    run_stage("preprocess", load, cfg)
 
 
 if __name__ == "__main__":

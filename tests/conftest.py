@@ -20,7 +20,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from finetune.core.schema import DataConfig, PipelineConfig
+
 REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
 
 # Words the tiny data uses; each class has its own cue words plus shared filler.
 CLASS_WORDS = {
@@ -105,6 +108,66 @@ def base_params() -> dict[str, Any]:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
+def with_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``params`` with dotted keys set: ``{"train.lora.r": 4}``."""
+    out = copy.deepcopy(params)
+    for dotted, value in overrides.items():
+        node = out
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return out
+
+
+# Old keyword names of the data helpers -> keys of the data section.
+_DATA_KEYS = {
+    "validation_size": "split.validation",
+    "test_size": "split.test",
+    "split_method": "split.method",
+    "kind": "source",
+    "hf_name": "hf.name",
+    "hf_config": "hf.config",
+    "hf_cache_dir": "hf.cache_dir",
+    "hf_splits": "hf.splits",
+    "token_sample": "report.token_sample",
+}
+
+
+def data_config(path: str | Path | None = None, **kw: Any) -> DataConfig:
+    """A data section for unit tests: a plain source (no ids, no extra columns, stratified
+    splits) at ``path``; ``cleaning={...}`` sets cleaning keys; see _DATA_KEYS for the rest."""
+    values: dict[str, Any] = {
+        "data.path": None if path is None else str(path),
+        "data.id_column": None,
+        "data.extra_columns": [],
+        "data.split.method": "stratified",
+    }
+    for key, value in kw.items():
+        if key == "cleaning":
+            values.update({f"data.cleaning.{k}": v for k, v in value.items()})
+            continue
+        values[f"data.{_DATA_KEYS.get(key, key)}"] = (
+            list(value) if isinstance(value, tuple) else value
+        )
+    return config(values).data
+
+
+def typed(cfg: dict[str, Any]) -> PipelineConfig:
+    """A test's config dict (e.g. from make_stage_cfg) as the validated, typed config."""
+    from finetune.core.validate import parse
+
+    return parse(cfg, CONF)
+
+
+def config(overrides: dict[str, Any] | None = None, **sections: Any) -> PipelineConfig:
+    """The committed config, typed and validated, with dotted overrides (``{"train.epochs":
+    1}``); keyword arguments name whole keys of one level (``config(seed=1)``)."""
+    from finetune.core.validate import parse
+
+    return parse(with_overrides(base_params(), {**(overrides or {}), **sections}), CONF)
+
+
 def make_stage_cfg(workspace: Path, model_dir: Path, data: pd.DataFrame) -> dict[str, Any]:
     """The committed params with absolute paths into ``workspace``, tiny data and tiny model."""
     raw = workspace / "data" / "raw" / "tickets.csv"
@@ -113,7 +176,7 @@ def make_stage_cfg(workspace: Path, model_dir: Path, data: pd.DataFrame) -> dict
     cfg = copy.deepcopy(base_params())
     cfg["paths"] = {k: str(workspace / v) for k, v in cfg["paths"].items()}
     cfg["data"]["path"] = str(raw)
-    cfg["data"]["split"] = {"validation": 0.2, "test": 0.2}
+    cfg["data"]["split"] = {"validation": 0.2, "test": 0.2, "method": "stratified"}
     cfg["model"]["name_or_path"] = str(model_dir)
     cfg["model"]["max_length"] = 32
     cfg["train"].update(
@@ -157,9 +220,10 @@ def run_pipeline(workspace: Path, model_dir: Path, **model: Any) -> dict[str, An
     return cfg
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pipeline_cfg(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
-    """All five stages run once on tiny data, shared by the tests of one module (read only)."""
+    """All five stages run once on tiny data, shared by every test that only reads their
+    outputs (copy the dict before changing it)."""
     return run_pipeline(tmp_path_factory.mktemp("pipeline"), tiny_model_dir)
 
 

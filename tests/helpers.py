@@ -56,7 +56,7 @@ def tiny_project(dest: Path, tiny_model_dir: Path, raw_rows: int | None = None) 
     preset (optionally only the first ``raw_rows`` rows of the demo data), params composed."""
     root = copy_repo(dest)
     (root / "conf" / "model" / "tiny.yaml").write_text(
-        f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nmax_length: 32\n"
+        f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nmax_length: 32\npooling: cls\n"
     )
     config = root / "conf" / "config.yaml"
     config.write_text(
@@ -107,3 +107,52 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend, proxied local artifacts) that a
+    test can stop and start again on the same port and store, as an outage would."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.root = root
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = root / "server.log"
+        root.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> MlflowServer:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(BIN / "mlflow"),
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{self.root / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    (self.root / "artifacts").as_uri(),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env_with_venv(),
+            )
+        wait_until_up(f"{self.url}/health", self.proc, self.log_path, timeout_s=120)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_group(self.proc)
+        self.proc = None
+
+    def __enter__(self) -> MlflowServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

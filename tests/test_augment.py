@@ -11,19 +11,21 @@ import pytest
 
 from finetune.augment import augment as aug
 from finetune.augment import methods
-from finetune.augment.augment import AugmentSpec, augment
+from finetune.augment.augment import augment
 from finetune.augment.methods import (
     aeda,
     char_noise,
     eda_defaults,
-    is_negation,
     random_deletion,
     random_insertion,
     random_swap,
     synonym_replacement,
 )
 from finetune.core.errors import ConfigError
+from finetune.core.schema import AugmentConfig, AugmentMethod, choices
+from finetune.core.text import is_negation
 from finetune.data import preprocess
+from tests.conftest import config
 
 WORDS = "i did not receive my refund and the card was never charged back".split()
 
@@ -57,8 +59,16 @@ def test_is_negation() -> None:
     assert not any(is_negation(w) for w in ["note", "know", "nothingness"])
 
 
-def spec(**kw: Any) -> AugmentSpec:
-    return AugmentSpec(**{"fraction": 1.0, "copies_per_example": 2, **kw})
+def spec(**kw: Any) -> AugmentConfig:
+    """The committed augment section with every selected text copied twice, and ``kw``
+    (``balance__enabled=True`` sets ``augment.balance.enabled``)."""
+    values = {"fraction": 1.0, "copies_per_example": 2, **kw}
+    return config(
+        {
+            f"augment.{k.replace('__', '.')}": list(v) if isinstance(v, tuple) else v
+            for k, v in values.items()
+        }
+    ).augment
 
 
 def test_augment_is_seeded_tagged_and_guarded(tiny_data: pd.DataFrame) -> None:
@@ -96,20 +106,16 @@ def test_disabled_passes_train_through(tiny_data: pd.DataFrame) -> None:
 
 
 def test_config_errors() -> None:
-    base = {
-        "enabled": True,
-        "copies_per_example": 1,
-        "fraction": 0.5,
-        "methods": ["aeda"],
-        "alpha": 0.1,
-        "aeda_ratio": 0.3,
-    }
-    with pytest.raises(ConfigError, match=r"unknown \['synonyms'\]"):
-        AugmentSpec.from_config({**base, "methods": ["synonyms"]})
-    with pytest.raises(ConfigError, match="augment.fraction=2.0"):
-        AugmentSpec.from_config({**base, "fraction": 2})
-    with pytest.raises(ConfigError, match="augment.methods is empty"):
-        AugmentSpec.from_config({**base, "methods": []})
+    with pytest.raises(ConfigError, match=r"augment\.methods=\[\"synonyms\"\]: Input should be"):
+        spec(methods=["synonyms"])
+    with pytest.raises(ConfigError, match=r"augment\.fraction=2: Input should be less than or"):
+        spec(fraction=2)
+    with pytest.raises(ConfigError, match=r"augment: methods is empty while enabled is true"):
+        spec(methods=[])
+
+
+def test_method_names_in_the_schema_are_the_implemented_ones() -> None:
+    assert set(aug.METHODS) == set(choices(AugmentMethod))
 
 
 def test_run_uses_train_split_only(stage_cfg: dict[str, Any]) -> None:
@@ -189,7 +195,7 @@ def test_eda_paper_defaults_by_training_size() -> None:
     assert eda_defaults(5000) == (0.1, 4)
     assert eda_defaults(100_000) == (0.1, 4)
     auto = spec(alpha="auto", copies_per_example="auto")
-    assert auto.resolve(1086) == (0.05, 8)
+    assert aug.resolve_eda(auto, 1086) == (0.05, 8)
 
 
 def test_contextual_substitution_with_tiny_mlm(
@@ -213,17 +219,8 @@ def test_contextual_substitution_with_tiny_mlm(
 
 
 def test_contextual_needs_a_model_path() -> None:
-    with pytest.raises(ConfigError, match=r"`contextual` but augment\.mlm_path is not set"):
-        AugmentSpec.from_config(
-            {
-                "enabled": True,
-                "copies_per_example": 1,
-                "fraction": 1,
-                "methods": ["contextual"],
-                "alpha": 0.1,
-                "aeda_ratio": 0.3,
-            }
-        )
+    with pytest.raises(ConfigError, match=r"augment: methods has `contextual` but mlm_path is not"):
+        spec(methods=["contextual"])
 
 
 def test_all_methods_stats_by_method_and_class(tiny_data: pd.DataFrame) -> None:
@@ -256,8 +253,8 @@ def test_class_balancing_reaches_target_ratio(tiny_data: pd.DataFrame) -> None:
     assert before.to_dict() == {"billing": 20, "account": 5, "shipping": 5}
     balanced = spec(
         fraction=0.0,
-        balance=True,
-        balance_target_ratio=0.8,
+        balance__enabled=True,
+        balance__target_ratio=0.8,
         methods=("random_swap", "aeda", "char_noise"),
     )
     out, stats = augment(skewed, balanced, seed=0)

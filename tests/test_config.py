@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from finetune.core.config import (
     check_params,
@@ -17,6 +18,8 @@ from finetune.core.config import (
     write_params,
 )
 from finetune.core.errors import ConfigError
+from finetune.core.schema import PipelineConfig
+from finetune.core.validate import parse
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -30,15 +33,23 @@ def test_groups_cover_every_concern() -> None:
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_option_of_every_group_composes(group: str, option: str) -> None:
+def test_every_option_of_every_group_composes_and_fits_the_schema(group: str, option: str) -> None:
     cfg = compose(CONF, [f"{group}={option}"])
-    for section in ("data", "model", "train", "augment", "evaluate", "error_analysis", "tracking"):
-        assert isinstance(cfg[section], dict), section
-    assert isinstance(cfg["paths"], dict) and isinstance(cfg["seed"], int)
+    typed = parse(cfg, CONF, [f"{group}={option}"])  # every key known, typed and in range
+    assert typed.model_dump(mode="json") == cfg, "the schema reads every value as composed"
+    assert _types(typed.model_dump(mode="json")) == _types(cfg), "2 stays 2, 0.5 stays 0.5"
     if group != "experiment":
         own = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
         own.pop("defaults", None)
         assert_contains(cfg[group], own, group)
+
+
+def _types(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
 
 
 def assert_contains(actual: object, expected: object, where: str) -> None:
@@ -51,6 +62,109 @@ def assert_contains(actual: object, expected: object, where: str) -> None:
             assert_contains(actual[key], value, f"{where}.{key}")
     else:
         assert actual == expected, where
+
+
+def _sections(model: type[BaseModel] = PipelineConfig) -> list[type[BaseModel]]:
+    found = [model]
+    for field in model.model_fields.values():
+        for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                found += _sections(arg)
+    return found
+
+
+def test_code_holds_no_default_so_conf_is_the_only_source() -> None:
+    """No field of any section has a default: every value comes from conf/, so code and conf/
+    cannot disagree, and a key conf/ lacks is an error, not a silent fallback."""
+    sections = _sections()
+    assert len(sections) > 20
+    with_default = [
+        f"{model.__name__}.{name}"
+        for model in sections
+        for name, field in model.model_fields.items()
+        if not field.is_required()
+    ]
+    assert with_default == []
+    assert all(m.model_config.get("extra") == "forbid" for m in sections), "unknown keys fail"
+
+
+def test_schema_names_every_section_of_the_composed_config() -> None:
+    assert set(PipelineConfig.model_fields) == set(compose(CONF))
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        (
+            "error_analysis/default.yaml",
+            "  folds: 5",
+            "  fold: 5",
+            r"conf/error_analysis/default\.yaml: unknown key error_analysis\.label_errors\.fold;"
+            r" did you mean error_analysis\.label_errors\.folds\?",
+        ),
+        (
+            "train/default.yaml",
+            "batch_size: 32",
+            "batch_size: many",
+            r"conf/train/default\.yaml: train\.batch_size=\"many\": Input should be a valid",
+        ),
+        (
+            "data/support_tickets.yaml",
+            "id_column: id",
+            "id_colum: id",
+            r"conf/data/support_tickets\.yaml: unknown key data\.id_colum; did you mean "
+            r"data\.id_column\?",
+        ),
+        (
+            "augment/default.yaml",
+            "fraction: 0.5",
+            "fraction: 1.5",
+            r"conf/augment/default\.yaml: augment\.fraction=1\.5: Input should be less than",
+        ),
+    ],
+    ids=["typo", "type", "typo-in-data", "range"],
+)
+def test_a_bad_key_in_conf_names_the_key_the_fix_and_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file: str, old: str, new: str, message: str
+) -> None:
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    root = _copy_project(tmp_path)
+    path = root / "conf" / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    params_before = (root / "params.yaml").read_bytes()
+    with pytest.raises(ConfigError, match=message):
+        write_params(root)  # make params
+    assert (root / "params.yaml").read_bytes() == params_before, "nothing written"
+    with pytest.raises(ConfigError, match=message):
+        check_params(root)  # the check_config stage, and every stage when it starts
+
+
+def test_an_unknown_key_from_an_override_says_so() -> None:
+    cfg = compose(CONF, ["+train.warmup=0.1"])
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key train\.warmup; did you mean train\.warmup_ratio\? \(no conf/ file "
+        r"sets it: it came from an override",
+    ):
+        parse(cfg, CONF, ["+train.warmup=0.1"])
+    with pytest.raises(ConfigError, match=r"Could not override 'train\.warmup'"):
+        compose(CONF, ["train.warmup=0.1"])  # Hydra itself refuses a new key without +
+
+
+def test_a_missing_key_and_several_problems_are_all_reported() -> None:
+    cfg = compose(CONF)
+    del cfg["train"]["epochs"]
+    cfg["evaluate"]["split"] = "holdout"
+    with pytest.raises(ConfigError) as info:
+        parse(cfg, CONF)
+    first, *rest = str(info.value).splitlines()
+    assert first.startswith("missing key train.epochs: set it in conf/train/default.yaml")
+    assert "(and 1 more problem(s) below)" in first
+    assert rest == [
+        "  conf/evaluate/default.yaml: evaluate.split=\"holdout\": Input should be 'train', "
+        "'validation' or 'test'"
+    ]
 
 
 def test_committed_params_yaml_is_composed_from_conf() -> None:

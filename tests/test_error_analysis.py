@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from finetune.analysis import label_errors as L
 from finetune.analysis import previous, recommendations
 from finetune.analysis import robustness as R
 from finetune.analysis.explain import integrated_gradients, merge_wordpieces
+from finetune.analysis.render import SECTIONS
 from finetune.analysis.slices import bootstrap_ci, has_negation, length_bins, slice_metrics
 from finetune.core.errors import ConfigError
 from finetune.modeling.backbones import load_trained
-from finetune.reporting.html import SECTIONS
+from tests.conftest import config
 
 LABELS = ["account", "billing", "shipping"]
 
@@ -57,7 +57,8 @@ def test_weak_slice_is_the_one_whose_ci_lies_below_overall() -> None:
     correct = [True] * 60 + [False] * 15 + [True] * 5
     channel = ["email"] * 60 + ["chat"] * 20
     preds = _preds(correct, channel=channel, truncated=[False] * 80)
-    table = slice_metrics(preds, {"columns": ["channel"], "bootstrap": 500}, seed=0)
+    spec = config({"error_analysis.slices.bootstrap": 500}).error_analysis.slices
+    table = slice_metrics(preds, spec, ["channel"], seed=0)
     assert set(table["dimension"]) == {"length", "class", "negation", "truncation", "channel"}
     weak = table[table["weak"]]
     assert weak[["dimension", "slice"]].values.tolist() == [["channel", "chat"]]
@@ -102,9 +103,8 @@ def test_flip_rate_counts_only_changed_texts() -> None:
             out[i, 0 if "Mei" in t else (1 if "refund" in t.lower() else 2)] = 0.9
         return out
 
-    table, examples = R.run_invariance(
-        preds, predict, LABELS, {"tests": ["person_names", "casing"]}
-    )
+    spec = config({"error_analysis.robustness.tests": ["person_names", "casing"]})
+    table, examples = R.run_invariance(preds, predict, LABELS, spec.error_analysis.robustness, 0)
     by = table.set_index("test")
     assert by.loc["person_names", "applicable"] == 1 and by.loc["person_names", "flipped"] == 1
     assert by.loc["person_names", "flip_rate"] == 1.0 and by.loc["person_names", "newly_wrong"] == 1
@@ -147,25 +147,30 @@ def test_integrated_gradients_on_the_tiny_model(pipeline_cfg: dict[str, Any]) ->
     assert max(abs(s) for _, s in words) == pytest.approx(1.0)
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-
-
-def test_previous_metrics_from_git_head_via_dvc_cache(
+def test_previous_metrics_are_the_ones_committed_at_git_head(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A real DVC project: metrics committed at HEAD are found (dvc.api), the workspace's
+    newer ones are not what is compared with."""
+    from tests.helpers import sh
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DVC_ROOT", raising=False)
-    md5 = "0123456789abcdef0123456789abcdef"
-    lock = {"stages": {"evaluate": {"outs": [{"path": "reports/m.json", "md5": md5}]}}}
-    Path("dvc.lock").write_text(json.dumps(lock))
-    _git(tmp_path, "init", "-q")
-    _git(tmp_path, "add", "dvc.lock")
-    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
-    assert previous.metrics_at_git_head("reports/m.json") is None  # not in the cache
-    cached = tmp_path / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
-    cached.parent.mkdir(parents=True)
-    cached.write_text('{"f1_macro": 0.5}')
+    sh(tmp_path, "git", "init", "-q")
+    sh(tmp_path, "dvc", "init", "-q")
+    assert previous.metrics_at_git_head("reports/m.json") is None  # nothing committed yet
+    (tmp_path / "make.py").write_text(
+        "import json, pathlib\npathlib.Path('reports').mkdir(exist_ok=True)\n"
+        "json.dump({'f1_macro': 0.5}, open('reports/m.json', 'w'))\n"
+    )
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  evaluate:\n    cmd: python make.py\n    deps: [make.py]\n"
+        "    metrics: [reports/m.json]\n"
+    )
+    sh(tmp_path, "dvc", "repro", "-q")
+    sh(tmp_path, "git", "add", "-A")
+    sh(tmp_path, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    (tmp_path / "reports/m.json").write_text('{"f1_macro": 0.9}')  # the new, uncommitted run
     assert previous.metrics_at_git_head(tmp_path / "reports/m.json") == {"f1_macro": 0.5}
     found, source = previous.previous_metrics("reports/m.json", "auto", None)
     assert found == {"f1_macro": 0.5} and "git HEAD" in source

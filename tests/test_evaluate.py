@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from finetune.core.errors import ConfigError
 from finetune.evaluation import metrics as M
-from finetune.evaluation.baseline import build_baseline, fit_predict_baseline
-from tests.conftest import make_texts
+from finetune.evaluation.baseline import fit_predict_baseline
+from tests.conftest import config, make_texts
 
 LABELS = ["a", "b", "c"]
 
@@ -79,17 +79,18 @@ def test_baseline_learns_the_tiny_data_and_rejects_bad_options() -> None:
     ids = {label: i for i, label in enumerate(sorted(df["label"].unique()))}
     y = df["label"].map(ids).to_numpy()
     test = make_texts(5, seed=1)
+    spec = config().evaluate.baseline
     probs = fit_predict_baseline(
-        df["text"].tolist(), y, {"test": test["text"].tolist(), "empty": []}, 4
+        df["text"].tolist(), y, {"test": test["text"].tolist(), "empty": []}, 4, spec, 0
     )
     assert probs["test"].shape == (15, 4) and probs["empty"].shape == (0, 4)
     assert (probs["test"][:, 3] == 0).all()  # a class the baseline never saw gets no mass
     accuracy = (probs["test"].argmax(1) == test["label"].map(ids).to_numpy()).mean()
     assert accuracy > 0.8
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['c'\]"):
-        build_baseline({"c": 1})
-    with pytest.raises(ConfigError, match=r"evaluate.baseline.C=-1.0 must be > 0"):
-        build_baseline({"C": -1})
+    with pytest.raises(ConfigError, match=r"unknown key evaluate\.baseline\.c; did you mean"):
+        config({"evaluate.baseline.c": 1})
+    with pytest.raises(ConfigError, match=r"evaluate\.baseline\.C=-1: Input should be greater"):
+        config({"evaluate.baseline.C": -1})
 
 
 def test_evaluate_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:

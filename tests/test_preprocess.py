@@ -12,18 +12,18 @@ import pyarrow as pa
 import pytest
 
 from finetune.core.errors import ConfigError, DataError
+from finetune.core.schema import DataConfig
 from finetune.data import cleaning, preprocess, sources
 from finetune.data import report as data_report
-from finetune.data.cleaning import CleaningSpec
-from finetune.data.preprocess import DataSpec
-from finetune.data.sources import SourceSpec, as_raw
+from finetune.data.sources import as_raw
 from finetune.data.splits import hash_fractions
 from finetune.data.validation import validate
 from finetune.tracking import inputs
+from tests.conftest import data_config, typed
 
 
-def spec_for(path: Path | str = "f.csv", **kw: Any) -> DataSpec:
-    return DataSpec(path=str(path), id_column=kw.pop("id_column", "id"), **kw)
+def spec_for(path: Path | str = "f.csv", **kw: Any) -> DataConfig:
+    return data_config(path, id_column=kw.pop("id_column", "id"), **kw)
 
 
 def run_on(df: pd.DataFrame, **kw: Any) -> preprocess.Preprocessed:
@@ -59,7 +59,7 @@ def test_missing_column_lists_available() -> None:
 def test_no_rows(tmp_path: Path) -> None:
     path = tmp_path / "header_only.csv"
     path.write_text("id,text,label\n")
-    raw = sources.load(SourceSpec(path=str(path)))
+    raw = sources.load(data_config(str(path)))
     with pytest.raises(DataError, match=r"header_only\.csv has a header but no rows"):
         validate(raw, spec_for(path))
 
@@ -104,7 +104,7 @@ def test_empty_texts_error_policy_names_rows() -> None:
         match=r"text is empty in 2 row\(s\) \(f\.csv data rows 2, 3\); fill in or remove .*"
         r"empty_text: drop",
     ):
-        run_on(df, cleaning=CleaningSpec(empty_text="error"))
+        run_on(df, cleaning={"empty_text": "error"})
 
 
 def test_empty_texts_drop_policy_counts(caplog: pytest.LogCaptureFixture) -> None:
@@ -145,21 +145,23 @@ def test_eval_label_unseen_in_train(tmp_path: Path, tiny_data: pd.DataFrame) -> 
     tiny_data.to_csv(tmp_path / "ds" / "train.csv", index=False)
     test = pd.DataFrame({"id": ["t1"], "text": ["brand new"], "label": ["new"], "channel": ["x"]})
     test.to_csv(tmp_path / "ds" / "test.csv", index=False)
-    raw = sources.load(SourceSpec(path=str(tmp_path / "ds")))
+    raw = sources.load(data_config(str(tmp_path / "ds")))
     with pytest.raises(DataError, match=r"label\(s\) \['new'\] occur in the test split but not"):
         preprocess.preprocess(raw, spec_for(), seed=0)
 
 
-def test_bad_split_sizes(tiny_data: pd.DataFrame) -> None:
-    with pytest.raises(DataError, match="together below 1"):
-        run_on(tiny_data, validation_size=0.5, test_size=0.5)
+def test_bad_split_sizes() -> None:
+    with pytest.raises(
+        ConfigError, match=r"data\.split: validation 0\.5 \+ test 0\.5 must be below 1"
+    ):
+        spec_for(validation_size=0.5, test_size=0.5)
 
 
 def test_cleaning_config_errors() -> None:
-    with pytest.raises(ConfigError, match=r"data\.cleaning\.conflicts='vote'"):
-        CleaningSpec.from_config({"conflicts": "vote"})
-    with pytest.raises(ConfigError, match=r"data\.cleaning: unknown option\(s\) \['lower'\]"):
-        CleaningSpec.from_config({"lower": True})
+    with pytest.raises(ConfigError, match=r"data\.cleaning\.conflicts=\"vote\": Input should be"):
+        spec_for(cleaning={"conflicts": "vote"})
+    with pytest.raises(ConfigError, match=r"unknown key data\.cleaning\.lower; did you mean"):
+        spec_for(cleaning={"lower": True})
 
 
 # --- cleaning: each step configurable and counted ---
@@ -168,7 +170,9 @@ def test_cleaning_config_errors() -> None:
 def test_cleaning_steps_and_counts() -> None:
     texts = ["Ｃａｆé  costs\u00a0€5", "<b>Tom &amp; Jerry</b>", "plain text", " Padded\n"]
     arr = __import__("pyarrow").chunked_array([texts])
-    out, counts = cleaning.clean_texts(arr, CleaningSpec(html=True, lowercase=True))
+    out, counts = cleaning.clean_texts(
+        arr, spec_for(cleaning={"html": True, "lowercase": True}).cleaning
+    )
     assert out.to_pylist() == ["café costs €5", "tom & jerry", "plain text", "padded"]
     assert counts == {
         "unicode_nfkc_changed": 1,
@@ -176,7 +180,9 @@ def test_cleaning_steps_and_counts() -> None:
         "whitespace_changed": 3,
         "lowercase_changed": 3,
     }
-    kept, counts = cleaning.clean_texts(arr, CleaningSpec(unicode=None, whitespace=False))
+    kept, counts = cleaning.clean_texts(
+        arr, spec_for(cleaning={"unicode": None, "whitespace": False}).cleaning
+    )
     assert kept.to_pylist() == texts and counts == {}
 
 
@@ -199,7 +205,7 @@ def test_exact_and_normalised_duplicates_counted() -> None:
     assert (r["exact_duplicates_dropped"], r["normalized_duplicates_dropped"]) == (1, 2)
     texts = pd.concat(result.splits.values())["text"]
     assert (texts == "My card was charged").sum() == 1
-    exact_only = run_on(df, cleaning=CleaningSpec(dedup="exact"))
+    exact_only = run_on(df, cleaning={"dedup": "exact"})
     assert exact_only.report["normalized_duplicates_dropped"] == 0
     assert exact_only.report["rows_kept"] == r["rows_kept"] + 2
 
@@ -214,7 +220,7 @@ def test_exact_and_normalised_duplicates_counted() -> None:
 )
 def test_conflicting_labels_policy(policy: str, dropped: int, kept: set[tuple[str, str]]) -> None:
     df = padded(frame(["dup", "dup", "Dup!", "solo"], ["p", "q", "q", "p"]))
-    result = run_on(df, cleaning=CleaningSpec(conflicts=policy))
+    result = run_on(df, cleaning={"conflicts": policy})
     everything = pd.concat(result.splits.values())
     found = {(t, lab) for t, lab in zip(everything["text"], everything["label"], strict=True)}
     assert result.report["conflict_rows_dropped"] == dropped
@@ -250,7 +256,7 @@ def test_leakage_removed_from_evaluation_splits(tmp_path: Path) -> None:
     )
     for name, part in (("train", train), ("test", test), ("validation", validation)):
         part.to_csv(tmp_path / f"{name}.csv", index=False)
-    raw = sources.load(SourceSpec(path=str(tmp_path)))
+    raw = sources.load(data_config(str(tmp_path)))
     result = preprocess.preprocess(raw, spec_for(id_column=None), seed=0)
     assert result.report["leakage_removed"] == {"validation": 2, "test": 2}
     assert result.splits["test"]["text"].tolist() == ["new p", "new q", "dev q"]
@@ -307,7 +313,7 @@ def test_hash_split_carves_missing_splits_from_predefined_train(tmp_path: Path) 
     df.iloc[:180].to_csv(tmp_path / "train.csv", index=False)
     df.iloc[180:].to_csv(tmp_path / "test.csv", index=False)
     spec = spec_for(tmp_path, validation_size=0.2, test_size=0.25, split_method="hash")
-    raw = sources.load(SourceSpec(path=str(tmp_path)))
+    raw = sources.load(data_config(str(tmp_path)))
     assert raw.predefined_splits
     parts = preprocess.preprocess(raw, spec, seed=0).splits
     assert len(parts["test"]) == 20  # the file's own test split is kept whole
@@ -323,7 +329,7 @@ def test_unknown_split_method_is_a_config_error_when_the_config_is_read(
 ) -> None:
     stage_cfg["data"]["path"] = "missing.csv"  # the config error comes before the data is read
     stage_cfg["data"]["split"]["method"] = "random"
-    with pytest.raises(ConfigError, match=r"data\.split\.method='random'.*stratified.*hash"):
+    with pytest.raises(ConfigError, match=r"data\.split\.method=\"random\": .*'hash' or 'strat"):
         preprocess.run(stage_cfg)
     assert not Path(stage_cfg["paths"]["processed_dir"]).exists()
 
@@ -375,7 +381,7 @@ def test_data_report_logged_to_mlflow(stage_cfg: dict[str, Any], tmp_path: Path)
     preprocess.run(stage_cfg)
     mlflow.set_tracking_uri(stage_cfg["tracking"]["uri"])
     with mlflow.start_run() as run:
-        inputs.log_to_mlflow(stage_cfg["paths"])
+        inputs.log_to_mlflow(typed(stage_cfg).paths)
     logged = mlflow.get_run(run.info.run_id)
     assert logged.data.metrics["data.rows_kept"] == 60
     assert logged.data.metrics["data.token_lengths.train.truncation_rate"] == 0.0

@@ -13,16 +13,24 @@ from mlflow.tracking import MlflowClient
 
 from finetune.augment import augment
 from finetune.core.errors import ConfigError
+from finetune.core.schema import PromotionConfig
 from finetune.data import preprocess
 from finetune.registry import aliases as registry
 from finetune.registry import gate, report
-from finetune.registry.gate import Decision, GateSpec, ModelScore, decide
+from finetune.registry.gate import Decision, ModelScore, decide
 from finetune.training import train
-from tests.conftest import make_stage_cfg, make_texts
+from tests.conftest import config, make_stage_cfg, make_texts, typed
 
 
 def s(version: str, f1: float, **recall: float) -> ModelScore:
     return ModelScore(version, f1, f1, recall, 100)
+
+
+def GateSpec(min_f1_gain: float = 0.005, max_recall_drop: float = 0.05) -> PromotionConfig:
+    """The committed promotion section with these margins."""
+    return config(
+        {"promotion.min_f1_gain": min_f1_gain, "promotion.max_recall_drop": max_recall_drop}
+    ).promotion
 
 
 def test_first_model_is_promoted() -> None:
@@ -58,14 +66,14 @@ def test_a_new_class_cannot_drop_and_a_lost_class_drops_fully() -> None:
 @pytest.mark.parametrize(
     ("cfg", "match"),
     [
-        ({"min_f1_gain": 2}, r"promotion\.min_f1_gain=2 must be a number in \[-1, 1\]"),
-        ({"max_recall_drop": "x"}, r"promotion\.max_recall_drop='x'"),
-        ({"margin": 0.1}, r"unknown option\(s\) \['margin'\]"),
+        ({"min_f1_gain": 2}, r"promotion\.min_f1_gain=2: Input should be less than or equal to 1"),
+        ({"max_recall_drop": "x"}, r"promotion\.max_recall_drop=\"x\": Input should be a valid"),
+        ({"margin": 0.1}, r"unknown key promotion\.margin"),
     ],
 )
 def test_gate_config_errors(cfg: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        GateSpec.from_config(cfg)
+        config({f"promotion.{k}": v for k, v in cfg.items()})
 
 
 def test_report_renders_the_numbers() -> None:
@@ -93,7 +101,7 @@ def trained_cfg(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) 
 
 
 def aliases(cfg: dict[str, Any]) -> dict[str, str | None]:
-    client = registry.client(cfg["tracking"])
+    client = registry.client(typed(cfg).tracking)
     name = cfg["tracking"]["registered_model_name"]
     return {
         a: (str(v.version) if (v := registry.alias_version(client, name, a)) else None)
@@ -115,7 +123,7 @@ def test_first_trained_model_is_challenger_and_champion(trained_cfg: dict[str, A
     tags = MlflowClient(trained_cfg["tracking"]["uri"]).get_run(run_id).data.tags
     assert tags["promotion.outcome"] == "promoted"
     assert "first model" in tags["promotion.reason"]
-    result = gate.apply_gate(trained_cfg)
+    result = gate.apply_gate(typed(trained_cfg))
     assert result.decision is None and "already the champion" in str(result.skipped)
 
 
@@ -123,7 +131,7 @@ def test_first_trained_model_is_challenger_and_champion(trained_cfg: dict[str, A
 def test_gate_promotes_then_keeps(trained_cfg: dict[str, Any]) -> None:
     run2 = train_again(trained_cfg, 3e-3)
     assert aliases(trained_cfg) == {"champion": "1", "challenger": "2"}
-    promoted = gate.apply_gate(trained_cfg, GateSpec(min_f1_gain=-1, max_recall_drop=1))
+    promoted = gate.apply_gate(typed(trained_cfg), GateSpec(min_f1_gain=-1, max_recall_drop=1))
     assert promoted.decision is not None and promoted.decision.promote
     assert aliases(trained_cfg) == {"champion": "2", "challenger": "2"}
     client = MlflowClient(trained_cfg["tracking"]["uri"])
@@ -140,7 +148,7 @@ def test_gate_promotes_then_keeps(trained_cfg: dict[str, Any]) -> None:
     assert version_tags["promotion.outcome"] == "promoted"
 
     run3 = train_again(trained_cfg, 1e-3)
-    kept = gate.apply_gate(trained_cfg, GateSpec(min_f1_gain=1.0, max_recall_drop=1))
+    kept = gate.apply_gate(typed(trained_cfg), GateSpec(min_f1_gain=1.0, max_recall_drop=1))
     assert kept.decision is not None and not kept.decision.promote
     assert aliases(trained_cfg) == {"champion": "2", "challenger": "3"}
     tags = client.get_run(run3).data.tags
@@ -164,4 +172,4 @@ def test_gate_without_registered_name_says_what_to_set(trained_cfg: dict[str, An
     cfg = copy.deepcopy(trained_cfg)
     cfg["tracking"]["registered_model_name"] = None
     with pytest.raises(ConfigError, match="tracking.registered_model_name is null"):
-        gate.apply_gate(cfg)
+        gate.apply_gate(typed(cfg))

@@ -10,13 +10,16 @@ from typing import Any
 
 import pytest
 
-from finetune.reporting.html import SECTIONS
+from finetune.analysis.render import SECTIONS
 from tests.helpers import CHROMIUM, CHROMIUM_FLAGS
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM or not Path(CHROMIUM).exists(),
-    reason="Debian's chromium is not installed (.ci/run installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,  # starts a browser
+    pytest.mark.skipif(
+        not CHROMIUM or not Path(CHROMIUM).exists(),
+        reason="Debian's chromium is not installed (.ci/run installs it)",
+    ),
+]
 
 # Appended to a copy of the report: the browser itself says what rendered.
 CHECK = """<script>

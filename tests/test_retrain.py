@@ -7,7 +7,6 @@ one shared repository whose state moves forward test by test.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import subprocess
@@ -26,18 +25,18 @@ from mlflow.tracking import MlflowClient
 from finetune.core.errors import DataError
 from finetune.lifecycle.retrain import (
     RetrainLocked,
-    RetrainSpec,
     exclusive_lock,
     find_new_files,
+    holder_file,
     ingest,
     read_ledger,
 )
 from finetune.lifecycle.retrain import retrain as retrain_in_process
-from tests.conftest import REPO
+from tests.conftest import REPO, config, data_config
 from tests.helpers import BIN, sh, tiny_project
 
 MODEL = "support-router"
-DATA_CFG = {"text_column": "text", "label_column": "label", "id_column": "id", "format": "auto"}
+DATA_CFG = data_config(id_column="id")
 
 
 # --------------------------------------------------------------------------- fast, in-process
@@ -97,11 +96,16 @@ def test_retrain_warns_when_the_split_reshuffles_as_data_grows(
     (tmp_path / "raw.csv").write_text("id,text,label\nm1,hi,billing\n")
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "b.csv").write_text("id,text,label\nm1,hi,billing\n")  # nothing new
-    cfg = {
-        "paths": {"retrain_ledger": "ledger.json"},
-        "data": {**DATA_CFG, "path": "raw.csv", "split": {"method": method}},
-    }
-    spec = RetrainSpec(incoming="in/*.csv", lock_file="r.lock")
+    cfg = config(
+        {
+            "paths.retrain_ledger": "ledger.json",
+            "data.path": "raw.csv",
+            "data.id_column": "id",
+            "data.extra_columns": [],
+            "data.split.method": method,
+        }
+    )
+    spec = cfg.retrain.model_copy(update={"incoming": "in/*.csv", "lock_file": "r.lock"})
     with caplog.at_level("WARNING", logger="finetune.lifecycle.retrain"):
         result = retrain_in_process(tmp_path, cfg, spec)
     assert result.status == "no-new-rows"
@@ -190,17 +194,11 @@ def test_no_new_data_does_nothing_and_exits_zero_quickly(repo: Path) -> None:
 
 @contextmanager
 def hold_lock(repo: Path) -> Iterator[None]:
+    """Hold the retrain lock the way a running retrain does, as "pid 4242"."""
     path = repo / ".dvc" / "tmp" / "finetune-retrain.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        fh.write("pid 4242 since test")
-        fh.flush()
-        try:
-            yield
-        finally:
-            fh.truncate(0)
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with exclusive_lock(path):
+        holder_file(path).write_text("pid 4242 since test")
+        yield
 
 
 @pytest.mark.slow

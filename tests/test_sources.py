@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from finetune.core.errors import DataError
+from finetune.core.schema import DataConfig
 from finetune.data import preprocess, sources
-from finetune.data.preprocess import DataSpec
-from finetune.data.sources import SourceSpec, read_file
+from finetune.data.sources import read_file
+from tests.conftest import data_config
 
 
 def write(df: pd.DataFrame, path: Path) -> Path:
@@ -28,15 +29,14 @@ def write(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def data_spec(path: str | None = None, **kw: Any) -> DataSpec:
-    source = kw.pop("source", None) or SourceSpec(path=path)
-    return DataSpec(path=path, id_column=kw.pop("id_column", "id"), source=source, **kw)
+def data_spec(path: str | None = None, **kw: Any) -> DataConfig:
+    return data_config(path, id_column=kw.pop("id_column", "id"), **kw)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
 def test_each_file_format(tmp_path: Path, tiny_data: pd.DataFrame, suffix: str) -> None:
     path = write(tiny_data, tmp_path / f"data{suffix}")
-    raw = sources.load(SourceSpec(path=str(path)))
+    raw = sources.load(data_config(str(path)))
     assert raw.columns == list(tiny_data.columns)
     assert raw.table.column("text").to_pylist() == tiny_data["text"].tolist()
     assert not raw.predefined_splits
@@ -49,7 +49,7 @@ def test_directory_and_glob_of_many_files(tmp_path: Path, tiny_data: pd.DataFram
         write(part, tmp_path / "parts" / f"part-{i}.csv")
     (tmp_path / "parts" / "README.md").write_text("not data")
     for where in (tmp_path / "parts", tmp_path / "parts" / "part-*.csv"):
-        raw = sources.load(SourceSpec(path=str(where)))
+        raw = sources.load(data_config(str(where)))
         assert raw.table.num_rows == 60 and len(raw.files) == 2
         # Row numbers restart per file, so messages point into the right file.
         assert raw.table.column("__row").to_pylist()[25] == 1
@@ -57,20 +57,20 @@ def test_directory_and_glob_of_many_files(tmp_path: Path, tiny_data: pd.DataFram
 
 def test_glob_matching_nothing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"glob .*\*\.csv' matches no files"):
-        sources.load(SourceSpec(path=str(tmp_path / "*.csv")))
+        sources.load(data_config(str(tmp_path / "*.csv")))
 
 
 def test_directory_without_data_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match=r"holds no \.csv, \.tsv, \.jsonl or \.parquet files"):
-        sources.load(SourceSpec(path=str(tmp_path)))
+        sources.load(data_config(str(tmp_path)))
 
 
 def test_files_with_different_columns(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
     write(tiny_data, tmp_path / "a.csv")
     write(tiny_data.rename(columns={"text": "body"}), tmp_path / "b.csv")
     with pytest.raises(DataError, match=r"b\.csv has columns .* every file of one source"):
-        sources.load(SourceSpec(path=str(tmp_path)))
+        sources.load(data_config(str(tmp_path)))
 
 
 def test_predefined_split_files_by_name(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
@@ -78,7 +78,7 @@ def test_predefined_split_files_by_name(tmp_path: Path, tiny_data: pd.DataFrame)
     test_ids = {f"{label}-{i}" for label in ("billing", "shipping", "account") for i in range(5)}
     write(tiny_data[~tiny_data["id"].isin(test_ids)], tmp_path / "ds" / "train.csv")
     write(tiny_data[tiny_data["id"].isin(test_ids)], tmp_path / "ds" / "test.csv")
-    raw = sources.load(SourceSpec(path=str(tmp_path / "ds")))
+    raw = sources.load(data_config(str(tmp_path / "ds")))
     assert raw.predefined_splits
     result = preprocess.preprocess(raw, data_spec(validation_size=0.2), seed=0)
     assert set(result.splits["test"]["id"]) == test_ids
@@ -90,17 +90,17 @@ def test_split_files_mapping(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
     write(tiny_data.iloc[::2], tmp_path / "fit.jsonl")
     write(tiny_data.iloc[1::4], tmp_path / "holdout.jsonl")
     write(tiny_data.iloc[3::4], tmp_path / "final.jsonl")
-    spec = SourceSpec(
+    spec = data_spec(
         split_files={
             "train": str(tmp_path / "fit.jsonl"),
             "dev": str(tmp_path / "holdout.jsonl"),
             "test": str(tmp_path / "final.jsonl"),
         }
     )
-    result = preprocess.preprocess(sources.load(spec), data_spec(source=spec), seed=0)
+    result = preprocess.preprocess(sources.load(spec), spec, seed=0)
     assert [len(result.splits[s]) for s in ("train", "validation", "test")] == [30, 15, 15]
     with pytest.raises(DataError, match=r"data.split_files: unknown split 'holdout'"):
-        sources.load(SourceSpec(split_files={"holdout": str(tmp_path / "fit.jsonl")}))
+        sources.load(data_config(split_files={"holdout": str(tmp_path / "fit.jsonl")}))
 
 
 def test_integer_labels_and_text_from_several_columns(tmp_path: Path) -> None:
@@ -112,11 +112,11 @@ def test_integer_labels_and_text_from_several_columns(tmp_path: Path) -> None:
     spec = data_spec(
         str(path),
         id_column=None,
-        text_column=("title", "body"),
+        text_column=["title", "body"],
         label_column="stars",
         text_separator=" | ",
     )
-    result = preprocess.preprocess(sources.load(spec.source_spec), spec, seed=0)
+    result = preprocess.preprocess(sources.load(spec), spec, seed=0)
     assert result.labels == ["1", "2", "3"]
     everything = pd.concat(result.splits.values())
     texts = dict(zip(everything["id"], everything["text"], strict=True))
@@ -127,7 +127,7 @@ def test_hf_local_dataset_directory(tmp_path: Path, tiny_data: pd.DataFrame) -> 
     """A dataset repository checked out locally (data files per split), loaded offline."""
     write(tiny_data.iloc[:45], tmp_path / "repo" / "train.csv")
     write(tiny_data.iloc[45:], tmp_path / "repo" / "test.csv")
-    spec = SourceSpec(kind="hf", hf_name=str(tmp_path / "repo"), hf_cache_dir=str(tmp_path / "c"))
+    spec = data_config(kind="hf", hf_name=str(tmp_path / "repo"), hf_cache_dir=str(tmp_path / "c"))
     raw = sources.load(spec)
     assert raw.predefined_splits and raw.files == [
         f"{tmp_path / 'repo'}[train]",
@@ -157,9 +157,10 @@ def test_hf_saved_dataset_with_class_labels(tmp_path: Path) -> None:
     )
     ds["validation"] = ds["validation"].map(lambda r: {"sentence": r["sentence"] + " (dev)"})
     ds.save_to_disk(tmp_path / "saved")
-    source = SourceSpec(kind="hf", hf_name=str(tmp_path / "saved"))
-    spec = DataSpec(text_column="sentence", source=source, test_size=0.25)
-    result = preprocess.preprocess(sources.load(source), spec, seed=0)
+    spec = data_config(
+        kind="hf", hf_name=str(tmp_path / "saved"), text_column="sentence", test_size=0.25
+    )
+    result = preprocess.preprocess(sources.load(spec), spec, seed=0)
     assert result.labels == ["neg", "pos"]  # ClassLabel ids mapped to their names
     assert len(result.splits["validation"]) == 8 and len(result.splits["test"]) == 20
 
@@ -167,14 +168,14 @@ def test_hf_saved_dataset_with_class_labels(tmp_path: Path) -> None:
 def test_hf_unknown_dataset_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    spec = SourceSpec(kind="hf", hf_name="nobody/no-such-dataset", hf_cache_dir=str(tmp_path))
+    spec = data_config(kind="hf", hf_name="nobody/no-such-dataset", hf_cache_dir=str(tmp_path))
     with pytest.raises(DataError, match=r"cannot load Hugging Face dataset 'nobody/no-such-data"):
         sources.load(spec)
 
 
 def test_missing_file_names_path_and_fix(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nope\.csv does not exist.*set data\.path"):
-        sources.load(SourceSpec(path=str(tmp_path / "nope.csv")))
+        sources.load(data_config(str(tmp_path / "nope.csv")))
 
 
 def test_unknown_extension(tmp_path: Path) -> None:

@@ -21,16 +21,18 @@ from finetune.augment import augment
 from finetune.core.artifacts import load_labels, load_split
 from finetune.core.errors import ConfigError
 from finetune.core.io import file_md5
+from finetune.core.schema import TrainConfig
 from finetune.data import preprocess
 from finetune.modeling.backbones import load_trained
 from finetune.training import checkpoints, loss, train, trainer
-from finetune.training.trainer import TrainSpec
+from tests.conftest import config
 
 # Wall-clock figures differ between runs; everything else must match exactly.
 TIMING = {"train_seconds", "train_samples_per_second", "train_tokens_per_second"}
 
 
-def _spec(**overrides: Any) -> TrainSpec:
+def _spec(**overrides: Any) -> TrainConfig:
+    """The committed train section for the tiny model; ``lora__r=4`` sets ``train.lora.r``."""
     base = {
         "epochs": 3,
         "batch_size": 8,
@@ -39,8 +41,10 @@ def _spec(**overrides: Any) -> TrainSpec:
         "precision": "fp32",
         "logging_steps": 2,
         "progress_bar": False,
+        "early_stopping_patience": None,
     }
-    return TrainSpec.from_config({**base, **overrides})
+    dotted = {f"train.{k.replace('__', '.')}": v for k, v in {**base, **overrides}.items()}
+    return config(dotted).train
 
 
 @pytest.fixture
@@ -56,32 +60,34 @@ def splits(stage_cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _fine_tune(splits: dict[str, Any], spec: TrainSpec, **kw: Any) -> trainer.TrainResult:
+def _fine_tune(splits: dict[str, Any], spec: TrainConfig, **kw: Any) -> trainer.TrainResult:
+    model = config({"model.name_or_path": splits["cfg"]["model"]["name_or_path"]}).model
     return trainer.fine_tune(
         splits["train"],
         splits["validation"],
         splits["labels"],
-        splits["cfg"]["model"]["name_or_path"],
-        32,
+        model.model_copy(update={"max_length": 32}),
         spec,
         seed=7,
         **kw,
     )
 
 
-def test_config_errors() -> None:
-    with pytest.raises(ConfigError, match=r"train.lora: unknown option\(s\) \['rank'\]"):
-        TrainSpec.from_config({"lora": {"rank": 4}})
-    with pytest.raises(ConfigError, match="train.lora.r=0 must be an integer >= 1"):
-        TrainSpec.from_config({"lora": {"enabled": True, "r": 0}})
-    with pytest.raises(ConfigError, match="train.class_weights='inverse'"):
-        TrainSpec.from_config({"class_weights": "inverse"})
-    with pytest.raises(ConfigError, match="train.early_stopping_patience=0"):
-        TrainSpec.from_config({"early_stopping_patience": 0})
-    with pytest.raises(ConfigError, match="train.freeze_layers=-1"):
-        TrainSpec.from_config({"freeze_layers": -1})
-    with pytest.raises(ConfigError, match=r"train.layer_lr_decay=0 must be in \(0, 1\]"):
-        TrainSpec.from_config({"layer_lr_decay": 0})
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lora__dropuot": 0.1}, r"unknown key train\.lora\.dropuot; did you mean .*dropout\?"),
+        ({"lora__rank": 4}, r"unknown key train\.lora\.rank; train\.lora has enabled, r, alpha,"),
+        ({"lora__r": 0}, r"train\.lora\.r=0: Input should be greater than or equal to 1"),
+        ({"class_weights": "inverse"}, r"train\.class_weights=\"inverse\": Input should be"),
+        ({"early_stopping_patience": 0}, r"train\.early_stopping_patience=0: Input should be"),
+        ({"freeze_layers": -1}, r"train\.freeze_layers=-1: Input should be greater than or"),
+        ({"layer_lr_decay": 0}, r"train\.layer_lr_decay=0: Input should be greater than 0"),
+    ],
+)
+def test_config_errors(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _spec(**overrides)
 
 
 def test_class_weights() -> None:
@@ -116,15 +122,15 @@ def test_weighted_loss_matches_weighted_cross_entropy() -> None:
 
 
 def test_freeze_embeddings_and_first_layers(tiny_model_dir: Path) -> None:
-    spec = TrainSpec.from_config({"freeze_embeddings": True, "freeze_layers": 1})
-    model, _ = trainer.build_model(str(tiny_model_dir), ["a", "b"], spec)
+    spec = _spec(freeze_embeddings=True, freeze_layers=1)
+    model, _ = trainer.build_model(str(tiny_model_dir), ["a", "b"], spec, "cls")
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert any(n.startswith("bert.embeddings.") for n in frozen)
     assert any(n.startswith("bert.encoder.layer.0.") for n in frozen)
     assert not any(n.startswith("bert.encoder.layer.1.") for n in frozen)
     assert not any(n.startswith("classifier.") for n in frozen)
     with pytest.raises(ConfigError, match="train.freeze_layers=5 but the model has only 2 layers"):
-        trainer.build_model(str(tiny_model_dir), ["a", "b"], TrainSpec(freeze_layers=5))
+        trainer.build_model(str(tiny_model_dir), ["a", "b"], _spec(freeze_layers=5), "cls")
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
@@ -173,7 +179,7 @@ def test_lora_adapter_is_merged_into_a_plain_model(
 ) -> None:
     from transformers import AutoModel, BertForSequenceClassification
 
-    spec = _spec(epochs=2, lora={"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0})
+    spec = _spec(epochs=2, lora__enabled=True, lora__r=4, lora__alpha=8, lora__dropout=0.0)
     result = _fine_tune(splits, spec)
     assert type(result.model) is BertForSequenceClassification
     assert not any("lora" in name for name in result.model.state_dict())
@@ -237,14 +243,15 @@ def test_stage_writes_model_card_and_registers_versions(splits: dict[str, Any]) 
 
 CHILD = """
 import json, sys
+from finetune.core.runner import configure_logging
 from finetune.training import train
-from finetune.core.runner import run_stage
-run_stage("train", train.run, json.loads(open(sys.argv[1]).read()))
+configure_logging()
+train.run(json.loads(open(sys.argv[1]).read()))
 """
 
 
 def _train_in_subprocess(cfg_path: Path, kill_after_checkpoint: Path | None = None) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(train.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(train.__file__).parents[2])}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(cfg_path)], env=env)
     if kill_after_checkpoint is None:
         assert proc.wait(timeout=300) == 0
@@ -294,18 +301,16 @@ def test_killed_training_resumes_to_the_same_result(splits: dict[str, Any], tmp_
 
 @pytest.mark.slow
 def test_train_stage_under_torchrun_with_two_cpu_processes(
-    tmp_path: Path, tiny_model_dir: Path, tiny_data: pd.DataFrame
+    tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    import yaml
+    import math
 
-    from tests.conftest import copy_repo, make_stage_cfg
+    from tests.helpers import sh, tiny_project
 
-    repo = copy_repo(tmp_path / "repo")
-    cfg = make_stage_cfg(repo, tiny_model_dir, tiny_data)
-    cfg["train"].update({"epochs": 2, "progress_bar": False, "num_threads": 1})
-    (repo / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    preprocess.run(cfg)
-    augment.run(cfg)
+    repo = tiny_project(tmp_path / "repo", tiny_model_dir, raw_rows=120)
+    overrides = ["train.max_steps=-1", "train.epochs=2", "train.num_threads=1"]
+    sh(repo, sys.executable, "-m", "finetune.core.config", "compose", *overrides)
+    sh(repo, "dvc", "repro", "augment")
     torchrun = Path(sys.executable).with_name("torchrun")
     proc = subprocess.run(
         [
@@ -317,22 +322,26 @@ def test_train_stage_under_torchrun_with_two_cpu_processes(
             "hydra/hydra_logging=none",
         ],
         cwd=repo,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={
+            **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+            "OMP_NUM_THREADS": "1",
+        },
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads(Path(cfg["paths"]["train_report"]).read_text())
+    metrics = json.loads((repo / "reports/train/metrics.json").read_text())
     assert metrics["processes"] == 2
-    # each process took half of every 8-example batch step: 52 rows / 16 per step, 2 epochs
-    assert metrics["steps"] == 8
-    assert (Path(cfg["paths"]["model_dir"]) / "config.json").is_file()
-    mlflow.set_tracking_uri(cfg["tracking"]["uri"])
+    # each process takes half of every step's 2 x 32 examples: ceil(rows / 64) steps per epoch
+    rows = len(pd.read_parquet(repo / "data/augmented/train.parquet"))
+    assert metrics["steps"] == 2 * math.ceil(rows / 64)
+    assert (repo / "models/model/config.json").is_file()
+    mlflow.set_tracking_uri(f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}")
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert len(runs) == 1, "only rank 0 opens an MLflow run"
     assert runs[0].info.status == "FINISHED"
     assert runs[0].data.params["train.epochs"] == "2"
-    name = cfg["tracking"]["registered_model_name"]
+    name = "support-router"
     assert len(mlflow.MlflowClient().search_model_versions(f"name='{name}'")) == 1
     assert "threads x 2 process(es)" in proc.stdout + proc.stderr

@@ -12,45 +12,55 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from finetune.core.errors import PipelineError
+from finetune.core.runner import configure_logging, report_failure
+from finetune.core.schema import PipelineConfig, PromotionConfig
 
 log = logging.getLogger("finetune")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _load_cfg(repo: str | None) -> tuple[Path, dict[str, Any]]:
-    from finetune.core.config import find_repo_root, load_params
+def _load_cfg(repo: str | None, tracking: bool = True) -> tuple[Path, PipelineConfig]:
+    """The repository's params.yaml, validated; with ``tracking`` the store checked too."""
+    from finetune.core.config import find_repo_root, load_config
+    from finetune.core.store import check_tracking
 
     root = find_repo_root(repo)
     os.chdir(root)  # every path in params.yaml is relative to the repository root
-    return root, load_params(root)
+    cfg = load_config(root)
+    if tracking:
+        check_tracking(cfg.tracking)
+    return root, cfg
 
 
-def _gate_spec(cfg: dict[str, Any], args: argparse.Namespace) -> Any:
-    from finetune.registry.gate import GateSpec
+def _gate_spec(cfg: PipelineConfig, args: argparse.Namespace) -> PromotionConfig:
+    """``promotion`` with the command line's margins, checked like the config."""
+    from pydantic import ValidationError
 
-    promotion = dict(cfg.get("promotion") or {})
+    from finetune.core.errors import ConfigError
+
+    promotion = cfg.promotion.model_dump()
     if args.min_f1_gain is not None:
         promotion["min_f1_gain"] = args.min_f1_gain
     if args.max_recall_drop is not None:
         promotion["max_recall_drop"] = args.max_recall_drop
-    return GateSpec.from_config(promotion)
+    try:
+        return PromotionConfig.model_validate(promotion)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ConfigError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from exc
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from finetune.lifecycle.retrain import EXIT_LOCKED, RetrainLocked, RetrainSpec, retrain
+    from finetune.lifecycle.retrain import EXIT_LOCKED, RetrainLocked, retrain
 
     root, cfg = _load_cfg(args.repo)
-    spec = RetrainSpec.from_config(cfg.get("retrain"))
+    spec = cfg.retrain
     if args.wait is not None:
-        spec = replace(spec, lock_timeout_s=args.wait)
+        spec = spec.model_copy(update={"lock_timeout_s": max(0.0, float(args.wait))})
     if args.push:
-        spec = replace(spec, push=True)
+        spec = spec.model_copy(update={"push": True})
     try:
         result = retrain(root, cfg, spec, _gate_spec(cfg, args))
     except RetrainLocked as exc:
@@ -90,8 +100,8 @@ def cmd_aliases(args: argparse.Namespace) -> int:
     from finetune.registry import aliases as registry
 
     _, cfg = _load_cfg(args.repo)
-    name = registry.model_name(cfg["tracking"])
-    client = registry.client(cfg["tracking"])
+    name = registry.model_name(cfg.tracking)
+    client = registry.client(cfg.tracking)
     for alias in (registry.CHAMPION, registry.CHALLENGER):
         version = registry.alias_version(client, name, alias)
         line = f"models:/{name}@{alias} -> " + (
@@ -110,14 +120,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         # The project's store, as the pipeline uses it, when run inside the repository.
         from finetune.core.config import find_repo_root
         from finetune.core.errors import ConfigError
-        from finetune.tracking.runs import STORE_DIR
+        from finetune.core.store import STORE_DIR
 
         try:
             root = find_repo_root(args.repo)
             if not os.environ.get("MLFLOW_TRACKING_URI"):
                 tracking_uri = f"sqlite:///{root / STORE_DIR / 'mlflow.db'}"
         except ConfigError:
-            pass
+            pass  # outside a repository: MLFLOW_TRACKING_URI or MLflow's own default
+    if model.startswith(("models:/", "runs:/")):
+        from finetune.core import store as health
+        from finetune.core.store import tracking_uri as resolve
+
+        health.bound_retries()
+        health.check_uri(resolve(tracking_uri))
     run_predict(
         model,
         args.input,
@@ -197,23 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else os.environ.get("FINETUNE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    configure_logging("DEBUG" if args.verbose else None)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         return int(args.func(args))
-    except PipelineError as exc:
-        log.error("finetune %s failed: %s", args.command, exc)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         log.error("finetune %s interrupted", args.command)
         return 130
-    except Exception:
-        log.exception("finetune %s failed with an unexpected error", args.command)
+    except Exception as exc:  # reported in one line and turned into the exit code
+        report_failure(f"finetune {args.command}", exc)
         return EXIT_FAILED
 
 

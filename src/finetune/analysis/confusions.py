@@ -57,7 +57,7 @@ def known_mislabel_check(predictions: pd.DataFrame, manifest: pd.DataFrame) -> d
 
 
 def confusion_examples(
-    predictions: pd.DataFrame, pairs: pd.DataFrame, spec: dict[str, Any]
+    predictions: pd.DataFrame, pairs: pd.DataFrame, top: int, per_pair: int
 ) -> dict[tuple[str, str], list[str]]:
     """The most confident wrong texts of each of the top confusion pairs (true, predicted)."""
     wrong = predictions[~predictions["correct"]].sort_values("confidence", ascending=False)
@@ -65,9 +65,9 @@ def confusion_examples(
         (r.true_label, r.predicted_label): wrong[
             (wrong["label"] == r.true_label) & (wrong["predicted"] == r.predicted_label)
         ]["text"]
-        .head(int(spec["examples_per_confusion"]))
+        .head(per_pair)
         .tolist()
-        for r in pairs.head(int(spec["top_confusions"])).itertuples()
+        for r in pairs.head(top).itertuples()
     }
 
 

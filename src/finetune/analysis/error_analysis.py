@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,15 @@ from finetune.analysis.confusions import (
     load_manifest,
     misclassified,
 )
+from finetune.analysis.explain import explain_errors
 from finetune.analysis.previous import compare_headline, previous_metrics
 from finetune.analysis.recommendations import next_steps
 from finetune.analysis.render import render_html
 from finetune.analysis.report_md import render_report
 from finetune.core.errors import DataError
 from finetune.core.io import StagedOutputs, read_json, write_json
+from finetune.core.schema import ErrorAnalysisConfig, PipelineConfig
+from finetune.core.validate import parse
 from finetune.reporting.plots import confusion_uri, robustness_figure, slices_figure
 from finetune.tracking import runs as tracking
 
@@ -37,11 +41,12 @@ log = logging.getLogger(__name__)
 
 def analyse(
     predictions: pd.DataFrame,
-    spec: dict[str, Any],
-    manifest: pd.DataFrame | None = None,
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, str]:
-    """Pure step: predictions in; summary metrics, error table, confusion pairs and report out."""
-    errors = misclassified(predictions, int(spec["max_errors"]))
+    spec: ErrorAnalysisConfig,
+    manifest: pd.DataFrame | None,
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, dict[tuple[str, str], list[str]], str]:
+    """Pure step: predictions in; summary metrics, error table, confusion pairs, their
+    examples and the Markdown report out."""
+    errors = misclassified(predictions, spec.max_errors)
     pairs = confusion_pairs(predictions)
     n_err = int((~predictions["correct"]).sum())
     summary: dict[str, Any] = {
@@ -55,59 +60,18 @@ def analyse(
     summary["f1_macro"] = float(
         f1_score(predictions["label"], predictions["predicted"], average="macro", zero_division=0)
     )
-    examples = confusion_examples(predictions, pairs, spec)
+    examples = confusion_examples(
+        predictions, pairs, spec.top_confusions, spec.examples_per_confusion
+    )
     known = known_mislabel_check(predictions, manifest) if manifest is not None else None
     if known is not None:
         summary["known_mislabelled_in_split"] = known["known_mislabelled_in_split"]
         summary["known_mislabelled_flagged"] = known["flagged_as_errors"]
-    report = render_report(summary, errors, pairs, examples, known)
-    return summary, errors, pairs, report
-
-
-# --------------------------------------------------------------------------- previous experiment
-
-
-# --------------------------------------------------------------------------- what to look at next
-
-
-# --------------------------------------------------------------------------- report
+    report = render_report(summary, errors, pairs, examples, known, spec.shown_errors)
+    return summary, errors, pairs, examples, report
 
 
 # --------------------------------------------------------------------------- orchestration
-
-
-def explain_errors(
-    model: Any,
-    tokenizer: Any,
-    errors: pd.DataFrame,
-    labels: list[str],
-    top: int,
-    max_length: int,
-    n_steps: int,
-) -> list[dict[str, Any]]:
-    from finetune.analysis.explain import integrated_gradients
-
-    chosen = errors.head(top)
-    if chosen.empty:
-        return []
-    targets = [labels.index(p) for p in chosen["predicted_label"]]
-    words = integrated_gradients(
-        model, tokenizer, chosen["text"].tolist(), targets, max_length, n_steps
-    )
-    out = []
-    for row, attribution in zip(chosen.itertuples(), words, strict=True):
-        best = max(attribution, key=lambda ws: ws[1], default=("", 0.0))
-        out.append(
-            {
-                "id": row.id,
-                "true_label": row.true_label,
-                "predicted_label": row.predicted_label,
-                "confidence": float(row.confidence),
-                "words": [(w, round(float(s), 4)) for w, s in attribution],
-                "top_word": best[0] if best[1] > 0 else "",
-            }
-        )
-    return out
 
 
 def analyse_all(
@@ -116,14 +80,17 @@ def analyse_all(
     predictions: pd.DataFrame,
     labelled: pd.DataFrame,
     labels: list[str],
-    spec: dict[str, Any],
+    spec: ErrorAnalysisConfig,
     eval_metrics: dict[str, Any],
     manifest: pd.DataFrame | None,
     max_length: int,
-    seed: int = 0,
+    seed: int,
+    split_name: str,
+    slice_columns: list[str],
 ) -> dict[str, Any]:
     """Every section's data (no file I/O). ``labelled``: rows ranked for label errors, with a
-    ``split`` column; ``predictions``: evaluate's per-example output for the evaluated split."""
+    ``split`` column; ``predictions``: evaluate's per-example output for the evaluated split
+    (``split_name``); ``slice_columns``: the data columns to slice by."""
     from finetune.analysis import label_errors as L
     from finetune.analysis.robustness import run_invariance
     from finetune.analysis.slices import slice_metrics
@@ -131,30 +98,25 @@ def analyse_all(
 
     timings: dict[str, float] = {}
     began = time.perf_counter()
-    summary, errors, pairs, md = analyse(predictions, spec, manifest)
-    examples = confusion_examples(predictions, pairs, spec)
+    summary, errors, pairs, examples, md = analyse(predictions, spec, manifest)
     timings["confusions_errors"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    slices = slice_metrics(predictions, spec["slices"], seed)
+    slices = slice_metrics(predictions, spec.slices, slice_columns, seed)
     timings["slices"] = time.perf_counter() - began
 
     began = time.perf_counter()
     label_map = {label: i for i, label in enumerate(labels)}
     test_ids = predictions["label"].map(label_map).to_numpy()
     probs = predictions[[f"prob_{label}" for label in labels]].to_numpy()
-    li_test = L.rank_label_issues(
-        predictions.assign(split=spec.get("split", "test")), test_ids, probs, labels
-    )
-    le = spec["label_errors"]
-    bs = int(spec.get("batch_size", 64))
+    li_test = L.rank_label_issues(predictions.assign(split=split_name), test_ids, probs, labels)
+    le = spec.label_errors
+    bs = spec.batch_size
     emb = sentence_embeddings(model, tokenizer, labelled["text"].tolist(), bs, max_length)
     y = labelled["label"].map(label_map).to_numpy()
-    cv_probs = L.cross_validated_probs(
-        emb, y, int(le.get("folds", 5)), seed, float(le.get("C", 1.0))
-    )
+    cv_probs = L.cross_validated_probs(emb, y, le.folds, seed, le.C)
     cv_probs = np.pad(cv_probs, ((0, 0), (0, len(labels) - cv_probs.shape[1])))
-    li_cv = L.rank_label_issues(labelled, y, cv_probs, labels, int(le.get("queue", 0)))
+    li_cv = L.rank_label_issues(labelled, y, cv_probs, labels, le.queue)
     recall = L.manifest_recall(li_cv, manifest, set(labelled["id"].astype(str)))
     timings["label_errors"] = time.perf_counter() - began
 
@@ -164,20 +126,14 @@ def analyse_all(
         return predict_proba(model, tokenizer, texts, bs, max_length).probabilities
 
     robustness, robustness_examples = run_invariance(
-        predictions, predict, labels, spec["robustness"], seed
+        predictions, predict, labels, spec.robustness, seed
     )
     timings["robustness"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    ex = spec["explanations"]
+    ex = spec.explanations
     attributions = explain_errors(
-        model,
-        tokenizer,
-        errors,
-        labels,
-        int(ex.get("top_errors", 20)),
-        max_length,
-        int(ex.get("n_steps", 32)),
+        model, tokenizer, errors, labels, ex.top_errors, max_length, ex.n_steps
     )
     timings["explanations"] = time.perf_counter() - began
 
@@ -211,6 +167,7 @@ def analyse_all(
         "attributions": attributions,
         "eval_metrics": eval_metrics,
         "spec": spec,
+        "split": split_name,
         "timings": timings,
     }
 
@@ -236,7 +193,7 @@ def finish_report(ctx: dict[str, Any], previous: dict[str, Any] | None, source: 
     return render_html(ctx)
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     """Stage entry: predictions + model + splits -> HTML report, Markdown, tables, summary."""
     import mlflow
 
@@ -244,18 +201,16 @@ def run(cfg: Any) -> dict[str, Any]:
     from finetune.modeling.backbones import load_trained
 
     started = time.perf_counter()
-    paths, spec = cfg["paths"], dict(cfg["error_analysis"])
-    spec["slices"] = dict(spec.get("slices") or {})
-    if spec["slices"].get("columns") is None:
-        spec["slices"]["columns"] = list((cfg.get("data") or {}).get("extra_columns") or [])
-    spec["split"] = (cfg.get("evaluate") or {}).get("split", "test")
-    pred_path = Path(paths["predictions"])
+    cfg = parse(cfg)
+    paths, spec = cfg.paths, cfg.error_analysis
+    columns = cfg.data.extra_columns if spec.slices.columns is None else spec.slices.columns
+    pred_path = Path(paths.predictions)
     if not pred_path.is_file():
         raise DataError(f"{pred_path} is missing: run `dvc repro evaluate` first")
     predictions = pd.read_parquet(pred_path)
-    eval_path = Path(paths["evaluate_metrics"])
+    eval_path = Path(paths.evaluate_metrics)
     eval_metrics = read_json(eval_path) if eval_path.is_file() else {}
-    model, tokenizer = load_trained(paths["model_dir"])
+    model, tokenizer = load_trained(paths.model_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     missing = [f"prob_{label}" for label in labels if f"prob_{label}" not in predictions]
     if missing:
@@ -263,12 +218,14 @@ def run(cfg: Any) -> dict[str, Any]:
             f"{pred_path} lacks {missing}: it was written for another model; "
             "run `dvc repro evaluate` again"
         )
-    splits = list(spec["label_errors"].get("splits") or ["train"])
     labelled = pd.concat(
-        [load_split(paths["processed_dir"], name).assign(split=name) for name in splits],
+        [
+            load_split(paths.processed_dir, name).assign(split=name)
+            for name in spec.label_errors.splits
+        ],
         ignore_index=True,
     )
-    manifest = load_manifest(spec.get("known_mislabels"))
+    manifest = load_manifest(spec.known_mislabels)
     ctx = analyse_all(
         model,
         tokenizer,
@@ -278,23 +235,23 @@ def run(cfg: Any) -> dict[str, Any]:
         spec,
         eval_metrics,
         manifest,
-        int(cfg["model"]["max_length"]),
-        int(cfg.get("seed", 0)),
+        cfg.model.max_length,
+        cfg.seed,
+        cfg.evaluate.split,
+        list(columns),
     )
     ctx["confusion_uri"] = confusion_uri(predictions, labels)
-    run_id = read_json(paths["run_info"]).get("run_id")
+    run_id = read_json(paths.run_info).get("run_id")
     ctx["run_id"] = run_id
-    with tracking.train_run(paths["run_info"], cfg["tracking"]), StagedOutputs() as out:
+    with tracking.train_run(paths.run_info, cfg.tracking), StagedOutputs() as out:
         previous, source = (None, "comparison switched off (error_analysis.compare_to=none)")
-        if spec.get("compare_to", "auto") != "none":
-            previous, source = previous_metrics(
-                paths["evaluate_metrics"], str(spec.get("compare_to", "auto")), run_id
-            )
+        if spec.compare_to != "none":
+            previous, source = previous_metrics(paths.evaluate_metrics, spec.compare_to, run_id)
         page = finish_report(ctx, previous, source)
         summary = ctx["summary"]
-        Path(out.file(paths["error_report_html"])).write_text(page, encoding="utf-8")
-        Path(out.file(paths["error_report"])).write_text(ctx["markdown"])
-        tables = out.dir(paths["error_tables"])
+        Path(out.file(paths.error_report_html)).write_text(page, encoding="utf-8")
+        Path(out.file(paths.error_report)).write_text(ctx["markdown"])
+        tables = out.dir(paths.error_tables)
         frames = {
             "errors": ctx["errors"],
             "confusion_pairs": ctx["pairs"],
@@ -311,7 +268,7 @@ def run(cfg: Any) -> dict[str, Any]:
         write_json(tables / "next_steps.json", ctx["next_steps"])
         ctx["timings"]["total"] = time.perf_counter() - started
         write_json(tables / "timings.json", {k: round(v, 2) for k, v in ctx["timings"].items()})
-        write_json(out.file(paths["error_metrics"]), summary)
+        write_json(out.file(paths.error_metrics), summary)
         mlflow.log_metrics({f"errors_{k}": float(v) for k, v in summary.items() if v is not None})
         mlflow.log_text(page, "error_analysis/report.html")
         mlflow.log_text(ctx["markdown"], "error_analysis/report.md")
@@ -325,6 +282,6 @@ def run(cfg: Any) -> dict[str, Any]:
         summary["label_issues_cv"],
         summary["weak_slices"],
         ctx["timings"]["total"],
-        paths["error_report_html"],
+        paths.error_report_html,
     )
     return summary

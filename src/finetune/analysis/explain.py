@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -72,4 +73,36 @@ def integrated_gradients(
         words = merge_wordpieces([tokens[i] for i in keep], scores[keep])
         top = max((abs(s) for _, s in words), default=0.0) or 1.0
         out.append([(w, s / top) for w, s in words])
+    return out
+
+
+def explain_errors(
+    model: Any,
+    tokenizer: Any,
+    errors: pd.DataFrame,
+    labels: list[str],
+    top: int,
+    max_length: int,
+    n_steps: int,
+) -> list[dict[str, Any]]:
+    chosen = errors.head(top)
+    if chosen.empty:
+        return []
+    targets = [labels.index(p) for p in chosen["predicted_label"]]
+    words = integrated_gradients(
+        model, tokenizer, chosen["text"].tolist(), targets, max_length, n_steps
+    )
+    out = []
+    for row, attribution in zip(chosen.itertuples(), words, strict=True):
+        best = max(attribution, key=lambda ws: ws[1], default=("", 0.0))
+        out.append(
+            {
+                "id": row.id,
+                "true_label": row.true_label,
+                "predicted_label": row.predicted_label,
+                "confidence": float(row.confidence),
+                "words": [(w, round(float(s), 4)) for w, s in attribution],
+                "top_word": best[0] if best[1] > 0 else "",
+            }
+        )
     return out

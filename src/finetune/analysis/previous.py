@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
-
-from finetune.core.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -27,36 +23,26 @@ def _relative(path: str | Path) -> str:
 
 
 def metrics_at_git_head(metrics_path: str | Path) -> dict[str, Any] | None:
-    """The evaluate metrics recorded in ``dvc.lock`` at git HEAD, read from the DVC cache.
+    """The evaluate metrics committed at git HEAD (``dvc.api.metrics_show`` at rev HEAD: the
+    dvc.lock of HEAD and the DVC cache), or None when HEAD has none.
 
     This is what `dvc metrics diff` compares the workspace with: in `dvc exp run`, HEAD is the
-    experiment's baseline commit; after `dvc repro`, it is the last committed result.
+    experiment's baseline commit; after `dvc repro`, it is the last committed result. In the
+    temporary copy of `dvc exp run --temp` the real repository (``DVC_ROOT``) is asked too.
     """
+    import dvc.api
+    from dvc.exceptions import DvcException
+
     rel = _relative(metrics_path)
-    try:
-        lock_text = subprocess.run(
-            ["git", "show", "HEAD:dvc.lock"], capture_output=True, text=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    lock = yaml.safe_load(lock_text) or {}
-    md5 = None
-    for stage in (lock.get("stages") or {}).values():
-        for item in stage.get("outs", []) or []:
-            if item.get("path") == rel and item.get("md5"):
-                md5 = str(item["md5"])
-    if md5 is None:
-        return None
-    roots = [Path.cwd()]
-    if os.environ.get("DVC_ROOT"):
-        roots.append(Path(os.environ["DVC_ROOT"]))
-    for root in roots:
-        cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
-        if cached.is_file():
-            try:
-                return read_json(cached)
-            except ValueError:
-                return None
+    repos = [None, os.environ["DVC_ROOT"]] if os.environ.get("DVC_ROOT") else [None]
+    for repo in repos:
+        try:
+            found = dvc.api.metrics_show(rel, repo=repo, rev="HEAD")
+        except (FileNotFoundError, DvcException) as exc:  # not committed, not cached, no git
+            log.debug("no metrics %s at HEAD of %s: %s", rel, repo or "the cwd", exc)
+            continue
+        if found:
+            return dict(found)
     return None
 
 

@@ -28,7 +28,7 @@ def render_report(
     pairs: pd.DataFrame,
     examples: dict[tuple[str, str], list[str]],
     known: dict[str, Any] | None,
-    shown_errors: int = 30,
+    shown_errors: int,
 ) -> str:
     n_err = int(metrics["num_errors"])
     lines = [

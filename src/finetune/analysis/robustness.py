@@ -6,10 +6,12 @@ import random
 import re
 import string
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from finetune.core.schema import RobustnessConfig
+from finetune.core.text import match_case, swap_adjacent
 
 CONTRACTIONS = {
     "can't": "cannot",
@@ -56,14 +58,6 @@ NAME_RE = re.compile(r"\b(" + "|".join(sorted(NAME_SWAP, key=len, reverse=True))
 PUNCT = "".join(c for c in string.punctuation if c != "'")
 
 
-def _match_case(src: str, dst: str) -> str:
-    if src.isupper() and len(src) > 1:
-        return dst.upper()
-    if src[:1].isupper():
-        return dst[:1].upper() + dst[1:]
-    return dst
-
-
 def typos(text: str, rng: random.Random, rate: float = 0.15) -> str:
     """Swap two adjacent inner letters in ~``rate`` of the words longer than 3 letters."""
     words = text.split(" ")
@@ -73,7 +67,7 @@ def typos(text: str, rng: random.Random, rate: float = 0.15) -> str:
     for i in rng.sample(candidates, max(1, round(rate * len(candidates)))):
         w = words[i]
         j = rng.randrange(1, len(w) - 2)
-        words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2 :]
+        words[i] = swap_adjacent(w, j)
     return " ".join(words)
 
 
@@ -95,7 +89,7 @@ def contractions(text: str, rng: random.Random) -> str:
         table = EXPANSIONS
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, table)) + r")\b", re.IGNORECASE)
     return pattern.sub(
-        lambda m: _match_case(m.group(0), table[m.group(0).lower()]), text.replace("’", "'")
+        lambda m: match_case(table[m.group(0).lower()], m.group(0)), text.replace("’", "'")
     )
 
 
@@ -184,12 +178,12 @@ def run_invariance(
     predictions: pd.DataFrame,
     predict: Callable[[list[str]], np.ndarray],
     labels: list[str],
-    spec: dict[str, Any],
-    seed: int = 0,
+    spec: RobustnessConfig,
+    seed: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Perturb every text, predict the edited ones in one batched call, compare."""
     texts = predictions["text"].tolist()
-    perturbed = perturb(texts, list(spec.get("tests", list(PERTURBATIONS))), seed)
+    perturbed = perturb(texts, list(spec.tests), seed)
     original = predictions[[f"prob_{label}" for label in labels]].to_numpy()
     todo = [
         (name, i)
@@ -201,4 +195,4 @@ def run_invariance(
     by_test = {name: original.copy() for name in perturbed}
     for (name, i), row in zip(todo, probs, strict=True):
         by_test[name][i] = row
-    return invariance_report(predictions, perturbed, by_test, labels, int(spec.get("examples", 5)))
+    return invariance_report(predictions, perturbed, by_test, labels, spec.examples)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-# Negation cues (English). Matched as whole words, case-insensitive; n't covers contractions.
-NEGATION = re.compile(
-    r"\b(?:not|no|never|none|nothing|nobody|nowhere|neither|nor|cannot|without)\b|n't\b",
-    re.IGNORECASE,
-)
+from finetune.core.schema import SlicesConfig
+from finetune.core.text import NEGATION_RE
 
 
 def has_negation(texts: pd.Series) -> pd.Series:
-    return texts.str.contains(NEGATION, regex=True)
+    return texts.str.contains(NEGATION_RE, regex=True)
 
 
 def length_bins(words: pd.Series, edges: list[int]) -> pd.Series:
@@ -41,31 +35,32 @@ def bootstrap_ci(
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def slice_frame(predictions: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+def slice_frame(predictions: pd.DataFrame, spec: SlicesConfig, columns: list[str]) -> pd.DataFrame:
     """Per example: the value of every slicing dimension (columns ``slice_<dimension>``)."""
     out = pd.DataFrame(index=predictions.index)
     words = predictions["text"].str.split().str.len()
-    out["length"] = length_bins(words, list(spec.get("length_bins", [10, 25, 50])))
+    out["length"] = length_bins(words, list(spec.length_bins))
     out["class"] = predictions["label"].astype(str)
     out["negation"] = np.where(has_negation(predictions["text"]), "with negation", "no negation")
     if "truncated" in predictions:
         out["truncation"] = np.where(predictions["truncated"], "truncated", "not truncated")
-    for column in spec.get("columns") or []:
+    for column in columns:
         if column in predictions:
             out[column] = predictions[column].fillna("<missing>").astype(str)
     return out
 
 
-def slice_metrics(predictions: pd.DataFrame, spec: dict[str, Any], seed: int = 0) -> pd.DataFrame:
+def slice_metrics(
+    predictions: pd.DataFrame, spec: SlicesConfig, columns: list[str], seed: int
+) -> pd.DataFrame:
     """Accuracy (with bootstrap CI) and error count per slice of every dimension.
 
     ``weak`` marks slices of at least ``min_slice_size`` examples whose accuracy CI lies
     entirely below overall accuracy, or (when none does) the ``weakest_k`` lowest ones.
     """
     rng = np.random.default_rng(seed)
-    n_boot = int(spec.get("bootstrap", 1000))
-    min_size = int(spec.get("min_slice_size", 10))
-    dims = slice_frame(predictions, spec)
+    n_boot, min_size = spec.bootstrap, spec.min_slice_size
+    dims = slice_frame(predictions, spec, columns)
     correct = predictions["correct"].to_numpy().astype(float)
     overall = float(correct.mean()) if len(correct) else 0.0
     rows = []
@@ -101,7 +96,7 @@ def slice_metrics(predictions: pd.DataFrame, spec: dict[str, Any], seed: int = 0
     big = table["n"] >= min_size
     table["weak"] = big & (table["ci_high"] < overall)
     if not table["weak"].any() and big.any():
-        k = int(spec.get("weakest_k", 3))
+        k = spec.weakest_k
         weakest = table[big & (table["accuracy"] < overall)].nsmallest(k, "accuracy").index
         table.loc[weakest, "weak"] = True
     return table.sort_values(["dimension", "slice"], kind="stable").reset_index(drop=True)

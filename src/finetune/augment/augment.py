@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -40,73 +39,21 @@ from finetune.augment.methods import (
 )
 from finetune.augment.mlm import MaskedLM
 from finetune.core.artifacts import load_split
-from finetune.core.errors import ConfigError
 from finetune.core.io import StagedOutputs, write_json, write_parquet
+from finetune.core.schema import AugmentConfig, PipelineConfig
+from finetune.core.validate import parse
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AugmentSpec:
-    enabled: bool = True
-    copies_per_example: int | str = 1  # or "auto": the EDA paper's n_aug for the train size
-    fraction: float = 0.5
-    methods: tuple[str, ...] = ("random_swap", "random_deletion", "aeda")
-    alpha: float | str = 0.1  # or "auto": the EDA paper's alpha for the train size
-    aeda_ratio: float = 0.3
-    synonyms: str = "wordnet"
-    mlm_path: str | None = None
-    mlm_top_k: int = 5
-    balance: bool = False
-    balance_target_ratio: float = 1.0
-    sample_pairs: int = 30
-
-    @classmethod
-    def from_config(cls, aug: Mapping[str, Any]) -> AugmentSpec:
-        balance = aug.get("balance") or {}
-        spec = cls(
-            enabled=bool(aug["enabled"]),
-            copies_per_example=aug["copies_per_example"],
-            fraction=float(aug["fraction"]),
-            methods=tuple(aug["methods"]),
-            alpha=aug["alpha"],
-            aeda_ratio=float(aug["aeda_ratio"]),
-            synonyms=str(aug.get("synonyms", "wordnet")),
-            mlm_path=aug.get("mlm_path"),
-            mlm_top_k=int(aug.get("mlm_top_k", 5)),
-            balance=bool(balance.get("enabled", False)),
-            balance_target_ratio=float(balance.get("target_ratio", 1.0)),
-            sample_pairs=int(aug.get("sample_pairs", 30)),
-        )
-        unknown = [m for m in spec.methods if m not in METHODS]
-        if unknown:
-            raise ConfigError(f"augment.methods: unknown {unknown}; choose from {sorted(METHODS)}")
-        if spec.enabled and not spec.methods:
-            raise ConfigError("augment.methods is empty while augment.enabled is true")
-        if not 0 <= spec.fraction <= 1:
-            raise ConfigError(f"augment.fraction={spec.fraction} must be between 0 and 1")
-        for name in ("alpha", "copies_per_example"):
-            value = getattr(spec, name)
-            if isinstance(value, str) and value != "auto":
-                raise ConfigError(f"augment.{name}={value!r}: a number or `auto` (EDA paper)")
-        if "contextual" in spec.methods and spec.enabled and not spec.mlm_path:
-            raise ConfigError(
-                "augment.methods has `contextual` but augment.mlm_path is not set: give a local "
-                "masked language model directory (e.g. the backbone saved with its MLM head)"
-            )
-        if not 0 < spec.balance_target_ratio <= 1:
-            raise ConfigError(
-                f"augment.balance.target_ratio={spec.balance_target_ratio}: between 0 and 1 "
-                f"(share of the largest class each class is brought up to)"
-            )
-        return spec
-
-    def resolve(self, n_train: int) -> tuple[float, int]:
-        alpha, n_aug = eda_defaults(n_train)
-        return (
-            alpha if self.alpha == "auto" else float(self.alpha),
-            n_aug if self.copies_per_example == "auto" else int(self.copies_per_example),
-        )
+def resolve_eda(spec: AugmentConfig, n_train: int) -> tuple[float, int]:
+    """(alpha, copies per example): the configured numbers, or for ``auto`` the EDA paper's
+    values for a training set of ``n_train`` rows."""
+    alpha, n_aug = eda_defaults(n_train)
+    return (
+        alpha if spec.alpha == "auto" else float(spec.alpha),
+        n_aug if spec.copies_per_example == "auto" else int(spec.copies_per_example),
+    )
 
 
 METHODS: dict[str, str] = {
@@ -123,7 +70,7 @@ METHODS: dict[str, str] = {
 class Augmenter:
     """Applies one named method to a word list; loads synonyms/MLM only when used."""
 
-    def __init__(self, spec: AugmentSpec, alpha: float) -> None:
+    def __init__(self, spec: AugmentConfig, alpha: float) -> None:
         self.spec, self.alpha = spec, alpha
         self._synonyms: Callable[[str], list[str]] | None = None
         self._mlm: MaskedLM | None = None
@@ -148,16 +95,16 @@ class Augmenter:
 
 
 def augment(
-    train: pd.DataFrame, spec: AugmentSpec, seed: int, forbidden_texts: Iterable[str] = ()
+    train: pd.DataFrame, spec: AugmentConfig, seed: int, forbidden_texts: Iterable[str] = ()
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Return the training set (originals first, then augmented rows) and statistics."""
     base = train.assign(origin_id=train["id"], method="original")
     stats: dict[str, Any] = {"original_rows": len(train), "added": 0, "by_method": {}}
-    alpha, copies = spec.resolve(len(train))
+    alpha, copies = resolve_eda(spec, len(train))
     if (
         not spec.enabled
-        or (copies <= 0 and not spec.balance)
-        or (spec.fraction == 0 and not spec.balance)
+        or (copies <= 0 and not spec.balance.enabled)
+        or (spec.fraction == 0 and not spec.balance.enabled)
     ):
         stats["total_rows"] = len(base)
         return base.reset_index(drop=True), stats
@@ -197,11 +144,11 @@ def augment(
         for copy in range(copies):
             attempt(record, f"aug{copy}")
     regular = len(rows)
-    if spec.balance:
+    if spec.balance.enabled:
         counts = train["label"].value_counts() + pd.Series(
             [r["label"] for r in rows], dtype=object
         ).value_counts().reindex(train["label"].unique(), fill_value=0)
-        target = int(spec.balance_target_ratio * counts.max())
+        target = int(spec.balance.target_ratio * counts.max())
         for label in sorted(counts.index, key=str):
             members = [r for r in records if r["label"] == label]
             need, tries = target - int(counts[label]), 0
@@ -263,22 +210,21 @@ def pairs_markdown(pairs: list[dict[str, str]], stats: Mapping[str, Any]) -> str
     return "\n".join(lines) + "\n"
 
 
-def run(cfg: Mapping[str, Any]) -> pd.DataFrame:
+def run(cfg: PipelineConfig | Mapping[str, Any]) -> pd.DataFrame:
     """Stage entry: processed train split -> paths.augmented_dir/train.parquet + stats."""
-    spec = AugmentSpec.from_config(cfg["augment"])
-    processed = cfg["paths"]["processed_dir"]
-    train = load_split(processed, "train")
-    eval_texts = set(load_split(processed, "validation")["text"]) | set(
-        load_split(processed, "test")["text"]
+    cfg = parse(cfg)
+    spec, paths = cfg.augment, cfg.paths
+    train = load_split(paths.processed_dir, "train")
+    eval_texts = set(load_split(paths.processed_dir, "validation")["text"]) | set(
+        load_split(paths.processed_dir, "test")["text"]
     )
-    result, stats = augment(train, spec, int(cfg["seed"]), eval_texts)
-    pairs = sample_pairs(result, spec.sample_pairs, int(cfg["seed"]))
+    result, stats = augment(train, spec, cfg.seed, eval_texts)
+    pairs = sample_pairs(result, spec.sample_pairs, cfg.seed)
     with StagedOutputs() as out:
-        target = out.dir(cfg["paths"]["augmented_dir"])
+        target = out.dir(paths.augmented_dir)
         write_parquet(target / "train.parquet", result)
         write_json(target / "samples.json", pairs)
-        write_json(out.file(cfg["paths"]["augment_report"]), stats)
-        if cfg["paths"].get("augment_samples"):
-            out.file(cfg["paths"]["augment_samples"]).write_text(pairs_markdown(pairs, stats))
+        write_json(out.file(paths.augment_report), stats)
+        out.file(paths.augment_samples).write_text(pairs_markdown(pairs, stats))
     log.info("augment: %d original + %d augmented rows", stats["original_rows"], stats["added"])
     return result

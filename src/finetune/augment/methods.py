@@ -5,13 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-NEGATIONS = frozenset(
-    """no not nor never none nobody nothing neither nowhere cannot without hardly barely
-    don't doesn't didn't isn't aren't wasn't weren't won't wouldn't can't couldn't shouldn't
-    haven't hasn't hadn't mustn't dont doesnt didnt isnt arent wasnt werent wont wouldnt cant
-    couldnt shouldnt havent hasnt hadnt n't""".split()
-)
-
+from finetune.core.text import is_negation, match_case, split_punct, typo
 
 AEDA_PUNCTUATION = (".", ";", "?", ":", "!", ",")
 
@@ -21,9 +15,6 @@ EDA_TABLE = ((500, 0.05, 16), (2000, 0.05, 8), (5000, 0.1, 4))
 
 
 EDA_LARGE = (0.1, 4)
-
-
-KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 
 
 SYNONYM_METHODS = ("synonym_replacement", "random_insertion")
@@ -37,29 +28,8 @@ def eda_defaults(n_train: int) -> tuple[float, int]:
     return EDA_LARGE
 
 
-def is_negation(word: str) -> bool:
-    core = word.lower().strip(".,;:!?\"'()[]")
-    return core in NEGATIONS or core.endswith("n't")
-
-
 def _touch(words: list[str], alpha: float) -> int:
     return max(1, int(alpha * len(words)))
-
-
-def _split_punct(word: str) -> tuple[str, str, str]:
-    """'(Refund!' -> ('(', 'Refund', '!')."""
-    start, end = 0, len(word)
-    while start < end and not word[start].isalnum():
-        start += 1
-    while end > start and not word[end - 1].isalnum():
-        end -= 1
-    return word[:start], word[start:end], word[end:]
-
-
-def _match_case(new: str, old: str) -> str:
-    if old.isupper() and len(old) > 1:
-        return new.upper()
-    return new[:1].upper() + new[1:] if old[:1].isupper() else new
 
 
 def _safe(synonyms: Callable[[str], list[str]], word: str) -> list[str]:
@@ -72,15 +42,15 @@ def synonym_replacement(
 ) -> list[str]:
     """Replace up to alpha*n distinct non-stop, non-negation words by a random synonym."""
     words = list(words)
-    candidates = sorted({_split_punct(w)[1].lower() for w in words if not is_negation(w)})
+    candidates = sorted({split_punct(w)[1].lower() for w in words if not is_negation(w)})
     candidates = [c for c in candidates if c and _safe(synonyms, c)]
     rng.shuffle(candidates)
     for target in candidates[: _touch(words, alpha)]:
         choice = rng.choice(_safe(synonyms, target))
         for i, w in enumerate(words):
-            pre, core, post = _split_punct(w)
+            pre, core, post = split_punct(w)
             if core.lower() == target:
-                words[i] = pre + _match_case(choice, core) + post
+                words[i] = pre + match_case(choice, core) + post
     return words
 
 
@@ -89,7 +59,7 @@ def random_insertion(
 ) -> list[str]:
     """Insert a synonym of a random (non-negation) word at a random position, alpha*n times."""
     words = list(words)
-    pool = [_split_punct(w)[1].lower() for w in words if not is_negation(w)]
+    pool = [split_punct(w)[1].lower() for w in words if not is_negation(w)]
     pool = [w for w in pool if w and _safe(synonyms, w)]
     if not pool:
         return words
@@ -126,21 +96,6 @@ def aeda(words: list[str], ratio: float, rng: random.Random) -> list[str]:
     return words
 
 
-def _neighbours() -> dict[str, str]:
-    near: dict[str, str] = {}
-    for r, row in enumerate(KEYBOARD_ROWS):
-        for c, ch in enumerate(row):
-            keys = [row[c - 1] if c else "", row[c + 1] if c + 1 < len(row) else ""]
-            for rr in (r - 1, r + 1):
-                if 0 <= rr < len(KEYBOARD_ROWS) and c < len(KEYBOARD_ROWS[rr]):
-                    keys.append(KEYBOARD_ROWS[rr][c])
-            near[ch] = "".join(k for k in keys if k)
-    return near
-
-
-KEYBOARD_NEIGHBOURS = _neighbours()
-
-
 def char_noise(words: list[str], alpha: float, rng: random.Random) -> list[str]:
     """One typo in each of max(1, alpha*n) words of 3+ letters (never in a negation)."""
     words = list(words)
@@ -148,18 +103,5 @@ def char_noise(words: list[str], alpha: float, rng: random.Random) -> list[str]:
         i for i, w in enumerate(words) if not is_negation(w) and sum(ch.isalpha() for ch in w) >= 3
     ]
     for i in rng.sample(targets, min(len(targets), _touch(words, alpha))):
-        w = words[i]
-        letters = [k for k, ch in enumerate(w) if ch.isalpha()]
-        k = rng.choice(letters)
-        kind = rng.choice(("keyboard", "drop", "double", "transpose"))
-        if kind == "keyboard" and w[k].lower() in KEYBOARD_NEIGHBOURS:
-            new = rng.choice(KEYBOARD_NEIGHBOURS[w[k].lower()])
-            w = w[:k] + (new.upper() if w[k].isupper() else new) + w[k + 1 :]
-        elif kind == "drop":
-            w = w[:k] + w[k + 1 :]
-        elif kind == "transpose" and k + 1 < len(w) and w[k + 1].isalpha():
-            w = w[:k] + w[k + 1] + w[k] + w[k + 2 :]
-        else:
-            w = w[:k] + w[k] + w[k:]
-        words[i] = w
+        words[i] = typo(words[i], rng)
     return words

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from finetune.augment.methods import _match_case, _split_punct, _touch, is_negation
+from finetune.augment.methods import _touch
 from finetune.core.errors import ConfigError
+from finetune.core.text import is_negation, match_case, split_punct
 
 
 class MaskedLM:
@@ -33,9 +34,9 @@ class MaskedLM:
         import torch
 
         words = list(words)
-        targets = [i for i, w in enumerate(words) if not is_negation(w) and _split_punct(w)[1]]
+        targets = [i for i, w in enumerate(words) if not is_negation(w) and split_punct(w)[1]]
         for i in rng.sample(targets, min(len(targets), _touch(words, alpha))):
-            pre, core, post = _split_punct(words[i])
+            pre, core, post = split_punct(words[i])
             masked = [*words[:i], pre + self.tokenizer.mask_token + post, *words[i + 1 :]]
             enc = self.tokenizer(" ".join(masked), return_tensors="pt", truncation=True)
             where = (enc["input_ids"][0] == self.tokenizer.mask_token_id).nonzero()
@@ -50,5 +51,5 @@ class MaskedLM:
                 if t.isalpha() and t.lower() != core.lower() and not is_negation(t)
             ][: self.top_k]
             if options:
-                words[i] = pre + _match_case(rng.choice(options), core) + post
+                words[i] = pre + match_case(rng.choice(options), core) + post
         return words

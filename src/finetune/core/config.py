@@ -1,9 +1,11 @@
 """One source of truth for config: conf/ is composed into params.yaml.
 
-``python -m finetune.core.config compose [OVERRIDE ...]`` writes params.yaml exactly as DVC's Hydra
-integration does for ``dvc exp run`` (it calls the same function). ``python -m finetune.core.config
-check`` fails when params.yaml is not what conf/ composes to; ``dvc repro`` runs it as the
-``check_config`` stage whenever conf/ changes.
+``python -m finetune.core.config compose [OVERRIDE ...]`` writes params.yaml exactly as DVC's
+Hydra integration does for ``dvc exp run`` (it calls the same function), after checking it
+against the schema (:mod:`finetune.core.schema`). ``python -m finetune.core.config check`` fails
+when params.yaml is invalid or not what conf/ composes to; ``dvc repro`` runs it as the
+``check_config`` stage whenever conf/ changes, and every stage runs the same check when it
+starts (:mod:`finetune.core.runner`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from finetune.core.errors import ConfigError
+from finetune.core.schema import PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +44,14 @@ def find_repo_root(start: str | Path | None = None) -> Path:
     raise ConfigError(f"no dvc.yaml found in {here} or any parent: run from the project directory")
 
 
-def compose(conf_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Compose conf/ with Hydra overrides into a plain dict, exactly as DVC does."""
+def _compose_text(conf_dir: Path, overrides: Sequence[str]) -> str:
+    """params.yaml's text for ``conf_dir`` + ``overrides``, written by DVC's own function."""
     from dvc.utils.hydra import compose_and_dump
 
-    conf_dir = Path(conf_dir).resolve()
+    conf_dir = conf_dir.resolve()
     if not (conf_dir / f"{CONFIG_NAME}.yaml").is_file():
         raise ConfigError(f"{conf_dir / (CONFIG_NAME + '.yaml')} is missing")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _own_hydra():
         out = Path(tmp) / PARAMS_FILE
         try:
             compose_and_dump(out, str(conf_dir), None, CONFIG_NAME, str(conf_dir), list(overrides))
@@ -55,30 +59,43 @@ def compose(conf_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
             raise ConfigError(
                 f"cannot compose {conf_dir} with overrides {list(overrides)}: {exc}"
             ) from exc
-        return yaml.safe_load(out.read_text())
+        return out.read_text()
+
+
+@contextmanager
+def _own_hydra() -> Iterator[None]:
+    """Compose even inside a Hydra app (a stage checking its params at start): the app's
+    global Hydra state is set aside for the composition and put back afterwards."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    hydra_state = GlobalHydra.instance()
+    saved = hydra_state.hydra if hydra_state.is_initialized() else None
+    hydra_state.clear()
+    try:
+        yield
+    finally:
+        hydra_state.clear()
+        if saved is not None:
+            hydra_state.initialize(saved)
+
+
+def compose(conf_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Compose conf/ with Hydra overrides into a plain dict, exactly as DVC does."""
+    return yaml.safe_load(_compose_text(Path(conf_dir), overrides))
 
 
 def write_params(root: str | Path, overrides: Sequence[str] = ()) -> Path:
-    """Compose ``root/conf`` and write ``root/params.yaml`` atomically."""
-    from dvc.utils.hydra import compose_and_dump
-
+    """Compose ``root/conf``, validate it against the schema, write ``root/params.yaml``
+    atomically (nothing is written when composing or validating fails)."""
     from finetune.core.io import atomic_path
+    from finetune.core.validate import parse
 
     root = Path(root)
-    compose(root / CONF_DIR, overrides)  # validate first: a clear error, nothing written
     target = root / PARAMS_FILE
+    body = _compose_text(root / CONF_DIR, overrides)
+    parse(yaml.safe_load(body), root / CONF_DIR, overrides)
+    header = f"{OVERRIDES_HEADER}{json.dumps(list(overrides))}\n" if overrides else ""
     with atomic_path(target) as tmp:
-        compose_and_dump(
-            tmp.with_suffix(".yaml"),
-            str((root / CONF_DIR).resolve()),
-            None,
-            CONFIG_NAME,
-            str((root / CONF_DIR).resolve()),
-            list(overrides),
-        )
-        body = tmp.with_suffix(".yaml").read_text()
-        tmp.with_suffix(".yaml").unlink()
-        header = f"{OVERRIDES_HEADER}{json.dumps(list(overrides))}\n" if overrides else ""
         tmp.write_text(header + body)
     log.info("wrote %s%s", target, f" with overrides {list(overrides)}" if overrides else "")
     return target
@@ -105,12 +122,22 @@ def _diff(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
         yield f"{prefix}: params.yaml has {a!r}, conf/ gives {b!r}"
 
 
+def read_overrides(root: str | Path) -> list[str]:
+    """The overrides params.yaml was composed with (``make params O=...``), from its header."""
+    path = Path(root) / PARAMS_FILE
+    return read_overrides_header(path.read_text()) if path.is_file() else []
+
+
 def check_params(root: str | Path) -> None:
     """Raise ConfigError unless params.yaml equals what conf/ composes to.
 
-    Inside ``dvc exp run`` DVC has just composed params.yaml from conf/ itself (with the
-    experiment's ``-S`` overrides), so there is nothing to check.
+    What conf/ composes to is checked against the schema first, so an unknown or wrong key in
+    conf/ is reported as such (key, suggestion, file) rather than as a difference. Inside
+    ``dvc exp run`` DVC has just composed params.yaml from conf/ itself (with the experiment's
+    ``-S`` overrides), so there is nothing to compare.
     """
+    from finetune.core.validate import parse
+
     root = Path(root)
     if os.environ.get("DVC_EXP_NAME"):
         log.info(
@@ -123,6 +150,7 @@ def check_params(root: str | Path) -> None:
     text = params_path.read_text()
     overrides = read_overrides_header(text)
     expected = compose(root / CONF_DIR, overrides)
+    parse(expected, root / CONF_DIR, overrides)  # a typo in conf/: its key, file and fix
     actual = yaml.safe_load(text)
     differences = list(_diff(actual, expected))
     if differences:
@@ -143,12 +171,20 @@ def load_params(root: str | Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
+def load_config(root: str | Path) -> PipelineConfig:
+    """params.yaml of ``root`` as the validated, typed config (what commands read)."""
+    from finetune.core.validate import parse
+
+    root = Path(root)
+    return parse(load_params(root), root / CONF_DIR, read_overrides(root))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.core.config", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_compose = sub.add_parser("compose", help="compose conf/ into params.yaml")
     p_compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.epochs=2")
-    sub.add_parser("check", help="fail if params.yaml is out of date with conf/")
+    sub.add_parser("check", help="fail if params.yaml is invalid or out of date with conf/")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -156,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compose":
             write_params(root, args.overrides)
         else:
-            check_params(root)
+            load_config(root)  # the schema: unknown keys, types, ranges
+            check_params(root)  # and conf/ still composes to it
     except ConfigError as exc:
         log.error("%s", exc)
         return 1

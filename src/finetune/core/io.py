@@ -44,11 +44,13 @@ class StagedOutputs:
             model.save_pretrained(out.dir("models/model"))
 
     On an exception every temporary path is removed, and so is any earlier copy of the
-    outputs (DVC deletes a stage's outputs before it runs it, so nothing stale survives).
+    outputs (DVC deletes a stage's outputs before it runs it, so nothing stale survives);
+    with ``keep_on_error`` an earlier copy stays as it was instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_on_error: bool = False) -> None:
         self._staged: dict[Path, Path] = {}
+        self.keep_on_error = keep_on_error
 
     def file(self, path: str | Path) -> Path:
         return self._stage(Path(path), is_dir=False)
@@ -70,7 +72,8 @@ class StagedOutputs:
         if exc_type is not None:
             for final, tmp in self._staged.items():
                 _remove(tmp)
-                _remove(final)
+                if not self.keep_on_error:
+                    _remove(final)
             return
         for final, tmp in self._staged.items():
             tmp.chmod(0o755 if tmp.is_dir() else 0o644)  # mkstemp/mkdtemp make them private
@@ -81,8 +84,9 @@ class StagedOutputs:
 
 @contextmanager
 def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """One staged output; see StagedOutputs."""
-    with StagedOutputs() as out:
+    """Write ``path`` through a temporary sibling renamed into place on success; on an error
+    the file as it was before stays (see StagedOutputs)."""
+    with StagedOutputs(keep_on_error=True) as out:
         yield out.dir(path) if is_dir else out.file(path)
 
 

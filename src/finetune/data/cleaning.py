@@ -10,50 +10,19 @@ from __future__ import annotations
 import html
 import logging
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finetune.core.errors import ConfigError, known_options
+from finetune.core.schema import Cleaning
 
 log = logging.getLogger(__name__)
 
-UNICODE_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
-EMPTY_POLICIES = ("drop", "error")
-DEDUP_MODES = ("none", "exact", "normalized")
-CONFLICT_POLICIES = ("keep", "drop", "majority")
 _WHITESPACE = r"[\s\p{Z}\x{200B}\x{FEFF}]+"
 _TAG = r"<!--.*?-->|</?[A-Za-z][^<>]*>"
 _NOT_WORD = r"[^\p{L}\p{N}]+"
-
-
-@dataclass(frozen=True)
-class CleaningSpec:
-    unicode: str | None = "NFKC"  # null: leave code points as they are
-    whitespace: bool = True  # collapse runs of whitespace to one space, trim
-    html: bool = False  # unescape entities (&amp;) and strip tags
-    lowercase: bool = False
-    empty_text: str = "drop"  # drop (with a warning) or error
-    dedup: str = "normalized"  # none | exact (same cleaned text) | normalized (see dedup_keys)
-    conflicts: str = "majority"  # same text, different labels: keep | drop | majority
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> CleaningSpec:
-        spec = cls(**known_options("data.cleaning", cfg, cls.__dataclass_fields__))
-        checks = {
-            "unicode": (spec.unicode, (None, *UNICODE_FORMS)),
-            "empty_text": (spec.empty_text, EMPTY_POLICIES),
-            "dedup": (spec.dedup, DEDUP_MODES),
-            "conflicts": (spec.conflicts, CONFLICT_POLICIES),
-        }
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ConfigError(f"data.cleaning.{name}={value!r}: choose one of {allowed}")
-        return spec
 
 
 def build_text(table: pa.Table, columns: tuple[str, ...], separator: str = " ") -> pa.ChunkedArray:
@@ -114,9 +83,7 @@ def _normalize_unicode(texts: pa.ChunkedArray, form: str) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, pa.string())
 
 
-def clean_texts(
-    texts: pa.ChunkedArray, spec: CleaningSpec
-) -> tuple[pa.ChunkedArray, dict[str, int]]:
+def clean_texts(texts: pa.ChunkedArray, spec: Cleaning) -> tuple[pa.ChunkedArray, dict[str, int]]:
     """Apply the configured steps in order; counts = rows each step changed."""
     counts: dict[str, int] = {}
     if spec.unicode:

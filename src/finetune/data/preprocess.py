@@ -22,84 +22,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from finetune.core.artifacts import LABEL_MAP, SPLITS
-from finetune.core.errors import ConfigError, DataError
+from finetune.core.errors import DataError
 from finetune.core.io import StagedOutputs, write_json
+from finetune.core.schema import DataConfig, PathsConfig, PipelineConfig
+from finetune.core.validate import parse
 from finetune.data import cleaning
 from finetune.data import report as data_report
-from finetune.data.cleaning import CleaningSpec
 from finetune.data.sources import (
     FILE_COL,
     ROW_COL,
     SPLIT_COL,
     RawData,
-    SourceSpec,
     as_raw,
 )
-from finetune.data.splits import SPLIT_METHODS, hash_fractions, split_positions
+from finetune.data.splits import hash_fractions, split_positions
 from finetune.data.validation import _mask, _source_name, _where, check_classes, validate
 
 log = logging.getLogger(__name__)
 
 # Priority when a text occurs in several splits: it stays in the first and leaves the others.
 LEAKAGE_ORDER = ("train", "test", "validation")
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    path: str | None = None
-    text_column: str | tuple[str, ...] = "text"
-    label_column: str = "label"
-    id_column: str | None = None
-    extra_columns: tuple[str, ...] = ()
-    format: str = "auto"
-    validation_size: float = 0.1
-    test_size: float = 0.15
-    split_method: str = "stratified"  # stratified (seeded, by label) | hash (stable per text)
-    min_examples_per_class: int = 2
-    labels: tuple[str, ...] | None = None  # the label set, in id order; others are an error
-    text_separator: str = " "
-    cleaning: CleaningSpec = field(default_factory=CleaningSpec)
-    source: SourceSpec | None = None
-    token_sample: int = 20000  # texts per split whose token length is measured
-
-    def __post_init__(self) -> None:  # reported when the config is read, before any data
-        if self.split_method not in SPLIT_METHODS:
-            raise ConfigError(
-                f"data.split.method={self.split_method!r}: choose one of {list(SPLIT_METHODS)}"
-            )
-
-    @classmethod
-    def from_config(cls, data: Mapping[str, Any]) -> DataSpec:
-        text = data["text_column"]
-        text_columns = (str(text),) if isinstance(text, str) else tuple(map(str, text))
-        if not text_columns:
-            raise ConfigError("data.text_column is empty: name one column or a list of columns")
-        labels = data.get("labels")
-        return cls(
-            path=None if data.get("path") is None else str(data["path"]),
-            text_column=text_columns[0] if len(text_columns) == 1 else text_columns,
-            label_column=str(data["label_column"]),
-            id_column=data.get("id_column"),
-            extra_columns=tuple(data.get("extra_columns") or ()),
-            format=str(data.get("format", "auto")),
-            validation_size=float(data["split"]["validation"]),
-            test_size=float(data["split"]["test"]),
-            split_method=str(data["split"].get("method", "stratified")),
-            min_examples_per_class=int(data.get("min_examples_per_class", 2)),
-            labels=tuple(str(x) for x in labels) if labels else None,
-            text_separator=str(data.get("text_separator", " ")),
-            cleaning=CleaningSpec.from_config(data.get("cleaning")),
-            source=SourceSpec.from_config(data),
-            token_sample=int((data.get("report") or {}).get("token_sample", 20000)),
-        )
-
-    @property
-    def text_columns(self) -> tuple[str, ...]:
-        return (self.text_column,) if isinstance(self.text_column, str) else self.text_column
-
-    @property
-    def source_spec(self) -> SourceSpec:
-        return self.source or SourceSpec(path=self.path, format=self.format)
 
 
 @dataclass
@@ -110,7 +52,7 @@ class Preprocessed:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _labels(raw: RawData, spec: DataSpec) -> pa.ChunkedArray:
+def _labels(raw: RawData, spec: DataConfig) -> pa.ChunkedArray:
     labels = pc.utf8_trim_whitespace(raw.table.column(spec.label_column))
     class_label = raw.notes.get("class_label")
     if class_label and class_label["column"] == spec.label_column:
@@ -120,16 +62,16 @@ def _labels(raw: RawData, spec: DataSpec) -> pa.ChunkedArray:
     return labels
 
 
-def label_order(present: list[str], spec: DataSpec) -> list[str]:
-    if spec.labels:
-        return list(spec.labels)
+def label_order(present: list[str], spec: DataConfig) -> list[str]:
+    if spec.label_set:
+        return list(spec.label_set)
     try:
         return sorted(present, key=int)  # integer labels: 2 before 10
     except ValueError:
         return sorted(present)
 
 
-def _ids(raw: RawData, spec: DataSpec) -> pa.ChunkedArray:
+def _ids(raw: RawData, spec: DataConfig) -> pa.ChunkedArray:
     if spec.id_column:
         return raw.table.column(spec.id_column)
     rows = pc.cast(raw.table.column(ROW_COL), pa.string())
@@ -140,7 +82,7 @@ def _ids(raw: RawData, spec: DataSpec) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(file_tags, rows, "-")
 
 
-def preprocess(raw: RawData | pd.DataFrame, spec: DataSpec, seed: int) -> Preprocessed:
+def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Preprocessed:
     """Pure pipeline step: raw source in, splits + labels + report out."""
     raw = raw if isinstance(raw, RawData) else as_raw(raw, spec.path or "<table>")
     validate(raw, spec)
@@ -167,7 +109,7 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataSpec, seed: int) -> Prepro
 
     split_col = table.column(SPLIT_COL)
     text_codes = cleaning.codes(texts)
-    hashed, normalized = spec.split_method == "hash", spec.cleaning.dedup == "normalized"
+    hashed, normalized = spec.split.method == "hash", spec.cleaning.dedup == "normalized"
     keys = cleaning.normalized_keys(texts) if hashed or normalized else None
     key_codes = cleaning.codes(keys) if normalized else text_codes
     label_codes_all = cleaning.codes(labels)
@@ -210,7 +152,7 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataSpec, seed: int) -> Prepro
         check_classes(sizes.to_dict(), spec, name, needed)
     # hash: by the normalised text, so duplicates share a split
     fractions = hash_fractions(keys.take(pa.array(keep)).to_pylist(), seed) if hashed else None
-    parts = split_positions(label_ids, split_names, spec, seed, name, fractions)
+    parts = split_positions(label_ids, split_names, spec.split, seed, name, fractions)
 
     # Leakage: a text (normalised key) in an earlier split leaves the later evaluation split.
     split_code = np.full(len(keep), -1)
@@ -296,32 +238,30 @@ def _conflict_examples(
     return out
 
 
-def write_outputs(result: Preprocessed, paths: Mapping[str, str], out: StagedOutputs) -> None:
-    processed = out.dir(paths["processed_dir"])
-    for name, part in result.splits.items():
-        table = pa.Table.from_pandas(part, preserve_index=False)
-        import pyarrow.parquet as pq
+def write_outputs(result: Preprocessed, paths: PathsConfig, out: StagedOutputs) -> None:
+    import pyarrow.parquet as pq
 
-        pq.write_table(table, processed / f"{name}.parquet")
+    processed = out.dir(paths.processed_dir)
+    for name, part in result.splits.items():
+        pq.write_table(
+            pa.Table.from_pandas(part, preserve_index=False), processed / f"{name}.parquet"
+        )
     write_json(processed / LABEL_MAP, {"labels": result.labels})
 
 
-def run(cfg: Mapping[str, Any]) -> Preprocessed:
+def run(cfg: PipelineConfig | Mapping[str, Any]) -> Preprocessed:
     """Stage entry: read the source, write paths.processed_dir and the data report."""
     from finetune.data import sources
+    from finetune.modeling.backbones import load_tokenizer
 
-    spec = DataSpec.from_config(cfg["data"])
-    raw = sources.load(spec.source_spec)
-    result = preprocess(raw, spec, int(cfg["seed"]))
-    model = cfg.get("model") or {}
-    tokenizer = None
-    if model.get("name_or_path"):
-        from finetune.modeling.backbones import load_tokenizer
-
-        tokenizer = load_tokenizer(str(model["name_or_path"]))
-    max_length = int(model.get("max_length", 512))
-    report = data_report.build(result, tokenizer, max_length, spec.token_sample, int(cfg["seed"]))
-    paths = cfg["paths"]
+    cfg = parse(cfg)
+    raw = sources.load(cfg.data)
+    result = preprocess(raw, cfg.data, cfg.seed)
+    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    report = data_report.build(
+        result, tokenizer, cfg.model.max_length, cfg.data.report.token_sample, cfg.seed
+    )
+    paths = cfg.paths
     with StagedOutputs() as out:
         write_outputs(result, paths, out)
         data_report.write(report, result, paths, out)

@@ -26,6 +26,7 @@ import numpy as np
 
 from finetune.core.artifacts import SPLITS
 from finetune.core.io import StagedOutputs, write_json
+from finetune.core.schema import PathsConfig
 from finetune.reporting.plots import token_lengths_plot
 
 if TYPE_CHECKING:
@@ -165,21 +166,17 @@ def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
 
 
 def write(
-    report: dict[str, Any], result: Preprocessed, paths: Mapping[str, str], out: StagedOutputs
+    report: dict[str, Any], result: Preprocessed, paths: PathsConfig, out: StagedOutputs
 ) -> None:
     lengths = report.pop("_lengths", None)
-    write_json(out.file(paths["preprocess_report"]), report)
-    if paths.get("preprocess_report_md"):
-        out.file(paths["preprocess_report_md"]).write_text(markdown(report, result.conflicts))
-    if lengths is not None and paths.get("token_length_plot"):
+    write_json(out.file(paths.preprocess_report), report)
+    out.file(paths.preprocess_report_md).write_text(markdown(report, result.conflicts))
+    if lengths is not None:
         import csv
 
         rows = histogram(lengths)
-        with out.file(paths["token_length_plot"]).open("w", newline="") as fh:
+        with out.file(paths.token_length_plot).open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    if lengths is not None and paths.get("token_length_image"):
-        token_lengths_plot(
-            lengths, int(report["max_length"]), out.file(paths["token_length_image"])
-        )
+        token_lengths_plot(lengths, int(report["max_length"]), out.file(paths.token_length_image))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import logging
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from finetune.core.errors import DataError
+from finetune.core.schema import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,45 +46,6 @@ SPLIT_ALIASES = {
 }
 SPLIT_COL, FILE_COL, ROW_COL = "__split", "__file", "__row"
 _SPLIT_STEM = re.compile(r"^([a-z]+)(?:[-_.].*)?$")
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """Where the raw data is. ``kind`` is ``files`` (path: file, directory or glob) or ``hf``."""
-
-    path: str | None = None
-    kind: str = "files"
-    format: str = "auto"
-    encoding: str = "utf-8"
-    split_files: Mapping[str, str] | None = None  # {train: path-or-glob, test: ...}
-    hf_name: str | None = None
-    hf_config: str | None = None
-    hf_revision: str | None = None
-    hf_cache_dir: str | None = None
-    hf_splits: Mapping[str, str] | None = None  # our split name -> dataset split name
-
-    @classmethod
-    def from_config(cls, data: Mapping[str, Any]) -> SourceSpec:
-        hf = data.get("hf") or {}
-        kind = str(data.get("source", "files"))
-        if kind not in {"files", "hf"}:
-            raise DataError(f"data.source={kind!r}: choose `files` (local files) or `hf`")
-        return cls(
-            path=None if data.get("path") is None else str(data["path"]),
-            kind=kind,
-            format=str(data.get("format", "auto")),
-            encoding=str(data.get("encoding", "utf-8")),
-            split_files=dict(data["split_files"]) if data.get("split_files") else None,
-            hf_name=hf.get("name"),
-            hf_config=hf.get("config"),
-            hf_revision=hf.get("revision"),
-            hf_cache_dir=hf.get("cache_dir"),
-            hf_splits=dict(hf["splits"]) if hf.get("splits") else None,
-        )
-
-    @property
-    def where(self) -> str:
-        return f"dataset {self.hf_name!r}" if self.kind == "hf" else str(self.path)
 
 
 @dataclass
@@ -279,16 +240,21 @@ def _concat(tables: list[pa.Table], files: list[str]) -> pa.Table:
     return pa.concat_tables([t.select(names) for t in tables])
 
 
-def load_files(spec: SourceSpec) -> RawData:
+def where(spec: DataConfig) -> str:
+    """The source in words, for messages."""
+    return f"dataset {spec.hf.name!r}" if spec.source == "hf" else str(spec.path)
+
+
+def load_files(spec: DataConfig) -> RawData:
     if spec.split_files:
         groups: dict[str | None, list[Path]] = {}
-        for name, where in spec.split_files.items():
+        for name, target in spec.split_files.items():
             split = SPLIT_ALIASES.get(str(name).lower())
             if split is None:
                 raise DataError(
                     f"data.split_files: unknown split {name!r}; use train, validation and test"
                 )
-            groups[split] = expand(str(where), spec.format)
+            groups[split] = expand(str(target), spec.format)
     else:
         if spec.path is None:
             raise DataError("data.path is not set: point it at a file, a directory or a glob")
@@ -312,7 +278,7 @@ def load_files(spec: SourceSpec) -> RawData:
             names.append(str(p))
     predefined = None not in groups
     if predefined and "train" not in groups:
-        raise DataError(f"{spec.where}: predefined splits {sorted(groups)} have no train split")
+        raise DataError(f"{where(spec)}: predefined splits {sorted(groups)} have no train split")
     return RawData(_concat(tables, names), names, predefined_splits=predefined)
 
 
@@ -320,21 +286,21 @@ def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
 
 
-def load_hf(spec: SourceSpec) -> RawData:
+def load_hf(spec: DataConfig) -> RawData:
     """A Hugging Face dataset: a Hub id (online, or the local cache with HF_HUB_OFFLINE=1), a
     local dataset directory (data files, as in a dataset repository) or a directory written by
     ``save_to_disk``."""
     import datasets
 
-    if not spec.hf_name:
+    if not spec.hf.name:
         raise DataError("data.source=hf needs data.hf.name (a Hub id or a local directory)")
-    name = spec.hf_name
+    name = spec.hf.name
     try:
         if Path(name).is_dir() and _is_saved_dataset(Path(name)):
             loaded = datasets.load_from_disk(name)
         else:
             loaded = datasets.load_dataset(
-                name, spec.hf_config, revision=spec.hf_revision, cache_dir=spec.hf_cache_dir
+                name, spec.hf.config, revision=spec.hf.revision, cache_dir=spec.hf.cache_dir
             )
     except Exception as exc:  # datasets raises many types: all mean "cannot load it"
         import os
@@ -353,7 +319,7 @@ def load_hf(spec: SourceSpec) -> RawData:
         raise DataError(f"cannot load Hugging Face dataset {name!r}: {hint}. ({exc})") from exc
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
-    wanted = dict(spec.hf_splits) if spec.hf_splits else {}
+    wanted = dict(spec.hf.splits) if spec.hf.splits else {}
     if not wanted:
         for ds_split in loaded:
             ours = SPLIT_ALIASES.get(str(ds_split).lower())
@@ -382,8 +348,8 @@ def load_hf(spec: SourceSpec) -> RawData:
     return raw
 
 
-def load(spec: SourceSpec) -> RawData:
-    return load_hf(spec) if spec.kind == "hf" else load_files(spec)
+def load(spec: DataConfig) -> RawData:
+    return load_hf(spec) if spec.source == "hf" else load_files(spec)
 
 
 def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:

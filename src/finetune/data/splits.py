@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from finetune.core.artifacts import SPLITS
 from finetune.core.errors import DataError
-
-if TYPE_CHECKING:
-    from finetune.data.preprocess import DataSpec
-
-
-SPLIT_METHODS = ("stratified", "hash")
+from finetune.core.schema import SplitShares
 
 
 def _stratified(
@@ -49,7 +43,7 @@ def hash_fractions(keys: list[str], seed: int) -> np.ndarray:
 def split_positions(
     label_codes: np.ndarray,
     split_names: list[str | None],
-    spec: DataSpec,
+    shares: SplitShares,
     seed: int,
     where: str,
     fractions: np.ndarray | None = None,
@@ -61,13 +55,8 @@ def split_positions(
     in validation below test + validation, else in train: a text keeps its split as data grows
     (what scheduled retraining needs for a fair comparison on the test split).
     """
-    val, test = spec.validation_size, spec.test_size
-    if not 0 < val < 1 or not 0 < test < 1 or val + test >= 1:
-        raise DataError(
-            f"data.split validation={val} test={test}: each must be between 0 and 1 and "
-            f"together below 1"
-        )
-    hashed = spec.split_method == "hash"
+    val, test = shares.validation, shares.test  # each in (0, 1), together < 1 (the schema)
+    hashed = shares.method == "hash"
     if hashed and (fractions is None or len(fractions) != len(label_codes)):
         raise ValueError("split method 'hash' needs one fraction per row")
     names = np.array([s if s is not None else "" for s in split_names], dtype=object)

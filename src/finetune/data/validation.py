@@ -15,7 +15,7 @@ from finetune.data import cleaning
 from finetune.data.sources import FILE_COL, ROW_COL, RawData, as_raw
 
 if TYPE_CHECKING:
-    from finetune.data.preprocess import DataSpec
+    from finetune.core.schema import DataConfig
 
 
 def _where(raw: RawData, mask: np.ndarray, limit: int = 10) -> str:
@@ -42,7 +42,7 @@ def _source_name(raw: RawData) -> str:
     return raw.files[0] if len(raw.files) == 1 else f"{raw.files[0]} (+{len(raw.files) - 1} files)"
 
 
-def validate(raw: RawData | pd.DataFrame, spec: DataSpec) -> None:
+def validate(raw: RawData | pd.DataFrame, spec: DataConfig) -> None:
     """Raise DataError naming the file, column and rows when the table cannot be used."""
     raw = raw if isinstance(raw, RawData) else as_raw(raw, spec.path or "<table>")
     name = _source_name(raw)
@@ -67,15 +67,15 @@ def validate(raw: RawData | pd.DataFrame, spec: DataSpec) -> None:
             f"column {spec.label_column!r} is empty in {int(null_labels.sum())} row(s) "
             f"({_where(raw, null_labels)}); label them or remove them"
         )
-    if spec.labels:
-        outside = ~_mask(pc.is_in(pc.utf8_trim_whitespace(labels), pa.array(spec.labels)))
+    if spec.label_set:
+        outside = ~_mask(pc.is_in(pc.utf8_trim_whitespace(labels), pa.array(spec.label_set)))
         if outside.any():
             found = sorted(
                 set(pc.utf8_trim_whitespace(labels).filter(pa.array(outside)).to_pylist())
             )
             raise DataError(
                 f"column {spec.label_column!r} has label(s) {found[:10]} outside data.labels "
-                f"{list(spec.labels)} in {int(outside.sum())} row(s) ({_where(raw, outside)}); "
+                f"{list(spec.label_set)} in {int(outside.sum())} row(s) ({_where(raw, outside)}); "
                 f"fix those rows or add the label(s) to data.labels"
             )
     if spec.id_column:
@@ -96,7 +96,7 @@ def validate(raw: RawData | pd.DataFrame, spec: DataSpec) -> None:
             )
 
 
-def check_classes(sizes: Mapping[str, int], spec: DataSpec, where: str, needed: int) -> None:
+def check_classes(sizes: Mapping[str, int], spec: DataConfig, where: str, needed: int) -> None:
     """Raise when the classes cannot be split/stratified."""
     if not sizes:
         raise DataError(f"{where}: no rows left after cleaning (all texts empty or duplicates?)")

@@ -6,26 +6,22 @@ from typing import Any
 
 import numpy as np
 
-from finetune.core.errors import ConfigError, known_options
+from finetune.core.schema import BaselineConfig
 
 
-def build_baseline(spec: dict[str, Any] | None = None, seed: int = 0) -> Any:
+def build_baseline(spec: BaselineConfig, seed: int) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, make_pipeline
 
-    spec = known_options("evaluate.baseline", spec, ("C", "max_features", "char_ngrams"))
-    c = float(spec.get("C", 10.0))
-    if c <= 0:
-        raise ConfigError(f"evaluate.baseline.C={c} must be > 0")
-    max_features = spec.get("max_features", 50000)
+    c, max_features = spec.C, spec.max_features
     features = [
         (
             "word",
             TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=max_features),
         )
     ]
-    if spec.get("char_ngrams", True):
+    if spec.char_ngrams:
         features.append(
             (
                 "char",
@@ -48,8 +44,8 @@ def fit_predict_baseline(
     train_y: np.ndarray,
     eval_texts: dict[str, list[str]],
     num_classes: int,
-    spec: dict[str, Any] | None = None,
-    seed: int = 0,
+    spec: BaselineConfig,
+    seed: int,
 ) -> dict[str, np.ndarray]:
     """Fit on the train split; class probabilities (all ``num_classes`` columns) per eval split."""
     model = build_baseline(spec, seed)

@@ -4,6 +4,7 @@ inference cost, DVC plots (confusion, PR, ROC, reliability) and per-example pred
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from sklearn.metrics import confusion_matrix
 
 from finetune.core.artifacts import load_split
 from finetune.core.io import StagedOutputs, write_json, write_parquet
+from finetune.core.schema import EvaluateConfig, PipelineConfig
+from finetune.core.validate import parse
 from finetune.evaluation import metrics as M
 from finetune.evaluation.baseline import fit_predict_baseline
 from finetune.modeling.backbones import load_trained
@@ -70,13 +73,13 @@ def evaluate(
     splits: dict[str, pd.DataFrame],
     train_df: pd.DataFrame,
     labels: list[str],
-    ev: dict[str, Any],
+    ev: EvaluateConfig,
     max_length: int,
-    seed: int = 0,
+    seed: int,
 ) -> dict[str, Any]:
     """Pure step: model + splits in; metrics, predictions and plot data out (no file I/O)."""
-    eval_name, val_name = ev.get("split", "test"), ev.get("validation_split", "validation")
-    batch_size, n_bins = int(ev["batch_size"]), int(ev.get("calibration_bins", 15))
+    eval_name, val_name = ev.split, ev.validation_split
+    batch_size, n_bins = ev.batch_size, ev.calibration_bins
     preds = {
         name: predict_proba(model, tokenizer, df["text"].tolist(), batch_size, max_length)
         for name, df in splits.items()
@@ -94,7 +97,7 @@ def evaluate(
         train_df["label_id"].to_numpy().astype(int),
         {name: df["text"].tolist() for name, df in splits.items()},
         len(labels),
-        ev.get("baseline"),
+        ev.baseline,
         seed,
     )
     baseline_metrics = {
@@ -144,9 +147,7 @@ def evaluate(
     baseline_test = baseline_probs[eval_name]
     frame["baseline_predicted"] = [labels[i] for i in baseline_test.argmax(axis=1)]
     frame["baseline_confidence"] = baseline_test.max(axis=1)
-    pr, roc = M.micro_curves(
-        ys[eval_name], test.probabilities, len(labels), int(ev.get("curve_points", 200))
-    )
+    pr, roc = M.micro_curves(ys[eval_name], test.probabilities, len(labels), ev.curve_points)
     return {
         "metrics": result,
         "frame": frame,
@@ -183,29 +184,19 @@ def mlflow_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def run(cfg: Any) -> dict[str, Any]:
+def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     """Stage entry: model + splits -> metrics JSON, DVC plot files, figures, predictions."""
     import matplotlib.pyplot as plt
     import mlflow
 
-    paths, ev = cfg["paths"], cfg["evaluate"]
-    model, tokenizer = load_trained(paths["model_dir"])
+    cfg = parse(cfg)
+    paths, ev = cfg.paths, cfg.evaluate
+    model, tokenizer = load_trained(paths.model_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    names = [ev.get("split", "test")]
-    if ev.get("validation_split") and ev["validation_split"] not in names:
-        names.append(ev["validation_split"])
-    splits = {name: load_split(paths["processed_dir"], name) for name in names}
-    train_df = load_split(paths["processed_dir"], "train")
-    res = evaluate(
-        model,
-        tokenizer,
-        splits,
-        train_df,
-        labels,
-        ev,
-        int(cfg["model"]["max_length"]),
-        int(cfg.get("seed", 0)),
-    )
+    names = list(dict.fromkeys(n for n in (ev.split, ev.validation_split) if n is not None))
+    splits = {name: load_split(paths.processed_dir, name) for name in names}
+    train_df = load_split(paths.processed_dir, "train")
+    res = evaluate(model, tokenizer, splits, train_df, labels, ev, cfg.model.max_length, cfg.seed)
     metrics, frame, y, probs = res["metrics"], res["frame"], res["y"], res["probs"]
     cm = confusion_matrix(y, probs.argmax(axis=1), labels=list(range(len(labels))))
     figures = {
@@ -213,27 +204,34 @@ def run(cfg: Any) -> dict[str, Any]:
         "pr_curves.png": curves_figure(y, probs, labels, "pr"),
         "roc_curves.png": curves_figure(y, probs, labels, "roc"),
         "reliability.png": reliability_figure(
-            y, probs, metrics["temperature"], metrics["ece"], metrics["ece_temperature_scaled"]
+            [
+                (f"model, ECE {metrics['ece']:.3f}", M.reliability_bins(probs, y)),
+                (
+                    f"temperature-scaled (T={metrics['temperature']:.2f}), ECE "
+                    f"{metrics['ece_temperature_scaled']:.3f}",
+                    M.reliability_bins(M.apply_temperature(probs, metrics["temperature"]), y),
+                ),
+            ]
         ),
     }
-    with tracking.train_run(paths["run_info"], cfg["tracking"]), StagedOutputs() as out:
-        write_json(out.file(paths["evaluate_metrics"]), metrics)
-        write_parquet(out.file(paths["predictions"]), frame)
+    with tracking.train_run(paths.run_info, cfg.tracking), StagedOutputs() as out:
+        write_json(out.file(paths.evaluate_metrics), metrics)
+        write_parquet(out.file(paths.predictions), frame)
         # DVC "confusion" template: one record per example, actual vs predicted.
         frame[["label", "predicted"]].rename(columns={"label": "actual"}).to_csv(
-            out.file(paths["confusion_plot"]), index=False
+            out.file(paths.confusion_plot), index=False
         )
         pd.DataFrame(res["pr_curve"], columns=["recall", "precision"]).to_csv(
-            out.file(paths["pr_curve_plot"]), index=False
+            out.file(paths.pr_curve_plot), index=False
         )
         pd.DataFrame(res["roc_curve"], columns=["fpr", "tpr"]).to_csv(
-            out.file(paths["roc_plot"]), index=False
+            out.file(paths.roc_plot), index=False
         )
-        pd.DataFrame(res["reliability"]).to_csv(out.file(paths["reliability_plot"]), index=False)
-        figure_dir = out.dir(paths["evaluate_figures"])
+        pd.DataFrame(res["reliability"]).to_csv(out.file(paths.reliability_plot), index=False)
+        figure_dir = out.dir(paths.evaluate_figures)
         for name, figure in figures.items():
             target = (
-                out.file(paths["confusion_image"])
+                out.file(paths.confusion_image)
                 if name == "confusion_matrix.png"
                 else figure_dir / name
             )

@@ -105,10 +105,10 @@ def load(source: str, tracking_uri: str | None = None) -> LoadedModel:
     if source.startswith(("models:/", "runs:/")):
         import mlflow
 
+        from finetune.core import store
         from finetune.registry import gate as registry
-        from finetune.tracking import runs as tracking
 
-        mlflow.set_tracking_uri(tracking.tracking_uri(tracking_uri))
+        mlflow.set_tracking_uri(store.tracking_uri(tracking_uri))
         model, tokenizer = registry.load_version(source)
     elif Path(source).is_dir():
         model, tokenizer = load_trained(source)

@@ -17,8 +17,6 @@ run retries), leaves the champion alias where it was, and exits non-zero.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -32,8 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from finetune.core.errors import ConfigError, DataError, PipelineError, known_options
+from finetune.core.errors import ConfigError, DataError, PipelineError
 from finetune.core.io import file_md5
+from finetune.core.schema import DataConfig, PipelineConfig, PromotionConfig, RetrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,66 +48,43 @@ class ReproFailed(PipelineError):
     """``dvc repro`` (or ``dvc push``) exited non-zero."""
 
 
-@dataclass(frozen=True)
-class RetrainSpec:
-    incoming: str = "data/incoming/*.csv"
-    lock_file: str = ".dvc/tmp/finetune-retrain.lock"
-    lock_timeout_s: float = 0
-    repro_timeout_s: float = 7200
-    push: bool = False
-
-    @classmethod
-    def from_config(cls, retrain: Mapping[str, Any] | None) -> RetrainSpec:
-        spec = cls(**known_options("retrain", retrain, cls.__dataclass_fields__))
-        if not isinstance(spec.lock_timeout_s, int | float) or spec.lock_timeout_s < 0:
-            raise ConfigError(f"retrain.lock_timeout_s={spec.lock_timeout_s!r} must be >= 0")
-        return spec
-
-
 # --------------------------------------------------------------------------- lock
+
+
+def holder_file(lock_path: Path) -> Path:
+    """Who holds the lock (pid and since when): next to it, for the message a second sees."""
+    return lock_path.with_name(lock_path.name + ".holder")
 
 
 @contextmanager
 def exclusive_lock(path: str | Path, timeout_s: float = 0, poll_s: float = 0.5) -> Iterator[None]:
-    """An fcntl lock on ``path``: waits up to ``timeout_s`` then raises RetrainLocked.
+    """A file lock (``filelock``: an OS lock the kernel drops when the holder exits, also on a
+    crash): waits up to ``timeout_s``, then raises RetrainLocked saying who holds it."""
+    from filelock import FileLock, Timeout
 
-    The kernel drops the lock when the holder exits, also on a crash: no stale lock files.
-    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as fh:
-        deadline = time.monotonic() + timeout_s
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise
-            if time.monotonic() >= deadline:
-                fh.seek(0)
-                holder = fh.read().strip() or "unknown process"
-                raise RetrainLocked(
-                    f"another `finetune retrain` is running ({holder}; lock {path}); "
-                    + (f"waited {timeout_s:g} s. " if timeout_s else "")
-                    + "Nothing was done: try again later, or pass --wait SECONDS to wait for it"
-                )
-            if not waited:
-                log.info("another retrain holds %s: waiting up to %g s", path, timeout_s)
-                waited = True
-            time.sleep(poll_s)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}")
-        fh.flush()
-        try:
-            yield
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fh.flush()
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    lock = FileLock(path)
+    holder = holder_file(path)
+    if timeout_s:
+        log.info("waiting up to %g s for %s if another retrain holds it", timeout_s, path)
+    try:
+        lock.acquire(timeout=timeout_s, poll_interval=poll_s)
+    except Timeout as exc:
+        who = holder.read_text().strip() if holder.is_file() else "unknown process"
+        raise RetrainLocked(
+            f"another `finetune retrain` is running ({who}; lock {path}); "
+            + (f"waited {timeout_s:g} s. " if timeout_s else "")
+            + "Nothing was done: try again later, or pass --wait SECONDS to wait for it"
+        ) from exc
+    try:
+        holder.write_text(
+            f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}"
+        )
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
 
 
 # --------------------------------------------------------------------------- new data
@@ -151,9 +127,7 @@ class Ingested:
     skipped_ids: list[str] = field(default_factory=list)
 
 
-def ingest(
-    raw_path: Path, files: list[Path], data_cfg: Mapping[str, Any], root: Path
-) -> list[Ingested]:
+def ingest(raw_path: Path, files: list[Path], data_cfg: DataConfig, root: Path) -> list[Ingested]:
     """Append the rows of ``files`` to ``raw_path`` (CSV or JSONL) in its column order.
 
     The incoming file must have the text and label columns (and the id column when the data
@@ -162,7 +136,7 @@ def ingest(
     """
     import pandas as pd
 
-    from finetune.data.preprocess import read_table
+    from finetune.data.sources import read_table
 
     kind = APPENDABLE.get(raw_path.suffix.lower())
     if kind is None:
@@ -170,10 +144,9 @@ def ingest(
             f"data.path={raw_path} is not CSV or JSONL: retrain appends new rows and supports "
             "only those two; convert the raw data or append to it yourself"
         )
-    raw = read_table(raw_path, str(data_cfg.get("format") or "auto"))
-    text_col, label_col = str(data_cfg["text_column"]), str(data_cfg["label_column"])
-    id_col = data_cfg.get("id_column")
-    required = [text_col, label_col] + ([str(id_col)] if id_col else [])
+    raw = read_table(raw_path, data_cfg.format)
+    label_col, id_col = data_cfg.label_column, data_cfg.id_column
+    required = [*data_cfg.text_columns, label_col] + ([id_col] if id_col else [])
     known_ids = set(raw[id_col].astype(str)) if id_col and id_col in raw.columns else set()
     results = []
     frames = []
@@ -265,18 +238,18 @@ class RetrainResult:
 
 def retrain(
     root: str | Path,
-    cfg: Mapping[str, Any],
-    spec: RetrainSpec | None = None,
-    gate_spec: Any = None,
+    cfg: PipelineConfig,
+    spec: RetrainConfig | None = None,
+    gate_spec: PromotionConfig | None = None,
 ) -> RetrainResult:
     """The whole retrain (see the module docstring). ``root`` is the repository (the cwd)."""
     from dataclasses import asdict
 
     began = time.perf_counter()
     root = Path(root).resolve()
-    spec = spec or RetrainSpec.from_config(cfg.get("retrain"))
-    paths = cfg["paths"]
-    ledger_path = root / paths["retrain_ledger"]
+    spec = spec or cfg.retrain
+    paths = cfg.paths
+    ledger_path = root / paths.retrain_ledger
     with exclusive_lock(root / spec.lock_file, spec.lock_timeout_s):
         ledger = read_ledger(ledger_path)
         new = find_new_files(root, spec.incoming, ledger)
@@ -284,7 +257,7 @@ def retrain(
             log.info("no new data in %s: nothing to do", spec.incoming)
             return RetrainResult("no-new-data", seconds=time.perf_counter() - began)
         log.info("new data: %s", ", ".join(str(p.relative_to(root)) for p in new))
-        method = cfg["data"]["split"].get("method", "stratified")
+        method = cfg.data.split.method
         if method != "hash":
             log.warning(
                 "data.split.method is %r: adding rows reshuffles the splits, so the new test "
@@ -292,10 +265,10 @@ def retrain(
                 "data.split.method: hash to keep every text in its split as data grows",
                 method,
             )
-        raw_path = root / cfg["data"]["path"]
+        raw_path = root / str(cfg.data.path)
         backup = raw_path.read_bytes() if raw_path.is_file() else None
         try:
-            files = ingest(raw_path, new, cfg["data"], root)
+            files = ingest(raw_path, new, cfg.data, root)
             if sum(f.added for f in files) == 0:
                 log.info("the new file(s) hold no rows that are not already in %s", raw_path)
                 result = RetrainResult("no-new-rows", files)
@@ -318,16 +291,20 @@ def retrain(
 
 
 def _train_and_gate(
-    root: Path, cfg: Mapping[str, Any], spec: RetrainSpec, gate_spec: Any, files: list[Ingested]
+    root: Path,
+    cfg: PipelineConfig,
+    spec: RetrainConfig,
+    gate_spec: PromotionConfig | None,
+    files: list[Ingested],
 ) -> RetrainResult:
     from finetune.core.io import read_json
     from finetune.registry.aliases import mark_challenger
     from finetune.registry.gate import apply_gate
 
     run_dvc(root, ["repro"], spec.repro_timeout_s)
-    run_id = str(read_json(root / cfg["paths"]["run_info"])["run_id"])
+    run_id = str(read_json(root / cfg.paths.run_info)["run_id"])
     # Also when DVC restored `train` from its run cache: the model that matches the data.
-    mark_challenger(cfg["tracking"], run_id)
+    mark_challenger(cfg.tracking, run_id)
     if spec.push:
         run_dvc(root, ["push"], spec.repro_timeout_s)
     gate = apply_gate(cfg, gate_spec)

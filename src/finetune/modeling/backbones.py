@@ -5,11 +5,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from finetune.core.errors import ConfigError, ModelNotFoundError
+from finetune.core.schema import Pooling, choices
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +72,12 @@ def load_tokenizer(name_or_path: str) -> Any:
         raise _not_found(name_or_path, exc) from exc
 
 
-POOLINGS = ("cls", "mean")
-
-
 def check_pooling(pooling: str) -> str:
-    if pooling not in POOLINGS:
-        raise ConfigError(f"model.pooling={pooling!r}: choose one of {POOLINGS}")
+    """``pooling`` if it is a known head (``model.pooling`` in the schema), else ConfigError."""
+    allowed = choices(Pooling)
+    if pooling not in allowed:
+        raise ConfigError(f"model.pooling={pooling!r}: choose one of {allowed}")
     return pooling
-
-
-def pooling_of(model_cfg: Mapping[str, Any]) -> str:
-    """``model.pooling`` of a composed config, checked (``cls`` for params files written before
-    the option existed): a bad value is reported when the config is read, before any data."""
-    return check_pooling(str(model_cfg.get("pooling", "cls")))
 
 
 def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") -> Any:

@@ -3,39 +3,43 @@
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Mapping
 from typing import Any
 
-from finetune.core.errors import ConfigError
+from finetune.core.errors import ConfigError, PipelineError
+from finetune.core.schema import TrackingConfig
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG_PREFIX = "promotion."
+FIRST_MODEL_REASON = "first model: there is no champion yet"
 
 
-def client(tracking_cfg: Mapping[str, Any]) -> Any:
+class RegistryError(PipelineError):
+    """The registry could not be read or written; nothing was changed."""
+
+
+def client(tracking_cfg: TrackingConfig) -> Any:
     """An MlflowClient on the project's store (same resolution as the pipeline)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from finetune.tracking import runs as tracking
+    from finetune.core.store import tracking_uri
 
-    uri = tracking.tracking_uri(tracking_cfg.get("uri"))
+    uri = tracking_uri(tracking_cfg.uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def model_name(tracking_cfg: Mapping[str, Any]) -> str:
-    name = tracking_cfg.get("registered_model_name")
+def model_name(tracking_cfg: TrackingConfig) -> str:
+    name = tracking_cfg.registered_model_name
     if not name:
         raise ConfigError(
             "tracking.registered_model_name is null: the registry lifecycle (aliases, "
             "promotion, models:/ URIs) needs a registered model name in conf/tracking/"
         )
-    return str(name)
+    return name
 
 
 def version_for_run(mlflow_client: Any, name: str, run_id: str) -> Any | None:
@@ -47,20 +51,32 @@ def version_for_run(mlflow_client: Any, name: str, run_id: str) -> Any | None:
 
 
 def alias_version(mlflow_client: Any, name: str, alias: str) -> Any | None:
+    """The version ``name@alias`` points at; None only when the registry says the model or
+    the alias does not exist. Any other failure (the store not answering, say) raises
+    RegistryError: it must never pass for "no champion yet", or a failed lookup would make
+    the challenger champion without a comparison."""
     from mlflow.exceptions import MlflowException
 
+    from finetune.tracking.runs import is_missing
+
     try:
-        return mlflow_client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+        registered = mlflow_client.get_registered_model(name)
+        version = registered.aliases.get(alias)
+        return None if version is None else mlflow_client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if is_missing(exc):
+            return None
+        raise RegistryError(
+            f"cannot read alias {name}@{alias} from the registry at "
+            f"{mlflow_client.tracking_uri} ({str(exc).splitlines()[0][:300]}); nothing was "
+            "changed: check the tracking server and run the command again"
+        ) from exc
 
 
-def mark_challenger(tracking_cfg: Mapping[str, Any], run_id: str) -> str | None:
+def mark_challenger(tracking_cfg: TrackingConfig, run_id: str) -> str | None:
     """Right after training: the run's new version becomes ``challenger``; the first, also
     ``champion``. Returns the version, or None when models are not registered."""
-    from finetune.registry.gate import GateSpec, ModelScore, decide
-
-    if not tracking_cfg.get("registered_model_name") or not tracking_cfg.get("log_model", True):
+    if not tracking_cfg.registered_model_name or not tracking_cfg.log_model:
         return None
     name = model_name(tracking_cfg)
     mlflow_client = client(tracking_cfg)
@@ -68,15 +84,14 @@ def mark_challenger(tracking_cfg: Mapping[str, Any], run_id: str) -> str | None:
     if version is None:
         log.warning("run %s registered no version of %r; no alias set", run_id, name)
         return None
+    champion = alias_version(mlflow_client, name, CHAMPION)  # before anything moves
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("model %s version %s is the challenger", name, version.version)
-    if alias_version(mlflow_client, name, CHAMPION) is None:
+    if champion is None:
         mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
-        empty = ModelScore(str(version.version), math.nan, math.nan, {}, 0)
-        decision = decide(empty, None, GateSpec())
         for key, value in {
-            "outcome": decision.outcome,
-            "reason": decision.reason,
+            "outcome": "promoted",
+            "reason": FIRST_MODEL_REASON,
             "challenger_version": str(version.version),
         }.items():
             mlflow_client.set_tag(run_id, f"{TAG_PREFIX}{key}", value)

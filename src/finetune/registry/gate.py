@@ -15,8 +15,7 @@ version tags, and a short report (``paths.promotion_report`` + ``paths.promotion
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,11 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from finetune.core.errors import ConfigError, ModelNotFoundError, PipelineError, known_options
+from finetune.core.errors import ModelNotFoundError, PipelineError
+from finetune.core.schema import PipelineConfig, PromotionConfig
 from finetune.registry.aliases import (
     CHALLENGER,
     CHAMPION,
+    FIRST_MODEL_REASON,
     TAG_PREFIX,
+    RegistryError,
     alias_version,
     client,
     model_name,
@@ -40,22 +42,6 @@ log = logging.getLogger(__name__)
 
 class PromotionError(PipelineError):
     """The gate could not be applied (no challenger, model not loadable, ...)."""
-
-
-@dataclass(frozen=True)
-class GateSpec:
-    min_f1_gain: float = 0.005
-    max_recall_drop: float = 0.05
-    split: str = "test"
-
-    @classmethod
-    def from_config(cls, promotion: Mapping[str, Any] | None) -> GateSpec:
-        spec = cls(**known_options("promotion", promotion, cls.__dataclass_fields__))
-        for name in ("min_f1_gain", "max_recall_drop"):
-            value = getattr(spec, name)
-            if not isinstance(value, int | float) or not -1 <= value <= 1 or math.isnan(value):
-                raise ConfigError(f"promotion.{name}={value!r} must be a number in [-1, 1]")
-        return spec
 
 
 @dataclass
@@ -89,12 +75,12 @@ class Decision:
         return {"outcome": self.outcome, **asdict(self)}
 
 
-def decide(challenger: ModelScore, champion: ModelScore | None, spec: GateSpec) -> Decision:
+def decide(challenger: ModelScore, champion: ModelScore | None, spec: PromotionConfig) -> Decision:
     """The gate, a pure function of the two scores (the champion None: the first model)."""
     if champion is None:
         return Decision(
             True,
-            "first model: there is no champion yet",
+            FIRST_MODEL_REASON,
             challenger,
             None,
             spec.min_f1_gain,
@@ -245,18 +231,31 @@ class GateResult:
     skipped: str | None = None
 
 
-def apply_gate(cfg: Mapping[str, Any], spec: GateSpec | None = None) -> GateResult:
+def apply_gate(cfg: PipelineConfig, spec: PromotionConfig | None = None) -> GateResult:
     """Compare ``challenger`` with ``champion`` on the current split; move the alias if it wins.
 
     Writes the report (markdown + JSON) and the tags. The champion alias only ever moves after
-    the decision is made and recorded: any error leaves it where it was.
+    the decision is made and recorded; an error before that (the store not answering, say)
+    stops the gate with a RegistryError and leaves both aliases where they were.
     """
+    from mlflow.exceptions import MlflowException
+
+    spec = spec or cfg.promotion
+    name = model_name(cfg.tracking)
+    mlflow_client = client(cfg.tracking)
+    try:
+        return _gate(cfg, spec, name, mlflow_client)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"the promotion gate for {name!r} stopped: the registry at "
+            f"{mlflow_client.tracking_uri} failed ({str(exc).splitlines()[0][:300]}); the "
+            "aliases were not moved: check the tracking server and run `finetune promote` again"
+        ) from exc
+
+
+def _gate(cfg: PipelineConfig, spec: PromotionConfig, name: str, mlflow_client: Any) -> GateResult:
     from finetune.core.artifacts import load_split
 
-    paths, tracking_cfg = cfg["paths"], cfg["tracking"]
-    spec = spec or GateSpec.from_config(cfg.get("promotion"))
-    name = model_name(tracking_cfg)
-    mlflow_client = client(tracking_cfg)
     challenger = alias_version(mlflow_client, name, CHALLENGER)
     if challenger is None:
         raise PromotionError(
@@ -280,11 +279,10 @@ def apply_gate(cfg: Mapping[str, Any], spec: GateSpec | None = None) -> GateResu
             skipped=f"version {challenger.version} is already the champion",
         )
 
-    df = load_split(paths["processed_dir"], spec.split)
+    df = load_split(cfg.paths.processed_dir, spec.split)
     texts = df["text"].astype(str).tolist()
     y_true = df["label"].astype(str).tolist()
-    batch_size = int(cfg.get("evaluate", {}).get("batch_size", 64))
-    max_length = int(cfg["model"]["max_length"])
+    batch_size, max_length = cfg.evaluate.batch_size, cfg.model.max_length
     log.info(
         "promotion gate on the %s split (%d examples): challenger v%s vs champion %s",
         spec.split,
@@ -292,31 +290,17 @@ def apply_gate(cfg: Mapping[str, Any], spec: GateSpec | None = None) -> GateResu
         challenger.version,
         f"v{champion.version}" if champion else "none",
     )
-    challenger_score = score_version(
-        f"models:/{name}@{CHALLENGER}",
-        str(challenger.version),
-        texts,
-        y_true,
-        batch_size,
-        max_length,
-    )
-    champion_score = (
-        score_version(
-            f"models:/{name}@{CHAMPION}",
-            str(champion.version),
-            texts,
-            y_true,
-            batch_size,
-            max_length,
-        )
-        if champion is not None
-        else None
-    )
+
+    def score_of(version: Any) -> ModelScore:  # by version: an alias may move meanwhile
+        uri = f"models:/{name}/{version.version}"
+        return score_version(uri, str(version.version), texts, y_true, batch_size, max_length)
+
+    challenger_score = score_of(challenger)
+    champion_score = score_of(champion) if champion is not None else None
     decision = decide(challenger_score, champion_score, spec)
     record_decision(mlflow_client, name, decision)
-    report = write_report(decision, name, spec, paths)
-    if report is not None:
-        mlflow_client.log_artifact(challenger.run_id, str(report), "promotion")
+    report = write_report(decision, name, spec, cfg.paths)
+    mlflow_client.log_artifact(challenger.run_id, str(report), "promotion")
     if decision.promote:
         mlflow_client.set_registered_model_alias(name, CHAMPION, challenger.version)
     after = str(challenger.version) if decision.promote else champion_before

@@ -6,18 +6,18 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from finetune.core.schema import PathsConfig, PromotionConfig
+
 if TYPE_CHECKING:
-    from finetune.registry.gate import Decision, GateSpec
+    from finetune.registry.gate import Decision
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def render_report(decision: Decision, name: str, spec: GateSpec) -> str:
+def render_report(decision: Decision, name: str, spec: PromotionConfig) -> str:
     ch, cp = decision.challenger, decision.champion
     lines = [
         f"# Promotion decision: {name} v{ch.version} {decision.outcome.upper()}",
@@ -48,20 +48,15 @@ def render_report(decision: Decision, name: str, spec: GateSpec) -> str:
     return "\n".join([*lines, ""])
 
 
-def write_report(
-    decision: Decision, name: str, spec: GateSpec, paths: Mapping[str, Any]
-) -> Path | None:
-    from finetune.core.io import write_json
+def write_report(decision: Decision, name: str, spec: PromotionConfig, paths: PathsConfig) -> Path:
+    """``paths.promotion_report`` (Markdown) and ``paths.promotion_decision`` (JSON), each
+    written atomically."""
+    from finetune.core.io import StagedOutputs, write_json
 
-    md_path = paths.get("promotion_report")
-    if not md_path:
-        return None
-    md = Path(md_path)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(render_report(decision, name, spec))
-    if paths.get("promotion_decision"):
-        out = Path(paths["promotion_decision"])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(out, json.loads(json.dumps(decision.as_dict(), default=str)))
+    md = Path(paths.promotion_report)
+    with StagedOutputs() as out:
+        out.file(md).write_text(render_report(decision, name, spec))
+        decision_json = json.loads(json.dumps(decision.as_dict(), default=str))
+        write_json(out.file(paths.promotion_decision), decision_json)
     log.info("promotion report: %s", md)
     return md

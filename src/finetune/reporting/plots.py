@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,8 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finetune.evaluation import metrics as M
-from finetune.reporting import html as H
+
+def png_data_uri(figure: Any, dpi: int = 100) -> str:
+    """A figure as a ``data:image/png;base64`` URI, for self-contained HTML pages."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _figure(width: float, height: float) -> tuple[Any, Any]:
@@ -54,7 +60,7 @@ def slices_figure(slices: pd.DataFrame, overall: float) -> Any:
     ax.set_xlabel("accuracy (95% bootstrap CI); dotted: overall")
     ax.set_xlim(max(0.0, float(data["ci_low"].min()) - 0.05), 1.01)
     fig.tight_layout()
-    uri = H.png_data_uri(fig)
+    uri = png_data_uri(fig)
     plt.close(fig)
     return uri
 
@@ -72,7 +78,7 @@ def robustness_figure(table: pd.DataFrame) -> str:
     ax.set_xlabel("predictions that flip (%)")
     ax.set_xlim(0, max(5.0, float(data["flip_rate"].max()) * 130))
     fig.tight_layout()
-    uri = H.png_data_uri(fig)
+    uri = png_data_uri(fig)
     plt.close(fig)
     return uri
 
@@ -81,11 +87,9 @@ def confusion_uri(predictions: pd.DataFrame, labels: list[str]) -> str:
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
-    from finetune.evaluation.evaluate import confusion_figure
-
     cm = confusion_matrix(predictions["label"], predictions["predicted"], labels=labels)
     fig = confusion_figure(cm, labels)
-    uri = H.png_data_uri(fig)
+    uri = png_data_uri(fig)
     plt.close(fig)
     return uri
 
@@ -129,25 +133,16 @@ def curves_figure(y: np.ndarray, probs: np.ndarray, labels: list[str], kind: str
     return fig
 
 
-def reliability_figure(
-    y: np.ndarray, probs: np.ndarray, temperature: float, ece: float, ece_scaled: float
-) -> Any:
+def reliability_figure(curves: list[tuple[str, list[dict[str, Any]]]]) -> Any:
+    """The reliability diagram: one line per (label, rows of ``metrics.reliability_bins``)."""
     fig, ax = _figure(5.5, 5)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect")
-    for name, p, e in (
-        ("model", probs, ece),
-        (
-            f"temperature-scaled (T={temperature:.2f})",
-            M.apply_temperature(probs, temperature),
-            ece_scaled,
-        ),
-    ):
-        rows = M.reliability_bins(p, y)
+    for name, rows in curves:
         ax.plot(
             [r["confidence"] for r in rows],
             [r["accuracy"] for r in rows],
             marker="o",
-            label=f"{name}, ECE {e:.3f}",
+            label=name,
         )
     ax.set(
         xlabel="confidence",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.core.io import read_json
+from finetune.core.schema import PathsConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +35,18 @@ def _numeric(data: Mapping[str, Any], prefix: str) -> dict[str, float]:
     return flat
 
 
-def mlflow_payload(paths: Mapping[str, str]) -> tuple[dict[str, float], list[Path]]:
+def mlflow_payload(paths: PathsConfig) -> tuple[dict[str, float], list[Path]]:
     """Numeric metrics and existing report files of preprocess and augment."""
     metrics: dict[str, float] = {}
     for key, prefix in (("preprocess_report", "data"), ("augment_report", "augment")):
-        path = paths.get(key)
-        if path and Path(path).is_file():
+        path = Path(getattr(paths, key))
+        if path.is_file():
             metrics.update(_numeric(read_json(path), prefix))
-    files = [Path(paths[k]) for k in ARTIFACT_KEYS if paths.get(k) and Path(paths[k]).is_file()]
-    return metrics, files
+    files = [Path(getattr(paths, k)) for k in ARTIFACT_KEYS]
+    return metrics, [f for f in files if f.is_file()]
 
 
-def log_to_mlflow(paths: Mapping[str, str]) -> None:
+def log_to_mlflow(paths: PathsConfig) -> None:
     """Log the data and augmentation reports into the active MLflow run (see module doc)."""
     import mlflow
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-from finetune.training.trainer import TrainResult
+from finetune.core.schema import TrackingConfig
 
 log = logging.getLogger(__name__)
 
 
-def log_model(result: TrainResult, model_dir: Path, tracking_cfg: Any, example: list[str]) -> None:
+def log_model(model: Any, tokenizer: Any, tracking_cfg: TrackingConfig, example: list[str]) -> None:
     """Log the saved model with MLflow's transformers flavour (pyfunc predicts on raw texts).
 
     The input example gives the signature (string in, label + score out); with
@@ -23,15 +22,15 @@ def log_model(result: TrainResult, model_dir: Path, tracking_cfg: Any, example: 
     from finetune import __version__
 
     mlflow.transformers.log_model(
-        transformers_model={"model": result.model, "tokenizer": result.tokenizer},
+        transformers_model={"model": model, "tokenizer": tokenizer},
         name="model",
         task="text-classification",
         input_example=example,
-        registered_model_name=tracking_cfg.get("registered_model_name") or None,
+        registered_model_name=tracking_cfg.registered_model_name,
         pip_requirements=[
             "torch==2.13.0",
             f"transformers=={transformers.__version__}",
             f"finetune-pipeline=={__version__}",
         ],
     )
-    log.info("logged model %s to MLflow run %s", model_dir, mlflow.active_run().info.run_id)
+    log.info("logged the model to MLflow run %s", mlflow.active_run().info.run_id)

@@ -21,44 +21,30 @@ from typing import Any
 import yaml
 
 from finetune.core.io import read_json
+from finetune.core.schema import TrackingConfig
+from finetune.core.store import artifact_location, tracking_uri
 
 log = logging.getLogger(__name__)
 
-STORE_DIR = ".mlflow"
 RUN_ID_TAG = "finetune.train_run_id"
 
 
-def project_root() -> Path:
-    """The repository MLflow data belongs to: DVC_ROOT in experiments, else the cwd."""
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+def is_missing(exc: Exception) -> bool:
+    """True when an MLflow error says the run, model or version does not exist (as opposed
+    to the store failing to answer, which must never be read as "absent")."""
+    return getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
 
 
-def tracking_uri(configured: str | None = None) -> str:
-    """``tracking.uri`` if set (it is recorded in params), else MLFLOW_TRACKING_URI, else SQLite."""
-    if configured:
-        return str(configured)
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    store = project_root() / STORE_DIR
-    store.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{store / 'mlflow.db'}"
-
-
-def artifact_location(uri: str) -> str | None:
-    """Absolute artifact root for local SQLite stores (so temp copies write to the repo)."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
-    return None
-
-
-def setup(tracking_cfg: Mapping[str, Any]) -> str:
+def setup(tracking_cfg: TrackingConfig) -> str:
     """Point mlflow at the store and make sure the experiment exists; returns its id."""
     import mlflow
 
-    uri = tracking_uri(tracking_cfg.get("uri"))
+    from finetune.core.store import bound_retries
+
+    bound_retries()
+    uri = tracking_uri(tracking_cfg.uri)
     mlflow.set_tracking_uri(uri)
-    name = str(tracking_cfg["experiment_name"])
+    name = tracking_cfg.experiment_name
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         experiment_id = mlflow.create_experiment(
@@ -155,20 +141,28 @@ def run_tags(lock_path: str | Path = "dvc.lock") -> dict[str, str]:
 def active_run(
     run_id: str | None, experiment_id: str, run_name: str | None = None
 ) -> Iterator[Any]:
-    """Start (run_id None) or resume a run; end it FAILED on any exception and re-raise."""
+    """Start (run_id None) or resume a run; end it FAILED on any exception and re-raise.
+
+    If the store itself is what failed, ending the run fails too: that is logged, and the
+    original error is the one raised.
+    """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name)
     try:
         yield run
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        try:
+            mlflow.end_run(status="FAILED")
+        except MlflowException as exc:
+            log.warning("could not mark MLflow run %s FAILED: %s", run.info.run_id, exc)
         raise
     mlflow.end_run(status="FINISHED")
 
 
 @contextmanager
-def train_run(run_info_path: str | Path, tracking_cfg: Mapping[str, Any]) -> Iterator[Any]:
+def train_run(run_info_path: str | Path, tracking_cfg: TrackingConfig) -> Iterator[Any]:
     """Resume the MLflow run the train stage opened, for evaluate and error_analysis.
 
     The id comes from the train stage's run-info output, also when DVC restored that output
@@ -183,7 +177,9 @@ def train_run(run_info_path: str | Path, tracking_cfg: Mapping[str, Any]) -> Ite
     run_id: str | None = original
     try:
         mlflow.get_run(original)
-    except MlflowException:
+    except MlflowException as exc:
+        if not is_missing(exc):
+            raise
         log.warning(
             "MLflow run %s (from %s) is not in %s; logging into a new run instead",
             original,

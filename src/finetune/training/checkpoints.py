@@ -7,11 +7,11 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from finetune.core.io import file_md5
+from finetune.core.schema import PathsConfig, PipelineConfig
+from finetune.core.store import project_root
 from finetune.tracking import runs as tracking
 from finetune.training.hardware import dist_info
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 MLFLOW_RUN_FILE = "mlflow_run.json"  # in the checkpoint dir: the run a resumed training continues
+PENDING_METRICS_FILE = "pending_metrics.jsonl"  # metric points the store did not take yet
 
 
 # train.* options that do not change what is learned: not part of the checkpoint key.
@@ -56,13 +57,12 @@ def drop_incomplete_checkpoints(directory: Path, latest: Path | None) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
-def checkpoint_key(cfg: Mapping[str, Any], data_files: list[Path]) -> str:
+def checkpoint_key(cfg: PipelineConfig, data_files: list[Path]) -> str:
     """Hash of everything that determines the trained model: seed, model, train, data."""
-    train = {k: v for k, v in dict(cfg["train"]).items() if k not in NOT_IN_CHECKPOINT_KEY}
     payload = {
-        "seed": cfg.get("seed"),
-        "model": cfg.get("model"),
-        "train": train,
+        "seed": cfg.seed,
+        "model": cfg.model.model_dump(mode="json"),
+        "train": cfg.train.model_dump(mode="json", exclude=set(NOT_IN_CHECKPOINT_KEY)),
         "data": {p.name: file_md5(p) for p in data_files},
         "world_size": dist_info()[1],
     }
@@ -80,17 +80,20 @@ def resumable_run_id(checkpoint_dir: Path) -> str | None:
     run_id = str(json.loads(path.read_text())["run_id"])
     try:
         mlflow.get_run(run_id)
-    except MlflowException:
+    except MlflowException as exc:
+        if not tracking.is_missing(exc):
+            raise
+        log.warning("MLflow run %s of the interrupted training is not in this store", run_id)
         return None
     log.info("continuing MLflow run %s of the interrupted training", run_id)
     return run_id
 
 
-def checkpoint_root(paths: Mapping[str, Any]) -> Path:
+def checkpoint_root(paths: PathsConfig) -> Path:
     """Where checkpoints live: ``paths.checkpoints_dir``, relative to the project root.
 
     Not a DVC output, so `dvc repro` does not delete it before rerunning train; inside
     `dvc exp run --temp` DVC_ROOT points it back at the real repository.
     """
-    root = Path(paths.get("checkpoints_dir") or "checkpoints")
-    return root if root.is_absolute() else tracking.project_root() / root
+    root = Path(paths.checkpoints_dir)
+    return root if root.is_absolute() else project_root() / root

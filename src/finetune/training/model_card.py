@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from finetune.modeling.backbones import pooling_of
+from finetune.core.schema import PipelineConfig
 from finetune.tracking import runs as tracking
 
 
@@ -27,31 +27,34 @@ def _loading_note(pooling: str, lora: bool) -> str:
 
 
 def model_card(
-    cfg: Mapping[str, Any], metrics: Mapping[str, Any], labels: list[str], data: Mapping[str, str]
+    cfg: PipelineConfig, metrics: Mapping[str, Any], labels: list[str], data: Mapping[str, str]
 ) -> str:
     """README.md for the model directory: base model, data version, params, metrics."""
-    model = cfg["model"]
-    params = {"seed": cfg.get("seed"), "model": model, "train": cfg["train"]}
-    lora = (cfg["train"].get("lora") or {}).get("enabled")
+    model = cfg.model
+    params = {
+        "seed": cfg.seed,
+        "model": model.model_dump(mode="json"),
+        "train": cfg.train.model_dump(mode="json"),
+    }
     rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
     data_rows = "\n".join(f"| {k} | `{v}` |" for k, v in data.items())
     commit = tracking.git_commit()
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
-base_model: {model.get("name", model["name_or_path"])}
+base_model: {model.name}
 ---
 
-# {model.get("name", model["name_or_path"])} fine-tuned for text classification
+# {model.name} fine-tuned for text classification
 
 Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
         f" at commit `{commit}`" if commit else ""
     }.
-{_loading_note(pooling_of(model), bool(lora))}
+{_loading_note(model.pooling, cfg.train.lora.enabled)}
 
-- Base model: `{model["name_or_path"]}` ({model.get("name", "")})
+- Base model: `{model.name_or_path}` ({model.name})
 - Labels ({len(labels)}): {", ".join(labels)}
-- Max sequence length: {model.get("max_length")}
+- Max sequence length: {model.max_length}
 
 ## Data version
 

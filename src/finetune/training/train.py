@@ -4,116 +4,164 @@ Everything comes from ``train.*`` in params.yaml (conf/train/): full fine-tuning
 freezing, optimiser, precision, early stopping, class weights, checkpoints for resumption.
 Runs as one process or under ``torchrun`` / ``accelerate launch`` (DDP); only rank 0 talks to
 MLflow and writes the stage outputs.
+
+If the tracking store stops answering while the model trains, training goes on (the metric
+points wait in the checkpoint directory, :mod:`finetune.tracking.buffer`), the model and every
+output are written, and the stage then fails with :class:`TrackingLost`; the checkpoints are
+kept, so ``dvc repro train`` after the store is back resumes and completes the same MLflow run.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
-from finetune.core.artifacts import load_labels, load_split
+from finetune.core.artifacts import LABEL_MAP, load_labels, load_split
 from finetune.core.io import StagedOutputs, file_md5, write_json
-from finetune.modeling.backbones import (
-    pooling_of,
-)
+from finetune.core.schema import PipelineConfig
+from finetune.core.store import TrackingUnavailable, tracking_uri
+from finetune.core.validate import parse
 from finetune.registry.aliases import mark_challenger
-from finetune.tracking import inputs as data_report
+from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
+from finetune.tracking.buffer import MetricsLog
 from finetune.tracking.models import log_model
-from finetune.training.callbacks import mlflow_callback
+from finetune.training.callbacks import MlflowMetrics
 from finetune.training.checkpoints import (
     MLFLOW_RUN_FILE,
+    PENDING_METRICS_FILE,
     checkpoint_key,
     checkpoint_root,
     resumable_run_id,
 )
 from finetune.training.hardware import dist_info, end_distributed
 from finetune.training.model_card import model_card
-from finetune.training.trainer import TrainResult, TrainSpec, fine_tune
+from finetune.training.trainer import TrainResult, fine_tune
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any) -> TrainResult:
+class TrackingLost(TrackingUnavailable):
+    """The store stopped answering after training began; the outputs are written anyway."""
+
+
+def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
     """Stage entry: augmented train set + validation split -> model dir + run info + metrics."""
     import mlflow
 
-    paths, tracking_cfg = cfg["paths"], cfg["tracking"]
-    spec = TrainSpec.from_config(cfg["train"])
-    pooling = pooling_of(cfg["model"])
-    labels = load_labels(paths["processed_dir"])
-    train_path = Path(paths["augmented_dir"]) / "train.parquet"
-    validation_path = Path(paths["processed_dir"]) / "validation.parquet"
+    cfg = parse(cfg)
+    paths = cfg.paths
+    labels = load_labels(paths.processed_dir)
+    train_path = Path(paths.augmented_dir) / "train.parquet"
+    validation_path = Path(paths.processed_dir) / "validation.parquet"
     train_df = pd.read_parquet(train_path)
-    validation_df = load_split(paths["processed_dir"], "validation")
-    data_files = [train_path, validation_path, Path(paths["processed_dir"]) / "label_map.json"]
+    validation_df = load_split(paths.processed_dir, "validation")
+    data_files = [train_path, validation_path, Path(paths.processed_dir) / LABEL_MAP]
     key = checkpoint_key(cfg, data_files)
     ckpt_dir = checkpoint_root(paths) / key
-    rank, _ = dist_info()
-    train_args = (
-        train_df,
-        validation_df,
-        labels,
-        str(cfg["model"]["name_or_path"]),
-        int(cfg["model"]["max_length"]),
-        spec,
-        int(cfg["seed"]),
-    )
-    if rank != 0:  # DDP worker: train in lockstep; rank 0 logs and writes every output
-        fine_tune(
-            *train_args, callbacks=[mlflow_callback()], checkpoint_dir=ckpt_dir, pooling=pooling
-        )
+    train_args = (train_df, validation_df, labels, cfg.model, cfg.train, cfg.seed)
+    if dist_info()[0] != 0:  # DDP worker: train in lockstep; rank 0 logs and writes every output
+        fine_tune(*train_args, checkpoint_dir=ckpt_dir)
         end_distributed()
         return TrainResult(None, None, labels, {})
 
-    experiment_id = tracking.setup(tracking_cfg)
+    experiment_id = tracking.setup(cfg.tracking)
     previous = resumable_run_id(ckpt_dir)
     with tracking.active_run(
         previous, experiment_id, run_name=None if previous else tracking.run_name()
     ) as active:
+        run_id = active.info.run_id
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        write_json(ckpt_dir / MLFLOW_RUN_FILE, {"run_id": active.info.run_id})
+        write_json(ckpt_dir / MLFLOW_RUN_FILE, {"run_id": run_id})
         if previous is None:
             mlflow.set_tags(tracking.run_tags())
-            mlflow.log_params(tracking.flatten({k: v for k, v in cfg.items() if k != "paths"}))
-            data_report.log_to_mlflow(paths)  # what preprocess/augment did to this model's data
+            mlflow.log_params(tracking.flatten(cfg.params()))
+            inputs.log_to_mlflow(paths)  # what preprocess/augment did to this model's data
         mlflow.set_tag("train.checkpoint_key", key)
-        mlflow.log_metrics({"train_rows": len(train_df), "validation_rows": len(validation_df)})
+        metrics_log = MetricsLog(run_id, ckpt_dir / PENDING_METRICS_FILE)
+        metrics_log.log({"train_rows": len(train_df), "validation_rows": len(validation_df)}, 0)
         result = fine_tune(
-            *train_args, callbacks=[mlflow_callback()], checkpoint_dir=ckpt_dir, pooling=pooling
+            *train_args, callbacks=[MlflowMetrics(metrics_log)], checkpoint_dir=ckpt_dir
         )
         end_distributed()
-        mlflow.log_metrics(
-            {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
-        )
-        if result.metrics["best_epoch"] is not None:
-            mlflow.set_tag("train.best_epoch", result.metrics["best_epoch"])
-        data_version = {str(p): file_md5(p) for p in data_files}
-        with StagedOutputs() as out:
-            model_dir = out.dir(paths["model_dir"])
-            result.model.save_pretrained(model_dir)
-            result.tokenizer.save_pretrained(model_dir)
-            (model_dir / "README.md").write_text(
-                model_card(cfg, result.metrics, labels, data_version)
-            )
-            write_json(out.file(paths["train_report"]), result.metrics)
-            write_json(
-                out.file(paths["run_info"]),
-                {
-                    "run_id": active.info.run_id,
-                    "experiment_id": experiment_id,
-                    "tracking_uri": mlflow.get_tracking_uri(),
-                },
-            )
-            if tracking_cfg.get("log_model", True):
-                log_model(
-                    result, Path(paths["model_dir"]), tracking_cfg, train_df["text"][:2].tolist()
-                )
-                mark_challenger(tracking_cfg, active.info.run_id)
-    if not spec.keep_checkpoints:
+        write_outputs(cfg, result, run_id, experiment_id, data_files)
+        try:
+            _finish_run(cfg, result, metrics_log, run_id, train_df["text"][:2].tolist())
+        except MlflowException as exc:
+            raise _lost(cfg, metrics_log, ckpt_dir, run_id, str(exc)) from exc
+        if metrics_log.pending:
+            raise _lost(cfg, metrics_log, ckpt_dir, run_id, metrics_log.last_error or "")
+    if not cfg.train.keep_checkpoints:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result
+
+
+def write_outputs(
+    cfg: PipelineConfig,
+    result: TrainResult,
+    run_id: str,
+    experiment_id: str,
+    data_files: list[Path],
+) -> None:
+    """The model (+ tokenizer and model card), the train metrics and the run info, atomically."""
+    import mlflow
+
+    paths = cfg.paths
+    data_version = {str(p): file_md5(p) for p in data_files}
+    with StagedOutputs() as out:
+        model_dir = out.dir(paths.model_dir)
+        result.model.save_pretrained(model_dir)
+        result.tokenizer.save_pretrained(model_dir)
+        card = model_card(cfg, result.metrics, result.labels, data_version)
+        (model_dir / "README.md").write_text(card)
+        write_json(out.file(paths.train_report), result.metrics)
+        run_info = {
+            "run_id": run_id,
+            "experiment_id": experiment_id,
+            "tracking_uri": mlflow.get_tracking_uri(),
+        }
+        write_json(out.file(paths.run_info), run_info)
+
+
+def _finish_run(
+    cfg: PipelineConfig,
+    result: TrainResult,
+    metrics_log: MetricsLog,
+    run_id: str,
+    example: list[str],
+) -> None:
+    """Everything the model's run still needs once training is over (needs the store)."""
+    import mlflow
+
+    numbers = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+    metrics_log.log(numbers, 0)
+    if not metrics_log.flush(force=True):
+        return
+    if result.metrics["best_epoch"] is not None:
+        mlflow.set_tag("train.best_epoch", result.metrics["best_epoch"])
+    if cfg.tracking.log_model:
+        log_model(result.model, result.tokenizer, cfg.tracking, example)
+        mark_challenger(cfg.tracking, run_id)  # alias: challenger (+ champion)
+
+
+def _lost(
+    cfg: PipelineConfig, metrics_log: MetricsLog, ckpt_dir: Path, run_id: str, error: str
+) -> TrackingLost:
+    uri = tracking_uri(cfg.tracking.uri)
+    waiting = (
+        f"; {len(metrics_log.pending)} metric point(s) wait in {metrics_log.pending_path}"
+        if metrics_log.pending
+        else ""
+    )
+    return TrackingLost(
+        f"MLflow store {uri} stopped answering during training ({error.splitlines()[0][:200]}). "
+        f"The model and every output are written and the checkpoints kept in {ckpt_dir}"
+        f"{waiting}. When it answers again, run `dvc repro train`: it resumes from the last "
+        f"checkpoint and completes MLflow run {run_id}"
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
-from finetune.core.errors import ConfigError, known_options
+from finetune.core.schema import ModelConfig, Pooling, TrainConfig
 from finetune.modeling.backbones import load_classifier, load_tokenizer
-from finetune.training.callbacks import progress_callback
+from finetune.training.callbacks import Progress
 from finetune.training.checkpoints import drop_incomplete_checkpoints, latest_checkpoint
 from finetune.training.hardware import dist_info, select_precision
 from finetune.training.layers import add_lora, apply_layer_lr_decay, freeze, merge_adapter
@@ -58,7 +57,7 @@ class TrainResult:
 
 
 def _training_args(
-    spec: TrainSpec, precision: str, output_dir: str, seed: int, progress: bool
+    spec: TrainConfig, precision: str, output_dir: str, seed: int, progress: bool
 ) -> Any:
     import torch
     from transformers import TrainingArguments
@@ -111,7 +110,7 @@ def _training_args(
 
 
 def build_model(
-    model_name_or_path: str, labels: list[str], spec: TrainSpec, pooling: str = "cls"
+    model_name_or_path: str, labels: list[str], spec: TrainConfig, pooling: Pooling
 ) -> tuple[Any, Any]:
     """Tokenizer and classifier, with freezing and the LoRA adapter as configured."""
     tokenizer = load_tokenizer(model_name_or_path)
@@ -129,7 +128,7 @@ def build_trainer(
     tokenizer: Any,
     train_ds: Any,
     val_ds: Any,
-    spec: TrainSpec,
+    spec: TrainConfig,
     precision: str,
     output_dir: str,
     seed: int,
@@ -146,7 +145,7 @@ def build_trainer(
     if spec.early_stopping_patience:
         extra.append(EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience))
     samples_per_step = spec.batch_size * spec.gradient_accumulation_steps * dist_info()[1]
-    bar = progress_callback(samples_per_step)
+    bar = Progress(samples_per_step)
     trainer = Trainer(
         model=model,
         args=args,
@@ -176,13 +175,11 @@ def fine_tune(
     train_df: pd.DataFrame,
     validation_df: pd.DataFrame,
     labels: list[str],
-    model_name_or_path: str,
-    max_length: int,
-    spec: TrainSpec,
+    model_cfg: ModelConfig,
+    spec: TrainConfig,
     seed: int,
     callbacks: list[Any] | None = None,
     checkpoint_dir: str | Path | None = None,
-    pooling: str = "cls",
 ) -> TrainResult:
     """Fine-tune and return the best model (by validation ``metric_for_best_model``).
 
@@ -197,12 +194,12 @@ def fine_tune(
         torch.set_num_threads(int(spec.num_threads))
     precision = select_precision(spec.precision)
     set_seed(seed)
-    model, tokenizer = build_model(model_name_or_path, labels, spec, pooling)
+    model, tokenizer = build_model(model_cfg.name_or_path, labels, spec, model_cfg.pooling)
     weights = class_weights_for(spec.class_weights, labels, train_df["label_id"])
     if weights:
         log.info("class weights: %s", dict(zip(labels, np.round(weights, 3), strict=True)))
-    train_ds = tokenize(train_df, tokenizer, max_length)
-    val_ds = tokenize(validation_df, tokenizer, max_length)
+    train_ds = tokenize(train_df, tokenizer, model_cfg.max_length)
+    val_ds = tokenize(validation_df, tokenizer, model_cfg.max_length)
     rank, world = dist_info()
     with tempfile.TemporaryDirectory(prefix="finetune-ckpt-") as tmp:
         output_dir = Path(checkpoint_dir) if checkpoint_dir else Path(tmp)
@@ -225,7 +222,7 @@ def fine_tune(
         log.info(
             "training %s on %d examples (%d labels), %s, precision %s, "
             "%d threads x %d process(es)%s",
-            model_name_or_path,
+            model_cfg.name_or_path,
             len(train_df),
             len(labels),
             f"LoRA r={spec.lora.r}" if spec.lora.enabled else "full fine-tuning",
@@ -274,82 +271,3 @@ def fine_tune(
         )
     model = merge_adapter(trainer.model)
     return TrainResult(model, tokenizer, labels, metrics, list(state.log_history))
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    enabled: bool = False
-    r: int = 8
-    alpha: float = 16
-    dropout: float = 0.1
-    target_modules: list[str] | None = None  # null: peft's default for the architecture
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    epochs: float = 3
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    lr_scheduler: str = "linear"
-    max_grad_norm: float = 1.0
-    gradient_accumulation_steps: int = 1
-    max_steps: int = -1
-    optim: str = "adamw_torch_fused"
-    precision: str = "auto"
-    num_threads: int | None = None
-    logging_steps: int = 10
-    progress_bar: bool = True
-    metric_for_best_model: str = "f1_macro"
-    eval_steps: int | None = None  # null: evaluate (and checkpoint) once per epoch
-    early_stopping_patience: int | None = None  # evaluations without improvement; null: off
-    class_weights: Any = None  # null | balanced | [w0, w1, ...] | {label: w}
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
-    layer_lr_decay: float = 1.0  # < 1: each lower layer's learning rate x this; 1: off
-    lora: LoraSpec = field(default_factory=LoraSpec)
-    group_by_length: bool = True
-    torch_compile: bool = False
-    keep_checkpoints: bool = False  # keep checkpoints/<key>/ after a successful run
-
-    @classmethod
-    def from_config(cls, train: Mapping[str, Any]) -> TrainSpec:
-        values = known_options("train", train, cls.__dataclass_fields__)
-        lora = known_options("train.lora", values.pop("lora", None), LoraSpec.__dataclass_fields__)
-        spec = cls(**values, lora=LoraSpec(**lora))
-        spec.validate()
-        return spec
-
-    def validate(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"train.precision={self.precision!r}: choose one of {PRECISIONS}")
-        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"train.{name}={getattr(self, name)!r} must be an integer >= 1")
-        if not isinstance(self.learning_rate, int | float) or self.learning_rate <= 0:
-            raise ConfigError(f"train.learning_rate={self.learning_rate!r} must be a number > 0")
-        for name in ("eval_steps", "early_stopping_patience"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"train.{name}={value!r} must be null or an integer >= 1")
-        if not isinstance(self.layer_lr_decay, int | float) or not 0 < self.layer_lr_decay <= 1:
-            raise ConfigError(
-                f"train.layer_lr_decay={self.layer_lr_decay!r} must be in (0, 1] (1: off)"
-            )
-        if not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
-            raise ConfigError(f"train.freeze_layers={self.freeze_layers!r} must be an integer >= 0")
-        if self.lora.enabled and (not isinstance(self.lora.r, int) or self.lora.r < 1):
-            raise ConfigError(f"train.lora.r={self.lora.r!r} must be an integer >= 1")
-        if self.lora.enabled and not 0 <= float(self.lora.dropout) < 1:
-            raise ConfigError(f"train.lora.dropout={self.lora.dropout!r} must be in [0, 1)")
-        cw = self.class_weights
-        if not (cw is None or cw == "balanced" or isinstance(cw, list | tuple | Mapping)):
-            raise ConfigError(
-                f"train.class_weights={cw!r}: use null, balanced, a list of weights in label "
-                "order, or a mapping {label: weight}"
-            )

@@ -1,0 +1,355 @@
+"""The typed config schema: one model per params.yaml section, read by every stage and command.
+
+``conf/`` is the only place defaults live. No field here has a default, so the code holds no
+second copy of any value that could drift from ``conf/``, and a key missing from the composed
+config is an error (``tests/test_config.py`` checks both). Unknown keys are errors
+(``extra="forbid"``); :func:`finetune.core.config.validate` reports them with the key, the
+closest known key and the ``conf/`` file they came from.
+
+Values are checked strictly: an integer where a number is expected is fine, but a string, or a
+bool for a number, is not. Ranges and choices are part of the types, so a wrong value stops a
+stage before it reads any data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SplitName = Literal["train", "validation", "test"]
+# The names below are the keys of the registries that implement them (augment.methods,
+# analysis.robustness); tests check that each registry and its name list agree.
+AugmentMethod = Literal[
+    "synonym_replacement",
+    "random_insertion",
+    "random_swap",
+    "random_deletion",
+    "aeda",
+    "char_noise",
+    "contextual",
+]
+RobustnessTest = Literal["typos", "casing", "punctuation", "contractions", "person_names"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Pooling = Literal["cls", "mean"]
+
+# A number as written in conf/: 2 stays 2 and 0.5 stays 0.5, so MLflow records the params exactly
+# as params.yaml has them.
+Number = int | float
+Share = Annotated[Number, Field(gt=0, lt=1)]
+Fraction = Annotated[Number, Field(ge=0, le=1)]
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+PositiveNumber = Annotated[Number, Field(gt=0)]
+
+
+class Section(BaseModel):
+    """A params.yaml section: strict types, no unknown keys, immutable once read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class HfSource(Section):
+    """``data.hf``: a Hugging Face dataset (used when ``data.source`` is ``hf``)."""
+
+    name: str | None
+    config: str | None
+    revision: str | None
+    cache_dir: str | None
+    splits: dict[str, str] | None
+
+
+class SplitShares(Section):
+    validation: Share
+    test: Share
+    method: Literal["hash", "stratified"]
+
+    @model_validator(mode="after")
+    def _together_below_one(self) -> SplitShares:
+        if self.validation + self.test >= 1:
+            raise ValueError(
+                f"validation {self.validation} + test {self.test} must be below 1 "
+                "(train is the rest)"
+            )
+        return self
+
+
+class Cleaning(Section):
+    unicode: Literal["NFC", "NFKC", "NFD", "NFKD"] | None
+    whitespace: bool
+    html: bool
+    lowercase: bool
+    empty_text: Literal["drop", "error"]
+    dedup: Literal["none", "exact", "normalized"]
+    conflicts: Literal["keep", "drop", "majority"]
+
+
+class DataReport(Section):
+    token_sample: NonNegative
+
+
+class DataConfig(Section):
+    name: str
+    source: Literal["files", "hf"]
+    path: str | None
+    watch: str | None
+    split_files: dict[str, str] | None
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"]
+    encoding: str
+    hf: HfSource
+    text_column: str | Annotated[list[str], Field(min_length=1)]
+    text_separator: str
+    label_column: str
+    labels: Annotated[list[str | int], Field(min_length=2)] | None
+    id_column: str | None
+    extra_columns: list[str]
+    split: SplitShares
+    min_examples_per_class: Positive
+    cleaning: Cleaning
+    report: DataReport
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        return (self.text_column,) if isinstance(self.text_column, str) else tuple(self.text_column)
+
+    @property
+    def label_set(self) -> tuple[str, ...] | None:
+        """``labels`` as strings (YAML may give integers), in id order; None: found in the data."""
+        return tuple(str(x) for x in self.labels) if self.labels else None
+
+
+# --------------------------------------------------------------------------- model
+
+
+class ModelConfig(Section):
+    name: str
+    name_or_path: str
+    max_length: Annotated[int, Field(ge=2)]
+    pooling: Pooling
+
+
+# --------------------------------------------------------------------------- train
+
+
+class LoraConfig(Section):
+    enabled: bool
+    r: Positive
+    alpha: PositiveNumber
+    dropout: Annotated[Number, Field(ge=0, lt=1)]
+    target_modules: list[str] | None
+
+
+class TrainConfig(Section):
+    epochs: PositiveNumber
+    batch_size: Positive
+    eval_batch_size: Positive
+    learning_rate: PositiveNumber
+    weight_decay: Annotated[Number, Field(ge=0)]
+    warmup_ratio: Annotated[Number, Field(ge=0, lt=1)]
+    lr_scheduler: str
+    max_grad_norm: PositiveNumber
+    gradient_accumulation_steps: Positive
+    max_steps: int
+    optim: str
+    precision: Precision
+    num_threads: Positive | None
+    logging_steps: Positive
+    progress_bar: bool
+    metric_for_best_model: Literal["f1_macro", "accuracy", "loss"]
+    eval_steps: Positive | None
+    early_stopping_patience: Positive | None
+    class_weights: Literal["balanced"] | list[PositiveNumber] | dict[str, PositiveNumber] | None
+    freeze_embeddings: bool
+    freeze_layers: NonNegative
+    layer_lr_decay: Annotated[Number, Field(gt=0, le=1)]
+    lora: LoraConfig
+    group_by_length: bool
+    torch_compile: bool
+    keep_checkpoints: bool
+
+
+# --------------------------------------------------------------------------- augment
+
+
+class Balance(Section):
+    enabled: bool
+    target_ratio: Annotated[Number, Field(gt=0, le=1)]
+
+
+class AugmentConfig(Section):
+    enabled: bool
+    copies_per_example: NonNegative | Literal["auto"]
+    fraction: Fraction
+    methods: list[AugmentMethod]
+    alpha: Annotated[Number, Field(gt=0, le=1)] | Literal["auto"]
+    aeda_ratio: PositiveNumber
+    synonyms: Literal["wordnet"]
+    mlm_path: str | None
+    mlm_top_k: Positive
+    balance: Balance
+    sample_pairs: NonNegative
+
+    @model_validator(mode="after")
+    def _methods_fit(self) -> AugmentConfig:
+        if self.enabled and not self.methods:
+            raise ValueError("methods is empty while enabled is true")
+        if self.enabled and "contextual" in self.methods and not self.mlm_path:
+            raise ValueError(
+                "methods has `contextual` but mlm_path is not set: give a local masked "
+                "language model directory, or drop `contextual`"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+class BaselineConfig(Section):
+    C: PositiveNumber
+    max_features: Positive | None
+    char_ngrams: bool
+
+
+class EvaluateConfig(Section):
+    batch_size: Positive
+    split: SplitName
+    validation_split: SplitName | None
+    calibration_bins: Positive
+    curve_points: Annotated[int, Field(ge=2)]
+    baseline: BaselineConfig
+
+
+# --------------------------------------------------------------------------- error analysis
+
+
+class SlicesConfig(Section):
+    length_bins: list[Positive]
+    columns: list[str] | None
+    bootstrap: Positive
+    min_slice_size: Positive
+    weakest_k: NonNegative
+
+    @model_validator(mode="after")
+    def _ascending(self) -> SlicesConfig:
+        if self.length_bins != sorted(set(self.length_bins)):
+            raise ValueError(f"length_bins {self.length_bins} must be strictly ascending")
+        return self
+
+
+class LabelErrorsConfig(Section):
+    splits: Annotated[list[SplitName], Field(min_length=1)]
+    folds: Annotated[int, Field(ge=2)]
+    C: PositiveNumber
+    queue: NonNegative
+    shown: NonNegative
+
+
+class RobustnessConfig(Section):
+    tests: list[RobustnessTest]
+    examples: NonNegative
+
+
+class ExplanationsConfig(Section):
+    top_errors: NonNegative
+    n_steps: Positive
+
+
+class ErrorAnalysisConfig(Section):
+    max_errors: NonNegative
+    shown_errors: NonNegative
+    top_confusions: NonNegative
+    examples_per_confusion: NonNegative
+    known_mislabels: str | None
+    batch_size: Positive
+    compare_to: Literal["auto", "git", "mlflow", "none"]
+    slices: SlicesConfig
+    label_errors: LabelErrorsConfig
+    robustness: RobustnessConfig
+    explanations: ExplanationsConfig
+
+
+# --------------------------------------------------------------------------- tracking, lifecycle
+
+
+class TrackingConfig(Section):
+    uri: str | None
+    experiment_name: str
+    registered_model_name: str | None
+    log_model: bool
+
+
+class PromotionConfig(Section):
+    min_f1_gain: Annotated[Number, Field(ge=-1, le=1)]
+    max_recall_drop: Annotated[Number, Field(ge=0, le=1)]
+    split: SplitName
+
+
+class RetrainConfig(Section):
+    incoming: str
+    lock_file: str
+    lock_timeout_s: Annotated[Number, Field(ge=0)]
+    repro_timeout_s: PositiveNumber
+    push: bool
+
+
+class PathsConfig(Section):
+    """Every path the pipeline reads or writes, relative to the repository root."""
+
+    processed_dir: str
+    preprocess_report: str
+    preprocess_report_md: str
+    token_length_plot: str
+    token_length_image: str
+    augmented_dir: str
+    augment_report: str
+    augment_samples: str
+    model_dir: str
+    run_info: str
+    train_report: str
+    checkpoints_dir: str
+    evaluate_metrics: str
+    confusion_plot: str
+    confusion_image: str
+    predictions: str
+    pr_curve_plot: str
+    roc_plot: str
+    reliability_plot: str
+    evaluate_figures: str
+    error_report_html: str
+    error_report: str
+    error_tables: str
+    error_metrics: str
+    promotion_report: str
+    promotion_decision: str
+    retrain_ledger: str
+
+
+# --------------------------------------------------------------------------- the whole config
+
+
+class PipelineConfig(Section):
+    """params.yaml as a whole: what every stage and ``finetune`` command reads."""
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    augment: AugmentConfig
+    evaluate: EvaluateConfig
+    error_analysis: ErrorAnalysisConfig
+    tracking: TrackingConfig
+    promotion: PromotionConfig
+    retrain: RetrainConfig
+    seed: int
+    paths: PathsConfig
+
+    def params(self) -> dict[str, Any]:
+        """Everything but ``paths``, as plain data (what MLflow records as the run's params)."""
+        return self.model_dump(mode="json", exclude={"paths"})
+
+
+def choices(literal: Any) -> tuple[str, ...]:
+    """The allowed values of a ``Literal`` name list, e.g. ``choices(AugmentMethod)``."""
+    return tuple(get_args(literal))
