@@ -190,7 +190,7 @@ def make_stage_cfg(workspace: Path, model_dir: Path, data: pd.DataFrame) -> dict
         }
     )
     cfg["tracking"]["uri"] = f"sqlite:///{workspace / 'mlflow.db'}"
-    cfg["error_analysis"]["known_mislabels"] = None
+    cfg["data"]["known_mislabels"] = None
     return cfg
 
 

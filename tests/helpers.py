@@ -56,7 +56,8 @@ def tiny_project(dest: Path, tiny_model_dir: Path, raw_rows: int | None = None) 
     preset (optionally only the first ``raw_rows`` rows of the demo data), params composed."""
     root = copy_repo(dest)
     (root / "conf" / "model" / "tiny.yaml").write_text(
-        f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nmax_length: 32\npooling: cls\n"
+        f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nlicense: null\nmax_length: 32\n"
+        "pooling: cls\n"
     )
     config = root / "conf" / "config.yaml"
     config.write_text(

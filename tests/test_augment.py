@@ -110,7 +110,7 @@ def test_config_errors() -> None:
         spec(methods=["synonyms"])
     with pytest.raises(ConfigError, match=r"augment\.fraction=2: Input should be less than or"):
         spec(fraction=2)
-    with pytest.raises(ConfigError, match=r"augment: methods is empty while enabled is true"):
+    with pytest.raises(ConfigError, match=r"augment: methods is empty while enabled is auto"):
         spec(methods=[])
 
 

@@ -198,7 +198,7 @@ def test_next_steps_are_derived_from_findings() -> None:
             }
         ]
     )
-    issues = pd.DataFrame({"id": ["r1", "r2"]})
+    issues = pd.DataFrame({"id": ["r1", "r2", "r3"], "flagged": [True, True, False]})
     rob = pd.DataFrame([{"test": "typos", "applicable": 50, "flipped": 5, "flip_rate": 0.1}])
     attrs = [{"top_word": "refund"}, {"top_word": "Refund"}]
     ev = {"ece": 0.2, "ece_temperature_scaled": 0.05, "temperature": 2.0,
@@ -241,9 +241,11 @@ def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     assert summary["label_issues_cv"] == int(queue["flagged"].sum())
     labelled = sum(
         len(pd.read_parquet(Path(paths["processed_dir"]) / f"{name}.parquet"))
-        for name in ("train", "validation", "test")
+        for name in pipeline_cfg["error_analysis"]["label_errors"]["splits"]
     )
-    assert len(queue) == min(pipeline_cfg["error_analysis"]["label_errors"]["queue"], labelled)
+    assert pipeline_cfg["error_analysis"]["label_errors"]["rows"] is None
+    assert len(queue) == labelled, "every labelled row outside test is ranked"
+    assert set(queue["split"]) <= {"train", "validation"}
     assert queue["flagged"].is_monotonic_decreasing  # flagged rows first, then the queue
     assert "flip_rate_typos" in summary and "weak_slices" in summary
     mlflow.set_tracking_uri(pipeline_cfg["tracking"]["uri"])

@@ -30,8 +30,8 @@ def test_label_error_list_finds_the_demo_mislabels(
     cfg = copy.deepcopy(base_params())  # the committed defaults: demo data, default backbone
     cfg["paths"] = {k: str(tmp_path / v) for k, v in cfg["paths"].items()}
     cfg["data"]["path"] = str(REPO / cfg["data"]["path"])
-    manifest_path = REPO / cfg["error_analysis"]["known_mislabels"]
-    cfg["error_analysis"]["known_mislabels"] = str(manifest_path)
+    manifest_path = REPO / cfg["data"]["known_mislabels"]
+    cfg["data"]["known_mislabels"] = str(manifest_path)
     cfg["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg["train"].update({"progress_bar": False, "epochs": 2})  # enough for the ranking
     for stage in (preprocess, augment, train, evaluate):

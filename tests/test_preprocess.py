@@ -18,6 +18,7 @@ from finetune.data import report as data_report
 from finetune.data.sources import as_raw
 from finetune.data.splits import hash_fractions
 from finetune.data.validation import validate
+from finetune.modeling.inference import token_counts
 from finetune.tracking import inputs
 from tests.conftest import data_config, typed
 
@@ -244,7 +245,9 @@ def test_majority_tie_goes_to_first_label() -> None:
     assert everything.loc[everything["text"] == "tie", "label"].tolist() == ["q"]
 
 
-def test_leakage_removed_from_evaluation_splits(tmp_path: Path) -> None:
+def _leaky_source(tmp_path: Path) -> None:
+    """Predefined splits where two test texts and two validation texts also occur in train
+    ("Text p 1!" = "text p 1" once normalised), and one text is in test and validation."""
     rows = [(f"text {c} {i}", c) for c in "pq" for i in range(10)]
     train = pd.DataFrame(rows, columns=["text", "label"])
     test = pd.DataFrame(
@@ -252,13 +255,30 @@ def test_leakage_removed_from_evaluation_splits(tmp_path: Path) -> None:
         columns=["text", "label"],
     )
     validation = pd.DataFrame(
-        [("new p", "p"), ("dev q", "q"), ("dev p", "p")], columns=["text", "label"]
+        [("new p", "p"), ("dev q", "q"), ("dev p", "p"), ("text q 3", "q")],
+        columns=["text", "label"],
     )
     for name, part in (("train", train), ("test", test), ("validation", validation)):
         part.to_csv(tmp_path / f"{name}.csv", index=False)
+
+
+def test_a_sources_own_test_split_stays_whole_by_default(tmp_path: Path) -> None:
+    _leaky_source(tmp_path)
     raw = sources.load(data_config(str(tmp_path)))
     result = preprocess.preprocess(raw, spec_for(id_column=None), seed=0)
-    assert result.report["leakage_removed"] == {"validation": 2, "test": 2}
+    assert result.report["leakage_removed"] == {"train": 3, "validation": 2, "test": 0}
+    assert len(result.splits["test"]) == 5, "the official test split is kept whole"
+    assert result.splits["validation"]["text"].tolist() == ["dev p", "text q 3"]
+    assert len(result.splits["train"]) == 17
+    assert "text p 1" not in set(result.splits["train"]["text"])
+
+
+def test_leakage_can_leave_the_evaluation_splits_instead(tmp_path: Path) -> None:
+    _leaky_source(tmp_path)
+    raw = sources.load(data_config(str(tmp_path)))
+    spec = spec_for(id_column=None, leakage="leave_evaluation")
+    result = preprocess.preprocess(raw, spec, seed=0)
+    assert result.report["leakage_removed"] == {"train": 0, "validation": 3, "test": 2}
     assert result.splits["test"]["text"].tolist() == ["new p", "new q", "dev q"]
     assert result.splits["validation"]["text"].tolist() == ["dev p"]
     assert len(result.splits["train"]) == 20
@@ -356,7 +376,9 @@ def test_run_writes_splits_label_map_and_report(stage_cfg: dict[str, Any]) -> No
     # Token lengths with the configured tokenizer: "[CLS] w1..w5 n [SEP]" = 8 tokens each.
     assert report["token_lengths"]["train"]["max"] == 8
     assert report["token_lengths"]["test"]["truncation_rate"] == 0.0
-    assert report["class_counts"]["test"] == {"account": 4, "billing": 4, "shipping": 4}
+    counts = json.loads(Path(paths["preprocess_class_counts"]).read_text())
+    assert counts["test"] == {"account": 4, "billing": 4, "shipping": 4}
+    assert "class_counts" not in report and report["smallest_class_train_rows"] == 12
     md = Path(paths["preprocess_report_md"]).read_text()
     assert "| billing | 12 | 4 | 4 |" in md and "## Token lengths" in md
     hist = pd.read_csv(paths["token_length_plot"])
@@ -369,7 +391,7 @@ def test_truncation_rate_at_max_length(tiny_model_dir: Path) -> None:
     from finetune.modeling.backbones import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir))
-    lengths = data_report.token_lengths(["refund", "refund card price payment invoice"], tok)
+    lengths = token_counts(tok, ["refund", "refund card price payment invoice"])
     assert lengths.tolist() == [3, 7]
     stats = data_report.length_stats(np.array([3, 7, 10, 12]), max_length=8)
     assert stats["truncated"] == 2 and stats["truncation_rate"] == 0.5

@@ -35,7 +35,7 @@ from finetune.lifecycle.retrain import retrain as retrain_in_process
 from tests.conftest import REPO, config, data_config
 from tests.helpers import BIN, sh, tiny_project
 
-MODEL = "support-router"
+MODEL = "support_tickets"
 DATA_CFG = data_config(id_column="id")
 
 

@@ -209,3 +209,97 @@ def test_all_columns_read_as_strings(tmp_path: Path) -> None:
     assert table.column("id").to_pylist() == ["007", "008"]  # leading zeros kept
     assert table.column("text").to_pylist() == ["hello", None]
     assert table.column("label").to_pylist() == ["1", "2"]
+
+
+# --------------------------------------------------------------------------- awkward files
+
+
+def _rows(n: int = 40) -> list[tuple[str, str]]:
+    return [
+        (f"message number {i} about {'cards' if i % 2 else 'parcels'}", "ab"[i % 2])
+        for i in range(n)
+    ]
+
+
+def _run(path: Path, **kw: Any) -> preprocess.Preprocessed:
+    spec = data_config(str(path), **kw)
+    return preprocess.preprocess(sources.load(spec), spec, seed=0)
+
+
+def test_csv_with_a_byte_order_mark_windows_line_endings_and_quoted_newlines(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "excel.csv"
+    body = "text,label\r\n" + "".join(f'"{t}\r\nsecond line",{lab}\r\n' for t, lab in _rows())
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    result = _run(path)
+    everything = pd.concat(result.splits.values())
+    assert len(everything) == 40 and result.labels == ["a", "b"]
+    assert everything["text"].str.endswith("second line").all(), "newline inside the quotes"
+    assert not everything["text"].str.contains("\r").any(), "whitespace cleaned"
+
+
+def test_semicolon_separated_csv_is_read_by_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_text("text;label\n" + "".join(f'"{t}, really";{lab}\n' for t, lab in _rows()))
+    result = _run(path)
+    assert result.labels == ["a", "b"]
+    assert pd.concat(result.splits.values())["text"].str.endswith(", really").all()
+    assert _run(path, delimiter=";").labels == ["a", "b"]
+
+
+def test_duplicate_column_names_stop_with_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("text,label,text\n" + "".join(f"{t},{lab},x\n" for t, lab in _rows()))
+    with pytest.raises(DataError, match=r"dup\.csv: the header names a column more than once: "
+                       r"'text' \(columns 1, 3\); rename them"):  # fmt: skip
+        sources.load(data_config(str(path)))
+
+
+def test_float_labels_that_are_whole_numbers_are_classes(tmp_path: Path) -> None:
+    path = tmp_path / "stars.csv"
+    path.write_text("text,label\n" + "".join(f"{t},{float(i % 3 + 1)}\n" for i, (t, _) in
+                                              enumerate(_rows(30))))  # fmt: skip
+    assert _run(path).labels == ["1", "2", "3"]
+
+
+def test_a_continuous_label_column_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text("text,label\n" + "".join(f"{t},{i / 7:.4f}\n" for i, (t, _) in
+                                              enumerate(_rows(80))))  # fmt: skip
+    with pytest.raises(DataError, match=r"column 'label' holds 80 distinct non-integer numbers "
+                       r"\(e\.g\. .*scores\.csv data rows 2, 3, 4.*regression target.*"
+                       r"data\.label_column"):  # fmt: skip
+        _run(path)
+
+
+def test_a_text_column_of_numbers_is_refused_with_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "swapped.csv"
+    path.write_text("id,label,text\n" + "".join(f"{i},{lab},{i * 3.5}\n" for i, (_, lab) in
+                                                 enumerate(_rows())))  # fmt: skip
+    with pytest.raises(DataError, match=r"column 'text' is mostly numbers \(100% of its rows, "
+                       r"e\.g\. .*swapped\.csv data rows 1, 2, 3.*Set data\.text_"):  # fmt: skip
+        _run(path)
+
+
+def test_mixed_encodings_name_the_lines_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    lines = [f"{t},{lab}\n".encode() for t, lab in _rows()]
+    lines[4] = "caf\u00e9 au lait,a\n".encode("latin-1")  # one line saved by another program
+    path.write_bytes(b"text,label\n" + b"".join(lines))
+    with pytest.raises(DataError, match=r"mixed\.csv: bytes that are not valid utf-8 at lines 6 "
+                       r".*set data\.encoding \(e\.g\. latin-1\)"):  # fmt: skip
+        sources.load(data_config(str(path)))
+    result = _run(path, encoding="latin-1")
+    assert "café au lait" in set(pd.concat(result.splits.values())["text"])
+
+
+def test_an_extra_file_in_the_directory_names_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text(
+        "text,label\n" + "".join(f"{t},{lab}\n" for t, lab in _rows())
+    )
+    (tmp_path / "notes.csv").write_text("author,comment\nme,hello\n")
+    with pytest.raises(DataError, match=r"every file of one source must have the same columns\. "
+                       r"If it is not part of the data, point data\.path at the data files only "
+                       r"\(a glob such as 'dir/\*\.csv', or data\.split_files"):  # fmt: skip
+        sources.load(data_config(str(tmp_path)))

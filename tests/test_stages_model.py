@@ -78,11 +78,10 @@ def test_evaluate_and_error_analysis_log_into_the_train_run(trained: dict[str, A
     paths = trained["paths"]
     metrics = json.loads(Path(paths["evaluate_metrics"]).read_text())
     summary = json.loads(Path(paths["error_metrics"]).read_text())
-    assert set(metrics["per_class"]) == {"account", "billing", "shipping"}
+    per_class = json.loads(Path(paths["evaluate_per_class"]).read_text())
+    assert set(per_class) == {"account", "billing", "shipping"}
     test_split = pd.read_parquet(Path(paths["processed_dir"]) / "test.parquet")
-    assert metrics["per_class"]["billing"]["support"] == int(
-        (test_split["label"] == "billing").sum()
-    )
+    assert per_class["billing"]["support"] == int((test_split["label"] == "billing").sum())
     assert metrics["num_examples"] == len(test_split)
     preds = pd.read_parquet(paths["predictions"])
     assert metrics["accuracy"] == pytest.approx(float(preds["correct"].mean()))
@@ -115,11 +114,22 @@ def test_evaluate_when_the_run_is_not_in_this_store(
     assert run.data.tags["finetune.train_run_id"] == original
 
 
+def test_a_model_that_cannot_load_fails_before_any_run(stage_cfg: dict[str, Any]) -> None:
+    preprocess.run(stage_cfg)
+    augment.run(stage_cfg)
+    bad = copy.deepcopy(stage_cfg)
+    bad["model"]["name_or_path"] = "./no/such/model"
+    with pytest.raises(ModelNotFoundError, match=r"'./no/such/model' looks like a local path but"):
+        train.run(bad)
+    mlflow.set_tracking_uri(stage_cfg["tracking"]["uri"])
+    assert MlflowClient().get_experiment_by_name("finetune-pipeline") is None, "no run opened"
+
+
 def test_failed_train_marks_run_failed_and_writes_nothing(stage_cfg: dict[str, Any]) -> None:
     preprocess.run(stage_cfg)
     augment.run(stage_cfg)
-    stage_cfg["model"]["name_or_path"] = "./no/such/model"
-    with pytest.raises(ModelNotFoundError, match=r"'./no/such/model' looks like a local path but"):
+    stage_cfg["train"]["freeze_layers"] = 5  # the tiny model has 2: fails once the run is open
+    with pytest.raises(ConfigError, match="train.freeze_layers=5 but the model has only 2"):
         train.run(stage_cfg)
     (run,) = _runs(stage_cfg)
     assert run.info.status == "FAILED"

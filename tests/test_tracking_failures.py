@@ -114,7 +114,7 @@ def test_server_gone_during_training_keeps_outputs_and_a_rerun_completes_the_run
         evals = {e["step"] for e in logged if "eval_f1_macro" in e}
         assert evals <= {m.step for m in client.get_metric_history(run_id, "eval_f1_macro")}
         assert not list(checkpoints.glob("*/pending_metrics.jsonl"))
-        versions = client.search_model_versions("name='support-router'")
+        versions = client.search_model_versions("name='support_tickets'")
         assert [v.run_id for v in versions] == [run_id], "the rerun registered its model once"
     finally:
         server.stop()
@@ -148,7 +148,7 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
 
 
 def aliases(url: str) -> dict[str, str]:
-    registered = MlflowClient(url).get_registered_model("support-router")
+    registered = MlflowClient(url).get_registered_model("support_tickets")
     return {k: str(v) for k, v in registered.aliases.items()}
 
 
@@ -175,13 +175,13 @@ def test_registry_failing_in_the_middle_of_the_gate_moves_no_alias(
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setattr(MlflowClient, "get_registered_model", outage_on_the_second_lookup)
-    with pytest.raises(RegistryError, match=r"cannot read alias support-router@champion .*"
+    with pytest.raises(RegistryError, match=r"cannot read alias support_tickets@champion .*"
                        r"nothing was changed"):  # fmt: skip
         gate.apply_gate(cfg, cfg.promotion.model_copy(update={"min_f1_gain": -1.0}))
     monkeypatch.undo()
     assert len(calls) == 2
     assert aliases(server.url) == {"champion": "1", "challenger": "2"}, "nothing moved"
-    version = MlflowClient(server.url).get_model_version("support-router", "2")
+    version = MlflowClient(server.url).get_model_version("support_tickets", "2")
     assert not any(k.startswith("promotion.") for k in version.tags), "no decision recorded"
     # with the store answering, the same gate now runs and promotes (margin -1)
     result = gate.apply_gate(cfg, cfg.promotion.model_copy(update={"min_f1_gain": -1.0}))
@@ -195,6 +195,6 @@ def test_a_model_without_aliases_is_the_only_absent_case(two_versions: Any) -> N
     server, _ = two_versions
     client = MlflowClient(server.url)
     assert alias_version(client, "no-such-model", "champion") is None
-    client.delete_registered_model_alias("support-router", "champion")
-    assert alias_version(client, "support-router", "champion") is None
-    assert alias_version(client, "support-router", "challenger").version == "2"
+    client.delete_registered_model_alias("support_tickets", "champion")
+    assert alias_version(client, "support_tickets", "champion") is None
+    assert alias_version(client, "support_tickets", "challenger").version == "2"

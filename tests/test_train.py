@@ -342,6 +342,6 @@ def test_train_stage_under_torchrun_with_two_cpu_processes(
     assert len(runs) == 1, "only rank 0 opens an MLflow run"
     assert runs[0].info.status == "FINISHED"
     assert runs[0].data.params["train.epochs"] == "2"
-    name = "support-router"
+    name = "support_tickets"
     assert len(mlflow.MlflowClient().search_model_versions(f"name='{name}'")) == 1
     assert "threads x 2 process(es)" in proc.stdout + proc.stderr

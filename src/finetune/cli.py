@@ -150,6 +150,46 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init_data(args: argparse.Namespace) -> int:
+    from finetune.core.config import CONF_DIR, compose, find_repo_root
+    from finetune.core.errors import ConfigError
+    from finetune.core.io import atomic_path
+    from finetune.core.validate import parse
+    from finetune.data.onboarding import dataset_name, inspect, render
+
+    root = find_repo_root(args.repo)
+    source = Path(args.path)
+    name = args.name or dataset_name(args.path)
+    if name == "base":
+        raise ConfigError("`base` is the generic base every data config extends: pick --name")
+    target = root / CONF_DIR / "data" / f"{name}.yaml"
+    if target.exists() and not args.force:
+        raise ConfigError(f"{target} exists: pass --force to overwrite it, or choose --name")
+    found = inspect(str(source))
+    in_repo = os.path.relpath(source.resolve(), root) if source.exists() else args.path
+    with atomic_path(target) as tmp:
+        tmp.write_text(render(found, name, in_repo))
+    try:  # what it wrote must compose and fit the schema, or it is not left behind
+        parse(compose(root / CONF_DIR, [f"data={name}"]), root / CONF_DIR, [f"data={name}"])
+    except ConfigError:
+        target.unlink()
+        raise
+    splits = ", ".join(f"{k} {v}" for k, v in found.splits.items()) or "none (split by hash)"
+    lines = [
+        f"wrote {target.relative_to(root)}: {found.rows} rows, text column "
+        f"{found.text_column!r}, label column {found.label_column!r}, "
+        f"{len(found.class_counts)} classes, predefined splits: {splits}",
+        *(f"  could not decide: {x}" for x in found.undecided),
+        "next, in this repository:",
+        f'  make params O="data={name}"     # make it the workspace\'s data, then',
+        "  dvc repro                         # the whole pipeline on it",
+        "or as an experiment beside the current default:",
+        f"  dvc exp run -S data={name}",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -176,6 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", action="store_true", help="dvc push data and models on success")
     p.set_defaults(func=cmd_retrain)
 
+    p = sub.add_parser(
+        "init-data",
+        help="inspect a dataset and write conf/data/<name>.yaml for it",
+        description="Look at a file, directory or glob (format, encoding, columns, likely text "
+        "and label columns, predefined splits, classes, text lengths), write "
+        "conf/data/<name>.yaml extending conf/data/base.yaml, and print the next commands.",
+    )
+    p.add_argument("path", help="a CSV/TSV/JSONL/Parquet file, a directory or a glob")
+    p.add_argument("--name", help="config name (default: from the path)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing config")
+    repo_arg(p)
+    p.set_defaults(func=cmd_init_data)
+
     p = sub.add_parser("promote", help="apply the promotion gate to the current challenger")
     repo_arg(p)
     gate_args(p)
@@ -195,13 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
         "-m",
         "--model",
         required=True,
-        help="model directory (models/model) or MLflow URI (models:/support-router@champion)",
+        help="model directory (models/model) or MLflow URI (models:/support_tickets@champion)",
     )
     p.add_argument("-i", "--input", required=True, help="input .csv or .jsonl")
     p.add_argument("-o", "--output", help="output .csv or .jsonl (default: JSONL on stdout)")
     p.add_argument("--text-column", default="text")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=128, help="tokens; longer texts truncated")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        help="tokens; longer texts are truncated (default: the length the model was trained with)",
+    )
     p.add_argument("--input-format", choices=["auto", "csv", "jsonl"], default="auto")
     p.add_argument("--output-format", choices=["auto", "csv", "jsonl"], default="auto")
     p.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: the repo's)")

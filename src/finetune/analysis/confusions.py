@@ -72,11 +72,14 @@ def confusion_examples(
 
 
 def load_manifest(path: str | None) -> pd.DataFrame | None:
+    """The known-mislabel manifest ``data.known_mislabels`` (id,given_label,true_label)."""
     if not path:
         return None
     if not Path(path).is_file():
-        log.warning("error_analysis.known_mislabels=%s does not exist; skipping that check", path)
-        return None
+        raise DataError(
+            f"data.known_mislabels={path} does not exist: point it at a CSV with the columns "
+            "id,given_label,true_label, or set it to null (no manifest)"
+        )
     manifest = pd.read_csv(path, dtype=str)
     missing = {"id", "given_label", "true_label"} - set(manifest.columns)
     if missing:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,24 @@ from finetune.analysis.render import render_html
 from finetune.analysis.report_md import render_report
 from finetune.core.errors import DataError
 from finetune.core.io import StagedOutputs, read_json, write_json
+from finetune.core.labels import prob_columns
 from finetune.core.schema import ErrorAnalysisConfig, PipelineConfig
 from finetune.core.validate import parse
 from finetune.reporting.plots import confusion_uri, robustness_figure, slices_figure
 from finetune.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
+
+
+def confusion_table(predictions: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """The whole confusion matrix (rows: true label, columns: predicted), for any number of
+    classes (the figure shows at most the most confused ones)."""
+    from sklearn.metrics import confusion_matrix
+
+    cm = confusion_matrix(predictions["label"], predictions["predicted"], labels=labels)
+    return pd.DataFrame(
+        cm, index=pd.Index(labels, name="true_label"), columns=pd.Index(labels, name="predicted")
+    )
 
 
 def analyse(
@@ -87,10 +99,13 @@ def analyse_all(
     seed: int,
     split_name: str,
     slice_columns: list[str],
+    kfold: Callable[[pd.DataFrame], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Every section's data (no file I/O). ``labelled``: rows ranked for label errors, with a
     ``split`` column; ``predictions``: evaluate's per-example output for the evaluated split
-    (``split_name``); ``slice_columns``: the data columns to slice by."""
+    (``split_name``); ``slice_columns``: the data columns to slice by; ``kfold``: out-of-fold
+    probabilities of the labelled rows from fine-tuning (label_errors.method finetuned or
+    ensemble)."""
     from finetune.analysis import label_errors as L
     from finetune.analysis.robustness import run_invariance
     from finetune.analysis.slices import slice_metrics
@@ -108,15 +123,23 @@ def analyse_all(
     began = time.perf_counter()
     label_map = {label: i for i, label in enumerate(labels)}
     test_ids = predictions["label"].map(label_map).to_numpy()
-    probs = predictions[[f"prob_{label}" for label in labels]].to_numpy()
+    probs = predictions[prob_columns(labels)].to_numpy()
     li_test = L.rank_label_issues(predictions.assign(split=split_name), test_ids, probs, labels)
     le = spec.label_errors
     bs = spec.batch_size
-    emb = sentence_embeddings(model, tokenizer, labelled["text"].tolist(), bs, max_length)
     y = labelled["label"].map(label_map).to_numpy()
-    cv_probs = L.cross_validated_probs(emb, y, le.folds, seed, le.C)
-    cv_probs = np.pad(cv_probs, ((0, 0), (0, len(labels) - cv_probs.shape[1])))
-    li_cv = L.rank_label_issues(labelled, y, cv_probs, labels, le.queue)
+    parts = []
+    if le.method in ("embeddings", "ensemble"):
+        emb = sentence_embeddings(model, tokenizer, labelled["text"].tolist(), bs, max_length)
+        cv_probs = L.cross_validated_probs(emb, y, le.folds, seed, le.C)
+        parts.append(np.pad(cv_probs, ((0, 0), (0, len(labels) - cv_probs.shape[1]))))
+    if le.method in ("finetuned", "ensemble"):
+        if kfold is None:
+            raise ValueError("label_errors.method needs the k-fold fine-tuning function")
+        parts.append(kfold(labelled.assign(label_id=y)))
+    oos_probs = np.mean(parts, axis=0)
+    rows = len(labelled) if le.rows is None else le.rows
+    li_cv = L.rank_label_issues(labelled, y, oos_probs, labels, rows)
     recall = L.manifest_recall(li_cv, manifest, set(labelled["id"].astype(str)))
     timings["label_errors"] = time.perf_counter() - began
 
@@ -198,7 +221,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     import mlflow
 
     from finetune.core.artifacts import load_split
-    from finetune.modeling.backbones import load_trained
+    from finetune.modeling.backbones import inference_max_length, load_trained
 
     started = time.perf_counter()
     cfg = parse(cfg)
@@ -212,7 +235,8 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     eval_metrics = read_json(eval_path) if eval_path.is_file() else {}
     model, tokenizer = load_trained(paths.model_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    missing = [f"prob_{label}" for label in labels if f"prob_{label}" not in predictions]
+    max_length = inference_max_length(cfg.model.max_length, tokenizer)
+    missing = [column for column in prob_columns(labels) if column not in predictions]
     if missing:
         raise DataError(
             f"{pred_path} lacks {missing}: it was written for another model; "
@@ -225,7 +249,23 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         ],
         ignore_index=True,
     )
-    manifest = load_manifest(spec.known_mislabels)
+    manifest = load_manifest(cfg.data.known_mislabels)
+    kfold = None
+    if spec.label_errors.method != "embeddings":
+        from functools import partial
+
+        from finetune.training.kfold import out_of_fold_probs
+
+        kfold = partial(
+            out_of_fold_probs,
+            labels=labels,
+            model_cfg=cfg.model,
+            train_cfg=cfg.train,
+            folds=spec.label_errors.folds,
+            epochs=spec.label_errors.finetune_epochs,
+            seed=cfg.seed,
+            max_length=max_length,
+        )
     ctx = analyse_all(
         model,
         tokenizer,
@@ -235,10 +275,11 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         spec,
         eval_metrics,
         manifest,
-        cfg.model.max_length,
+        max_length,
         cfg.seed,
         cfg.evaluate.split,
         list(columns),
+        kfold,
     )
     ctx["confusion_uri"] = confusion_uri(predictions, labels)
     run_id = read_json(paths.run_info).get("run_id")
@@ -264,6 +305,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         }
         for name, frame in frames.items():
             frame.to_csv(tables / f"{name}.csv", index=False)
+        confusion_table(predictions, labels).to_csv(tables / "confusion_matrix.csv")
         write_json(tables / "attributions.json", ctx["attributions"])
         write_json(tables / "next_steps.json", ctx["next_steps"])
         ctx["timings"]["total"] = time.perf_counter() - started

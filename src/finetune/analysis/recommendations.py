@@ -27,10 +27,13 @@ def next_steps(
                 f"Macro-F1 dropped by {-f1:.3f} against the previous experiment: diff the params "
                 "(`dvc params diff`) and data versions before anything else."
             )
-    if len(label_issues):
-        top = ", ".join(label_issues["id"].astype(str).head(5))
+    flagged = (
+        label_issues[label_issues["flagged"].astype(bool)] if len(label_issues) else label_issues
+    )
+    if len(flagged):
+        top = ", ".join(flagged["id"].astype(str).head(5))
         steps.append(
-            f"{len(label_issues)} labelled rows look mislabelled (confident learning). Review the "
+            f"{len(flagged)} labelled rows look mislabelled (confident learning). Review the "
             f"top of the list (e.g. {top}), fix the labels in the raw data and retrain: noisy "
             "training labels cap what any model can learn."
         )

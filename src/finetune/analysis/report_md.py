@@ -6,20 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-
-def _md_cell(value: Any) -> str:
-    text = f"{value:.3f}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "_none_\n"
-    head = "| " + " | ".join(df.columns) + " |\n| " + " | ".join("---" for _ in df.columns) + " |\n"
-    rows = "".join(
-        "| " + " | ".join(_md_cell(v) for v in row) + " |\n" for row in df.itertuples(index=False)
-    )
-    return head + rows
+from finetune.reporting.markdown import md_cell, md_table
 
 
 def render_report(
@@ -38,7 +25,7 @@ def render_report(
         f"- accuracy: {metrics['accuracy']:.4f}, macro-F1: {metrics['f1_macro']:.4f}",
         f"- misclassified: {n_err} ({metrics['error_rate']:.1%})\n",
         "## Most frequent confusions\n",
-        _md_table(
+        md_table(
             pairs.head(len(examples)).assign(
                 share_of_errors=lambda d: d["share_of_errors"].round(3)
             )
@@ -46,12 +33,12 @@ def render_report(
     ]
     for (true, pred), texts in examples.items():
         lines.append(f"**{true} → {pred}**\n")
-        lines.extend(f"- {_md_cell(t)}" for t in texts)
+        lines.extend(f"- {md_cell(t)}" for t in texts)
         lines.append("")
     lines += [
         f"## Misclassified examples, most confident first "
         f"(top {min(shown_errors, len(errors))} of {n_err})\n",
-        _md_table(
+        md_table(
             errors.head(shown_errors)[["id", "true_label", "predicted_label", "confidence", "text"]]
         ),
     ]
@@ -61,6 +48,6 @@ def render_report(
             f"{known['known_mislabelled_in_split']} rows of this split are listed as mislabelled; "
             f"the model disagrees with the given label on {known['flagged_as_errors']} of them and "
             f"predicts the true label on {known['predicted_true_label']}.\n",
-            _md_table(pd.DataFrame(known["rows"])),
+            md_table(pd.DataFrame(known["rows"])),
         ]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from finetune.core.labels import prob_columns
 from finetune.core.schema import RobustnessConfig
 from finetune.core.text import match_case, swap_adjacent
 
@@ -184,7 +185,7 @@ def run_invariance(
     """Perturb every text, predict the edited ones in one batched call, compare."""
     texts = predictions["text"].tolist()
     perturbed = perturb(texts, list(spec.tests), seed)
-    original = predictions[[f"prob_{label}" for label in labels]].to_numpy()
+    original = predictions[prob_columns(labels)].to_numpy()
     todo = [
         (name, i)
         for name, new in perturbed.items()

@@ -38,6 +38,7 @@ from finetune.augment.methods import (
     synonym_replacement,
 )
 from finetune.augment.mlm import MaskedLM
+from finetune.core import auto
 from finetune.core.artifacts import load_split
 from finetune.core.io import StagedOutputs, write_json, write_parquet
 from finetune.core.schema import AugmentConfig, PipelineConfig
@@ -99,10 +100,24 @@ def augment(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Return the training set (originals first, then augmented rows) and statistics."""
     base = train.assign(origin_id=train["id"], method="original")
-    stats: dict[str, Any] = {"original_rows": len(train), "added": 0, "by_method": {}}
+    enabled = auto.augment_enabled(spec.enabled, len(train))
+    stats: dict[str, Any] = {
+        "enabled": enabled,
+        "enabled_setting": spec.enabled,
+        "original_rows": len(train),
+        "added": 0,
+        "by_method": {},
+    }
+    if spec.enabled == auto.AUTO:
+        log.info(
+            "augment.enabled=auto: %s (%d train rows; augmentation below %d)",
+            "on" if enabled else "off",
+            len(train),
+            auto.AUGMENT_BELOW_ROWS,
+        )
     alpha, copies = resolve_eda(spec, len(train))
     if (
-        not spec.enabled
+        not enabled
         or (copies <= 0 and not spec.balance.enabled)
         or (spec.fraction == 0 and not spec.balance.enabled)
     ):
@@ -206,7 +221,10 @@ def pairs_markdown(pairs: list[dict[str, str]], stats: Mapping[str, Any]) -> str
             f"   - after:  {p['after']}",
         ]
     if not pairs:
-        lines.append("Augmentation is off (augment.enabled: false) or added no rows.")
+        lines.append(
+            "Augmentation is off (augment.enabled, or `auto` on a large train split) or added "
+            "no rows."
+        )
     return "\n".join(lines) + "\n"
 
 

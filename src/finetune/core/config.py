@@ -11,6 +11,7 @@ starts (:mod:`finetune.core.runner`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
 OVERRIDES_HEADER = "# finetune: composed from conf/ with overrides "
+CHECK_STAMP = ".dvc/tmp/finetune-config-check"  # the digest of the last conf/ that matched
 RECOMPOSE_COMMAND = "make params  (or: python -m finetune.core.config compose [OVERRIDE ...])"
 
 
@@ -147,6 +149,11 @@ def check_params(root: str | Path) -> None:
     params_path = root / PARAMS_FILE
     if not params_path.is_file():
         raise ConfigError(f"{params_path} is missing: create it with `{RECOMPOSE_COMMAND}`")
+    digest = _config_digest(root)
+    stamp = root / CHECK_STAMP
+    if stamp.is_file() and stamp.read_text() == digest:
+        log.debug("conf/ and params.yaml unchanged since they last matched")
+        return
     text = params_path.read_text()
     overrides = read_overrides_header(text)
     expected = compose(root / CONF_DIR, overrides)
@@ -162,6 +169,16 @@ def check_params(root: str | Path) -> None:
             + (f" using overrides {overrides}" if overrides else "")
         )
     log.info("params.yaml matches conf/%s", f" with overrides {overrides}" if overrides else "")
+    if stamp.parent.is_dir():  # .dvc/tmp: every stage of one `dvc repro` checks, once is enough
+        stamp.write_text(digest)
+
+
+def _config_digest(root: Path) -> str:
+    """A digest of every conf/ file and params.yaml: equal digests, equal check result."""
+    digest = hashlib.sha256()
+    for path in [*sorted((root / CONF_DIR).rglob("*.yaml")), root / PARAMS_FILE]:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def load_params(root: str | Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ AugmentMethod = Literal[
     "contextual",
 ]
 RobustnessTest = Literal["typos", "casing", "punctuation", "contractions", "person_names"]
+Auto = Literal["auto"]  # resolved from the data (finetune.core.auto), recorded where it ran
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Pooling = Literal["cls", "mean"]
 
@@ -99,6 +100,7 @@ class DataConfig(Section):
     split_files: dict[str, str] | None
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet"]
     encoding: str
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None
     hf: HfSource
     text_column: str | Annotated[list[str], Field(min_length=1)]
     text_separator: str
@@ -106,7 +108,9 @@ class DataConfig(Section):
     labels: Annotated[list[str | int], Field(min_length=2)] | None
     id_column: str | None
     extra_columns: list[str]
+    known_mislabels: str | None
     split: SplitShares
+    leakage: Literal["leave_train", "leave_evaluation"]
     min_examples_per_class: Positive
     cleaning: Cleaning
     report: DataReport
@@ -127,7 +131,8 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: str
     name_or_path: str
-    max_length: Annotated[int, Field(ge=2)]
+    license: str | None
+    max_length: Annotated[int, Field(ge=2)] | Auto
     pooling: Pooling
 
 
@@ -143,7 +148,7 @@ class LoraConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: PositiveNumber
+    epochs: PositiveNumber | Auto
     batch_size: Positive
     eval_batch_size: Positive
     learning_rate: PositiveNumber
@@ -180,7 +185,7 @@ class Balance(Section):
 
 
 class AugmentConfig(Section):
-    enabled: bool
+    enabled: bool | Auto
     copies_per_example: NonNegative | Literal["auto"]
     fraction: Fraction
     methods: list[AugmentMethod]
@@ -194,9 +199,9 @@ class AugmentConfig(Section):
 
     @model_validator(mode="after")
     def _methods_fit(self) -> AugmentConfig:
-        if self.enabled and not self.methods:
-            raise ValueError("methods is empty while enabled is true")
-        if self.enabled and "contextual" in self.methods and not self.mlm_path:
+        if self.enabled is not False and not self.methods:
+            raise ValueError(f"methods is empty while enabled is {self.enabled}")
+        if self.enabled is not False and "contextual" in self.methods and not self.mlm_path:
             raise ValueError(
                 "methods has `contextual` but mlm_path is not set: give a local masked "
                 "language model directory, or drop `contextual`"
@@ -241,9 +246,11 @@ class SlicesConfig(Section):
 
 class LabelErrorsConfig(Section):
     splits: Annotated[list[SplitName], Field(min_length=1)]
+    method: Literal["embeddings", "finetuned", "ensemble"]
     folds: Annotated[int, Field(ge=2)]
     C: PositiveNumber
-    queue: NonNegative
+    finetune_epochs: PositiveNumber
+    rows: Positive | None
     shown: NonNegative
 
 
@@ -262,7 +269,6 @@ class ErrorAnalysisConfig(Section):
     shown_errors: NonNegative
     top_confusions: NonNegative
     examples_per_confusion: NonNegative
-    known_mislabels: str | None
     batch_size: Positive
     compare_to: Literal["auto", "git", "mlflow", "none"]
     slices: SlicesConfig
@@ -301,6 +307,7 @@ class PathsConfig(Section):
     processed_dir: str
     preprocess_report: str
     preprocess_report_md: str
+    preprocess_class_counts: str
     token_length_plot: str
     token_length_image: str
     augmented_dir: str
@@ -311,6 +318,7 @@ class PathsConfig(Section):
     train_report: str
     checkpoints_dir: str
     evaluate_metrics: str
+    evaluate_per_class: str
     confusion_plot: str
     confusion_image: str
     predictions: str

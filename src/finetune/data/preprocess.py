@@ -36,12 +36,24 @@ from finetune.data.sources import (
     as_raw,
 )
 from finetune.data.splits import hash_fractions, split_positions
-from finetune.data.validation import _mask, _source_name, _where, check_classes, validate
+from finetune.data.validation import (
+    _mask,
+    _source_name,
+    _where,
+    check_classes,
+    label_values,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
 # Priority when a text occurs in several splits: it stays in the first and leaves the others.
-LEAKAGE_ORDER = ("train", "test", "validation")
+# leave_train keeps the evaluation splits whole (a source's own test split stays comparable with
+# published figures); leave_evaluation keeps train whole.
+LEAKAGE_ORDER = {
+    "leave_train": ("test", "validation", "train"),
+    "leave_evaluation": ("train", "test", "validation"),
+}
 
 
 @dataclass
@@ -50,16 +62,6 @@ class Preprocessed:
     labels: list[str]
     report: dict[str, Any] = field(default_factory=dict)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _labels(raw: RawData, spec: DataConfig) -> pa.ChunkedArray:
-    labels = pc.utf8_trim_whitespace(raw.table.column(spec.label_column))
-    class_label = raw.notes.get("class_label")
-    if class_label and class_label["column"] == spec.label_column:
-        names = class_label["names"]
-        as_int = pc.cast(labels, pa.int64())
-        labels = pc.take(pa.array(names), as_int)  # a dataset's ClassLabel ids -> names
-    return labels
 
 
 def label_order(present: list[str], spec: DataConfig) -> list[str]:
@@ -91,7 +93,7 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
     n_read = table.num_rows
     texts = cleaning.build_text(table, spec.text_columns, spec.text_separator)
     texts, step_counts = cleaning.clean_texts(texts, spec.cleaning)
-    labels = _labels(raw, spec)
+    labels = label_values(raw, spec)
 
     empty = _mask(pc.or_kleene(pc.is_null(texts), pc.equal(texts, "")))
     if empty.any():
@@ -159,11 +161,13 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
     for code, s in enumerate(SPLITS):
         split_code[parts[s]] = code
     drop = cleaning.leaking_rows(
-        key_codes[keep], split_code, [SPLITS.index(s) for s in LEAKAGE_ORDER]
+        key_codes[keep], split_code, [SPLITS.index(s) for s in LEAKAGE_ORDER[spec.leakage]]
     )
-    leakage = {s: int(drop[parts[s]].sum()) for s in SPLITS if s != "train"}
+    leakage = {s: int(drop[parts[s]].sum()) for s in SPLITS}
     if any(leakage.values()):
-        log.warning("removed texts also present in an earlier split: %s", leakage)
+        log.warning(
+            "texts in more than one split removed (data.leakage=%s): %s", spec.leakage, leakage
+        )
     parts = {s: p[~drop[p]] for s, p in parts.items()}
 
     train_labels = set(label_ids[parts["train"]].tolist())

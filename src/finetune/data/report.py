@@ -24,9 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from finetune.core import auto
 from finetune.core.artifacts import SPLITS
 from finetune.core.io import StagedOutputs, write_json
 from finetune.core.schema import PathsConfig
+from finetune.modeling.backbones import position_limit
+from finetune.modeling.inference import token_counts
+from finetune.reporting.markdown import md_cell
 from finetune.reporting.plots import token_lengths_plot
 
 if TYPE_CHECKING:
@@ -35,22 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTOGRAM_BINS = 40
-
-
-def token_lengths(texts: list[str], tokenizer: Any, batch_size: int = 2048) -> np.ndarray:
-    """Tokens per text with special tokens, without truncation (fast tokenizers batch in Rust)."""
-    out: list[int] = []
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            texts[start : start + batch_size],
-            add_special_tokens=True,
-            truncation=False,
-            verbose=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        out.extend(len(ids) for ids in enc["input_ids"])
-    return np.asarray(out, dtype=np.int64)
 
 
 def length_stats(lengths: np.ndarray, max_length: int) -> dict[str, float]:
@@ -68,9 +56,15 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict[str, float]:
 
 
 def build(
-    result: Preprocessed, tokenizer: Any | None, max_length: int, sample: int, seed: int
+    result: Preprocessed,
+    tokenizer: Any | None,
+    max_length: int | str,
+    sample: int,
+    seed: int,
 ) -> dict[str, Any]:
-    """The preprocess report plus token lengths of up to ``sample`` texts per split."""
+    """The preprocess report plus token lengths of up to ``sample`` texts per split, and the
+    truncation rate at ``max_length`` (``auto``: what the train stage will choose from these
+    lengths, :func:`finetune.core.auto.max_length`)."""
     report = dict(result.report)
     report["labels"] = list(result.labels)
     if tokenizer is None:
@@ -82,8 +76,10 @@ def build(
         texts = result.splits[name]["text"]
         if sample and len(texts) > sample:
             texts = texts.iloc[np.sort(rng.choice(len(texts), sample, replace=False))]
-        lengths[name] = token_lengths(texts.tolist(), tokenizer)
+        lengths[name] = token_counts(tokenizer, texts.tolist())
         measured[name] = len(texts)
+    report["max_length_setting"] = max_length
+    max_length = auto.max_length(max_length, lengths["train"], position_limit(tokenizer))
     report["max_length"] = max_length
     report["tokenizer"] = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
     report["token_lengths_measured"] = measured
@@ -112,7 +108,11 @@ def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
         "",
         f"{report['rows_read']} rows read from {report['files']} file(s)/split(s); "
         f"{report['rows_kept']} kept. Splits: "
-        + ("predefined by the source" if report["predefined_splits"] else "seeded stratified")
+        + (
+            "the source's own (missing ones carved by the split method)"
+            if report["predefined_splits"]
+            else "carved by the split method"
+        )
         + ".",
         "",
         "## Rows per class per split",
@@ -120,11 +120,10 @@ def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
         "| label | " + " | ".join(SPLITS) + " |",
         "|---|" + "---:|" * len(SPLITS),
     ]
-    for label in labels:
+    counts = report["class_counts"]
+    for label in sorted(labels, key=lambda name: -counts["train"][name]):  # largest first
         lines.append(
-            f"| {label} | "
-            + " | ".join(str(report["class_counts"][s][label]) for s in SPLITS)
-            + " |"
+            f"| {md_cell(label)} | " + " | ".join(str(counts[s][label]) for s in SPLITS) + " |"
         )
     lines.append("| **total** | " + " | ".join(str(report["rows"][s]) for s in SPLITS) + " |")
     lines += [
@@ -140,7 +139,10 @@ def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
         f"| texts with conflicting labels | {report['conflicting_label_texts']} "
         f"({report['conflicting_label_rows']} rows) |",
         f"| rows dropped to resolve conflicts | {report['conflict_rows_dropped']} |",
-        *(f"| leakage removed from {s} | {n} |" for s, n in report["leakage_removed"].items()),
+        *(
+            f"| also in another split: removed from {s} | {n} |"
+            for s, n in report["leakage_removed"].items()
+        ),
     ]
     if "token_lengths" in report:
         lines += [
@@ -169,8 +171,14 @@ def write(
     report: dict[str, Any], result: Preprocessed, paths: PathsConfig, out: StagedOutputs
 ) -> None:
     lengths = report.pop("_lengths", None)
-    write_json(out.file(paths.preprocess_report), report)
     out.file(paths.preprocess_report_md).write_text(markdown(report, result.conflicts))
+    # Rows per class in a file of their own; the DVC metrics file keeps the headline figures.
+    write_json(out.file(paths.preprocess_class_counts), report["class_counts"])
+    headline = {k: v for k, v in report.items() if k != "class_counts"}
+    train_counts = report["class_counts"]["train"].values()
+    headline["smallest_class_train_rows"] = min(train_counts, default=0)
+    headline["largest_class_train_rows"] = max(train_counts, default=0)
+    write_json(out.file(paths.preprocess_report), headline)
     if lengths is not None:
         import csv
 

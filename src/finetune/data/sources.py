@@ -163,8 +163,44 @@ def _all_strings(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-def read_file(path: str | Path, fmt: str = "auto", encoding: str = "utf-8") -> pa.Table:
-    """One CSV, TSV, JSONL or Parquet file as an Arrow table of strings (empty field = null)."""
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(path: Path, encoding: str = "utf-8") -> str:
+    """The field separator of a CSV: the one of , ; tab | that the header line holds most of
+    (outside quotes); a comma when it holds none."""
+    with path.open("rb") as fh:
+        head = fh.readline(1 << 16)
+    try:
+        line = head.decode(encoding, errors="replace")
+    except LookupError as exc:
+        raise DataError(f"data.encoding={encoding!r} is not an encoding Python knows") from exc
+    outside = "".join(part for i, part in enumerate(line.split('"')) if i % 2 == 0)
+    counts = {d: outside.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _duplicate_columns(path: Path, names: list[str]) -> None:
+    seen: dict[str, list[int]] = {}
+    for position, name in enumerate(names, start=1):
+        seen.setdefault(name, []).append(position)
+    twice = {name: where for name, where in seen.items() if len(where) > 1}
+    if twice:
+        listed = "; ".join(f"{n!r} (columns {', '.join(map(str, w))})" for n, w in twice.items())
+        raise DataError(
+            f"{path}: the header names a column more than once: {listed}; rename them so "
+            "every column name is unique"
+        )
+
+
+def read_file(
+    path: str | Path, fmt: str = "auto", encoding: str = "utf-8", delimiter: str | None = None
+) -> pa.Table:
+    """One CSV, TSV, JSONL or Parquet file as an Arrow table of strings (empty field = null).
+
+    CSV: a UTF-8 byte-order mark, Windows line endings and quoted newlines are read as they
+    should be; the separator is ``delimiter`` or, when None, found from the header."""
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
@@ -175,12 +211,13 @@ def read_file(path: str | Path, fmt: str = "auto", encoding: str = "utf-8") -> p
         raise DataError(f"{path} is empty: it has no header and no rows")
     try:
         if kind in {"csv", "tsv"}:
+            if delimiter is None:
+                delimiter = "\t" if kind == "tsv" else sniff_delimiter(path, encoding)
             read = pacsv.ReadOptions(encoding=encoding, block_size=1 << 24)
-            parse = pacsv.ParseOptions(
-                delimiter="\t" if kind == "tsv" else ",", newlines_in_values=True
-            )
+            parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
             with pacsv.open_csv(path, read_options=read, parse_options=parse) as reader:
                 names = reader.schema.names
+            _duplicate_columns(path, names)
             convert = pacsv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()),
                 strings_can_be_null=True,
@@ -204,6 +241,7 @@ def read_file(path: str | Path, fmt: str = "auto", encoding: str = "utf-8") -> p
         if "Empty CSV file" in message:
             raise DataError(f"{path} is empty: it has no header and no rows") from exc
         raise DataError(f"{path}: cannot parse as {kind}: {message.splitlines()[0]}") from exc
+    _duplicate_columns(path, table.column_names)
     table = _all_strings(table)
     if kind == "parquet" or kind == "jsonl":
         # Parquet/JSON strings were never checked by a decoder: check them now.
@@ -235,7 +273,9 @@ def _concat(tables: list[pa.Table], files: list[str]) -> pa.Table:
             raise DataError(
                 f"{name} has columns {sorted(c for c in table.column_names if c[:2] != '__')}"
                 f" but {files[0]} has {sorted(c for c in names if c[:2] != '__')}: "
-                f"every file of one source must have the same columns"
+                "every file of one source must have the same columns. If it is not part of "
+                "the data, point data.path at the data files only (a glob such as "
+                "'dir/*.csv', or data.split_files: {train: ..., test: ...}), or move it away"
             )
     return pa.concat_tables([t.select(names) for t in tables])
 
@@ -273,7 +313,7 @@ def load_files(spec: DataConfig) -> RawData:
     tables, names = [], []
     for split, paths in groups.items():
         for p in paths:
-            table = read_file(p, spec.format, spec.encoding)
+            table = read_file(p, spec.format, spec.encoding, spec.delimiter)
             tables.append(_with_bookkeeping(table, split, len(names)))
             names.append(str(p))
     predefined = None not in groups

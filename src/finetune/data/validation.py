@@ -42,6 +42,64 @@ def _source_name(raw: RawData) -> str:
     return raw.files[0] if len(raw.files) == 1 else f"{raw.files[0]} (+{len(raw.files) - 1} files)"
 
 
+_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+MAX_NUMERIC_LABELS = 50  # more distinct non-integral numbers than this: a regression target
+
+
+def _numeric(values: pa.ChunkedArray) -> np.ndarray:
+    return _mask(pc.match_substring_regex(values, _NUMBER))
+
+
+def label_values(raw: RawData, spec: DataConfig) -> pa.ChunkedArray:
+    """The label column as class names: trimmed, a dataset's ClassLabel ids mapped to their
+    names, and integral numbers written as integers (a float column's 1.0 is class "1")."""
+    labels = pc.utf8_trim_whitespace(raw.table.column(spec.label_column))
+    class_label = raw.notes.get("class_label")
+    if class_label and class_label["column"] == spec.label_column:
+        as_int = pc.cast(labels, pa.int64())
+        return pc.take(pa.array(class_label["names"]), as_int)
+    present = pc.drop_null(labels)
+    if len(present) and _numeric(present).all():
+        numbers = pc.cast(labels, pa.float64())
+        if _mask(pc.equal(numbers, pc.floor(numbers))).sum() == len(present):
+            return pc.cast(pc.cast(numbers, pa.int64()), pa.string())
+    return labels
+
+
+def check_values(raw: RawData, spec: DataConfig) -> None:
+    """A label column of continuous numbers, or a text column that is mostly numbers, is a
+    wrong column choice: say which rows show it and what to set."""
+    labels = pc.utf8_trim_whitespace(raw.table.column(spec.label_column))
+    present = pc.drop_null(labels)
+    if len(present) and _numeric(present).all():
+        numbers = pc.cast(present, pa.float64())
+        fractional = ~_mask(pc.equal(numbers, pc.floor(numbers)))
+        distinct = len(pc.unique(numbers))
+        if fractional.any() and distinct > MAX_NUMERIC_LABELS:
+            rows = _mask(
+                pc.invert(
+                    pc.equal(pc.cast(labels, pa.float64()), pc.floor(pc.cast(labels, pa.float64())))
+                )
+            )
+            raise DataError(
+                f"column {spec.label_column!r} holds {distinct} distinct non-integer numbers "
+                f"(e.g. {_where(raw, rows, 3)}): that is a regression target, not classes. "
+                "Bin it into classes in the data, or set data.label_column to the column "
+                "holding the classes"
+            )
+    for column in spec.text_columns:
+        texts = pc.utf8_trim_whitespace(raw.table.column(column))
+        filled = _mask(pc.invert(pc.is_null(texts)))
+        numeric = _numeric(pc.fill_null(texts, "")) & filled
+        if filled.sum() and numeric.sum() > 0.5 * filled.sum():
+            raise DataError(
+                f"column {column!r} is mostly numbers ({numeric.sum() / filled.sum():.0%} of "
+                f"its rows, e.g. {_where(raw, numeric, 3)}): it does not look like the texts. "
+                f"Set data.text_column to the column that holds them (the file has "
+                f"{raw.columns})"
+            )
+
+
 def validate(raw: RawData | pd.DataFrame, spec: DataConfig) -> None:
     """Raise DataError naming the file, column and rows when the table cannot be used."""
     raw = raw if isinstance(raw, RawData) else as_raw(raw, spec.path or "<table>")
@@ -58,7 +116,8 @@ def validate(raw: RawData | pd.DataFrame, spec: DataConfig) -> None:
         )
     if raw.table.num_rows == 0:
         raise DataError(f"{name} has a header but no rows: add labelled examples")
-    labels = raw.table.column(spec.label_column)
+    check_values(raw, spec)
+    labels = label_values(raw, spec)
     null_labels = _mask(
         pc.or_kleene(pc.is_null(labels), pc.equal(pc.utf8_trim_whitespace(labels), ""))
     )

@@ -13,11 +13,12 @@ from sklearn.metrics import confusion_matrix
 
 from finetune.core.artifacts import load_split
 from finetune.core.io import StagedOutputs, write_json, write_parquet
+from finetune.core.labels import prob_columns, safe_names
 from finetune.core.schema import EvaluateConfig, PipelineConfig
 from finetune.core.validate import parse
 from finetune.evaluation import metrics as M
 from finetune.evaluation.baseline import fit_predict_baseline
-from finetune.modeling.backbones import load_trained
+from finetune.modeling.backbones import inference_max_length, load_trained
 from finetune.modeling.inference import predict_proba, token_counts
 from finetune.reporting.plots import confusion_figure, curves_figure, reliability_figure
 from finetune.tracking import runs as tracking
@@ -50,9 +51,8 @@ def predictions_frame(df: pd.DataFrame, probs: np.ndarray, labels: list[str]) ->
     out["predicted_id"] = pred
     out["confidence"] = probs.max(axis=1)
     out["correct"] = out["predicted_id"].to_numpy() == out["label_id"].to_numpy()
-    for i, label in enumerate(labels):
-        out[f"prob_{label}"] = probs[:, i]
-    return out
+    columns = pd.DataFrame(probs, columns=prob_columns(labels), index=out.index)
+    return pd.concat([out, columns], axis=1)  # one block, however many classes
 
 
 def split_metrics(
@@ -121,14 +121,13 @@ def evaluate(
         "temperature": round(temperature, 4),
         "num_examples": head["num_examples"],
         "inference_samples_per_second": inference["samples_per_second"],
-        "per_class": head["per_class"],
+        "num_classes": len(labels),
+        "min_class_f1": min(v["f1"] for v in head["per_class"].values()),
+        "min_class_recall": min(v["recall"] for v in head["per_class"].values()),
         "inference": inference,
         "baseline": {
             "name": "tfidf_logreg",
             **{k: baseline_metrics[eval_name][k] for k in (*HEADLINE, "ece")},
-            "per_class_f1": {
-                k: v["f1"] for k, v in baseline_metrics[eval_name]["per_class"].items()
-            },
         },
         "delta_vs_baseline": M.compare(head, baseline_metrics[eval_name], HEADLINE),
     }
@@ -148,8 +147,14 @@ def evaluate(
     frame["baseline_predicted"] = [labels[i] for i in baseline_test.argmax(axis=1)]
     frame["baseline_confidence"] = baseline_test.max(axis=1)
     pr, roc = M.micro_curves(ys[eval_name], test.probabilities, len(labels), ev.curve_points)
+    # Per-class figures in a file of their own: `dvc metrics show` reads the headline ones.
+    per_class = {
+        label: {**values, "baseline_f1": baseline_metrics[eval_name]["per_class"][label]["f1"]}
+        for label, values in head["per_class"].items()
+    }
     return {
         "metrics": result,
+        "per_class": per_class,
         "frame": frame,
         "probs": test.probabilities,
         "y": ys[eval_name],
@@ -159,16 +164,18 @@ def evaluate(
     }
 
 
-def mlflow_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The flat numbers logged to MLflow: test_*, val_*, baseline_test_*, delta_test_*, ..."""
+def mlflow_metrics(metrics: dict[str, Any], per_class: dict[str, Any]) -> dict[str, float]:
+    """The flat numbers logged to MLflow: test_*, val_*, baseline_test_*, delta_test_*, and
+    test_<metric>_<label's safe name> per class."""
     out: dict[str, float] = {}
-    for key in (*HEADLINE, "ece", "ece_temperature_scaled", "temperature"):
+    for key in (*HEADLINE, "ece", "ece_temperature_scaled", "temperature", "min_class_f1"):
         if metrics.get(key) is not None:
             out[f"test_{key}"] = float(metrics[key])
-    for label, per in metrics["per_class"].items():
+    names = safe_names(per_class)
+    for label, per in per_class.items():
         for name in ("precision", "recall", "f1", "roc_auc", "pr_auc"):
             if per.get(name) is not None:
-                out[f"test_{name}_{label}"] = float(per[name])
+                out[f"test_{name}_{names[label]}"] = float(per[name])
     for key, value in metrics["baseline"].items():
         if isinstance(value, float | int) and not isinstance(value, bool):
             out[f"baseline_test_{key}"] = float(value)
@@ -196,7 +203,8 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     names = list(dict.fromkeys(n for n in (ev.split, ev.validation_split) if n is not None))
     splits = {name: load_split(paths.processed_dir, name) for name in names}
     train_df = load_split(paths.processed_dir, "train")
-    res = evaluate(model, tokenizer, splits, train_df, labels, ev, cfg.model.max_length, cfg.seed)
+    max_length = inference_max_length(cfg.model.max_length, tokenizer)
+    res = evaluate(model, tokenizer, splits, train_df, labels, ev, max_length, cfg.seed)
     metrics, frame, y, probs = res["metrics"], res["frame"], res["y"], res["probs"]
     cm = confusion_matrix(y, probs.argmax(axis=1), labels=list(range(len(labels))))
     figures = {
@@ -216,6 +224,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     }
     with tracking.train_run(paths.run_info, cfg.tracking), StagedOutputs() as out:
         write_json(out.file(paths.evaluate_metrics), metrics)
+        write_json(out.file(paths.evaluate_per_class), res["per_class"])
         write_parquet(out.file(paths.predictions), frame)
         # DVC "confusion" template: one record per example, actual vs predicted.
         frame[["label", "predicted"]].rename(columns={"label": "actual"}).to_csv(
@@ -238,8 +247,9 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             figure.savefig(target, format="png", dpi=110)
             mlflow.log_figure(figure, f"evaluate/{name}")
             plt.close(figure)
-        mlflow.log_metrics(mlflow_metrics(metrics))
+        mlflow.log_metrics(mlflow_metrics(metrics, res["per_class"]))
         mlflow.log_dict(metrics, "evaluate/metrics.json")
+        mlflow.log_dict(res["per_class"], "evaluate/per_class.json")
         mlflow.log_dict({"labels": labels, "matrix": cm.tolist()}, "evaluate/confusion_matrix.json")
         for key in ("pr_curve", "roc_curve", "reliability"):
             mlflow.log_dict(res[key], f"evaluate/{key}.json")

@@ -84,6 +84,13 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
+def _clipped(probs: np.ndarray) -> np.ndarray:
+    """Probabilities kept away from 0 (log loss) and still summing to one per row (float32
+    softmax outputs and clipping both move the sums off 1, which scikit-learn warns about)."""
+    clipped = np.clip(np.asarray(probs, dtype=np.float64), EPS, 1.0)
+    return clipped / clipped.sum(axis=1, keepdims=True)
+
+
 def _safe(fn: Any, *args: Any, **kwargs: Any) -> float | None:
     """A metric that is undefined (e.g. one class absent from the split) is None, not a crash."""
     try:
@@ -122,7 +129,7 @@ def classification_metrics(
         # One-vs-rest, macro-averaged over the classes present in the split.
         "roc_auc_ovr": float(np.mean(defined_roc)) if defined_roc else None,
         "pr_auc_ovr": float(np.mean(defined_pr)) if defined_pr else None,
-        "log_loss": _safe(log_loss, y_true, np.clip(probs, EPS, 1.0), labels=ids),
+        "log_loss": _safe(log_loss, y_true, _clipped(probs), labels=ids),
         "ece": expected_calibration_error(probs, y_true),
         "per_class": {
             label: {

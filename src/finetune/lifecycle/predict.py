@@ -1,7 +1,8 @@
 """Batch prediction: CSV or JSONL in, one row per input with class probabilities out.
 
 The model comes from a directory saved by the train stage (``models/model``) or from the
-registry (``models:/support-router@champion``, ``models:/support-router/3``, ``runs:/<id>/model``).
+registry (``models:/support_tickets@champion``, ``models:/support_tickets/3``,
+``runs:/<id>/model``).
 
 Behaviour for awkward inputs (documented in the README, tested):
 
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from finetune.core.errors import DataError, ModelNotFoundError
+from finetune.core.labels import prob_columns
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +117,20 @@ def load(source: str, tracking_uri: str | None = None) -> LoadedModel:
     else:
         raise ModelNotFoundError(
             f"model {source!r} is neither a directory nor a models:/ or runs:/ URI "
-            "(e.g. models/model or models:/support-router@champion)"
+            "(e.g. models/model or models:/support_tickets@champion)"
         )
     labels = [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))]
     return LoadedModel(model, tokenizer, labels, source)
 
 
-def effective_max_length(loaded: LoadedModel, max_length: int) -> int:
-    """``max_length`` capped at what the model's position embeddings allow."""
-    cap = getattr(loaded.model.config, "max_position_embeddings", None) or max_length
-    return max(2, min(int(max_length), int(cap)))
+def effective_max_length(loaded: LoadedModel, max_length: int | None) -> int:
+    """``max_length`` (None: the length the model was trained with, saved with its tokenizer)
+    capped at what the model's position embeddings allow."""
+    from finetune.modeling.backbones import inference_max_length
+
+    length = inference_max_length("auto" if max_length is None else max_length, loaded.tokenizer)
+    cap = getattr(loaded.model.config, "max_position_embeddings", None) or length
+    return max(2, min(int(length), int(cap)))
 
 
 def predict_frame(
@@ -132,9 +138,11 @@ def predict_frame(
     loaded: LoadedModel,
     text_column: str = "text",
     batch_size: int = 64,
-    max_length: int = 128,
+    max_length: int | None = None,
 ) -> pd.DataFrame:
-    """``df`` plus predicted, confidence, status and one ``prob_<label>`` column per class."""
+    """``df`` plus predicted, confidence, status and one ``prob_<label>`` column per class
+    (the label's safe name, :func:`finetune.core.labels.safe_names`: ``prob_billing``,
+    ``prob_C-fc2b42`` for ``C++``)."""
     from finetune.modeling.inference import predict_proba
 
     max_length = effective_max_length(loaded, max_length)
@@ -163,8 +171,8 @@ def predict_frame(
     out["predicted"] = predicted
     out["confidence"] = confidence
     out["status"] = status
-    for j, label in enumerate(loaded.labels):
-        out[f"prob_{label}"] = probs[:, j]
+    columns = pd.DataFrame(probs, columns=prob_columns(loaded.labels), index=out.index)
+    out = pd.concat([out, columns], axis=1)  # one block, however many classes
     log.info(
         "predicted %d texts in %.2f s (%d empty, %d truncated to %d tokens)",
         len(keep),
@@ -205,7 +213,7 @@ def run_predict(
     output_path: str | Path | None,
     text_column: str = "text",
     batch_size: int = 64,
-    max_length: int = 128,
+    max_length: int | None = None,
     input_format: str | None = None,
     output_format: str | None = None,
     tracking_uri: str | None = None,

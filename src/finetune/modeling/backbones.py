@@ -72,6 +72,23 @@ def load_tokenizer(name_or_path: str) -> Any:
         raise _not_found(name_or_path, exc) from exc
 
 
+DEFAULT_LIMIT = 512  # when a tokenizer does not say how many tokens its model takes
+
+
+def position_limit(tokenizer: Any) -> int:
+    """How many tokens the model takes: the tokenizer's ``model_max_length`` (transformers
+    sets a huge number when a checkpoint does not say; then DEFAULT_LIMIT)."""
+    limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+    return limit if 0 < limit < 100_000 else DEFAULT_LIMIT
+
+
+def inference_max_length(setting: int | str, tokenizer: Any) -> int:
+    """The max length a trained model is used with: ``model.max_length``, or for ``auto`` the
+    length the train stage chose (saved as the tokenizer's ``model_max_length``)."""
+    limit = position_limit(tokenizer)
+    return limit if setting == "auto" else min(int(setting), limit)
+
+
 def check_pooling(pooling: str) -> str:
     """``pooling`` if it is a known head (``model.pooling`` in the schema), else ConfigError."""
     allowed = choices(Pooling)

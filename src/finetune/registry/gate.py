@@ -207,18 +207,50 @@ def predict_labels(
     return [str(id2label[int(i)]) for i in np.asarray(preds.predicted)]
 
 
-def score_version(
-    model_uri: str,
+def label_set(model: Any) -> list[str]:
+    """A loaded model's labels in id order (its label map)."""
+    return [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))]
+
+
+def check_same_labels(challenger: tuple[str, Any], champion: tuple[str, Any], name: str) -> None:
+    """Refuse to compare two versions whose label maps differ: one test split cannot judge
+    them, and a champion for another label set would be replaced by a model that cannot
+    predict its classes (or the other way round)."""
+    (v1, m1), (v2, m2) = challenger, champion
+    a, b = label_set(m1), label_set(m2)
+    if a != b:
+        only_new = sorted(set(a) - set(b))
+        only_old = sorted(set(b) - set(a))
+        what = (
+            f"only the challenger has {only_new[:10]}, only the champion {only_old[:10]}"
+            if only_new or only_old
+            else "the same labels in another id order"
+        )
+        raise PromotionError(
+            f"{name} v{v1} (challenger) and v{v2} (champion) have different label maps ({what}): "
+            "the gate does not compare them. A model for another dataset belongs under its own "
+            "registered name (tracking.registered_model_name, data.name by default); to make "
+            f"v{v1} champion anyway, move the alias yourself "
+            f"(MlflowClient().set_registered_model_alias({name!r}, 'champion', '{v1}'))"
+        )
+
+
+def score_loaded(
+    loaded: tuple[Any, Any],
     version: str,
     texts: list[str],
     y_true: list[str],
     batch_size: int,
-    max_length: int,
+    max_length: int | str,
 ) -> ModelScore:
-    model, tokenizer = load_version(model_uri)
-    y_pred = predict_labels(model, tokenizer, texts, batch_size, max_length)
-    labels = sorted(set(y_true))
-    return score(version, y_true, y_pred, labels)
+    """Scores of a loaded model on ``texts``, truncated as the model was trained
+    (``model.max_length``; ``auto``: the length saved with its tokenizer)."""
+    from finetune.modeling.backbones import inference_max_length
+
+    model, tokenizer = loaded
+    length = inference_max_length(max_length, tokenizer)
+    y_pred = predict_labels(model, tokenizer, texts, batch_size, length)
+    return score(version, y_true, y_pred, sorted(set(y_true)))
 
 
 @dataclass
@@ -291,12 +323,19 @@ def _gate(cfg: PipelineConfig, spec: PromotionConfig, name: str, mlflow_client: 
         f"v{champion.version}" if champion else "none",
     )
 
-    def score_of(version: Any) -> ModelScore:  # by version: an alias may move meanwhile
-        uri = f"models:/{name}/{version.version}"
-        return score_version(uri, str(version.version), texts, y_true, batch_size, max_length)
-
-    challenger_score = score_of(challenger)
-    champion_score = score_of(champion) if champion is not None else None
+    # by version, not alias: an alias may move meanwhile
+    new = load_version(f"models:/{name}/{challenger.version}")
+    old = load_version(f"models:/{name}/{champion.version}") if champion is not None else None
+    if old is not None:
+        check_same_labels((challenger.version, new[0]), (champion.version, old[0]), name)
+    challenger_score = score_loaded(
+        new, str(challenger.version), texts, y_true, batch_size, max_length
+    )
+    champion_score = (
+        score_loaded(old, str(champion.version), texts, y_true, batch_size, max_length)
+        if old is not None
+        else None
+    )
     decision = decide(challenger_score, champion_score, spec)
     record_decision(mlflow_client, name, decision)
     report = write_report(decision, name, spec, cfg.paths)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from finetune.core.schema import PathsConfig, PromotionConfig
+from finetune.reporting.markdown import md_cell
 
 if TYPE_CHECKING:
     from finetune.registry.gate import Decision
@@ -44,7 +45,7 @@ def render_report(decision: Decision, name: str, spec: PromotionConfig) -> str:
     ]
     for label in sorted(decision.recall_drops):
         a, b = ch.recall.get(label, 0.0), cp.recall.get(label, 0.0)
-        lines.append(f"| recall {label} | {a:.4f} | {b:.4f} | {a - b:+.4f} |")
+        lines.append(f"| recall {md_cell(label)} | {a:.4f} | {b:.4f} | {a - b:+.4f} |")
     return "\n".join([*lines, ""])
 
 

@@ -10,14 +10,19 @@ from finetune.core.schema import TrackingConfig
 log = logging.getLogger(__name__)
 
 
-def log_model(model: Any, tokenizer: Any, tracking_cfg: TrackingConfig, example: list[str]) -> None:
+def log_model(
+    model: Any, tokenizer: Any, tracking_cfg: TrackingConfig, example: list[str], card: str
+) -> None:
     """Log the saved model with MLflow's transformers flavour (pyfunc predicts on raw texts).
 
     The input example gives the signature (string in, label + score out); with
-    ``tracking.registered_model_name`` each newly trained model becomes a new version.
+    ``tracking.registered_model_name`` each newly trained model becomes a new version. ``card``
+    is our model card (its licence from ``model.license``): MLflow then looks nothing up on the
+    Hub, which an offline machine cannot reach anyway.
     """
     import mlflow
     import transformers
+    from huggingface_hub import ModelCard
 
     from finetune import __version__
 
@@ -26,6 +31,7 @@ def log_model(model: Any, tokenizer: Any, tracking_cfg: TrackingConfig, example:
         name="model",
         task="text-classification",
         input_example=example,
+        model_card=ModelCard(card),
         registered_model_name=tracking_cfg.registered_model_name,
         pip_requirements=[
             "torch==2.13.0",

@@ -27,7 +27,11 @@ def _loading_note(pooling: str, lora: bool) -> str:
 
 
 def model_card(
-    cfg: PipelineConfig, metrics: Mapping[str, Any], labels: list[str], data: Mapping[str, str]
+    cfg: PipelineConfig,
+    metrics: Mapping[str, Any],
+    labels: list[str],
+    data: Mapping[str, str],
+    resolved: Mapping[str, Any],
 ) -> str:
     """README.md for the model directory: base model, data version, params, metrics."""
     model = cfg.model
@@ -42,7 +46,7 @@ def model_card(
     return f"""---
 library_name: transformers
 pipeline_tag: text-classification
-base_model: {model.name}
+base_model: {model.name}{f"{chr(10)}license: {model.license}" if model.license else ""}
 ---
 
 # {model.name} fine-tuned for text classification
@@ -53,8 +57,9 @@ Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
 {_loading_note(model.pooling, cfg.train.lora.enabled)}
 
 - Base model: `{model.name_or_path}` ({model.name})
-- Labels ({len(labels)}): {", ".join(labels)}
-- Max sequence length: {model.max_length}
+- Labels ({len(labels)}): {", ".join(f"`{label}`" for label in labels)}
+- Max sequence length: {resolved["model.max_length"]} (`model.max_length: {model.max_length}`)
+- Epochs: {resolved["train.epochs"]} (`train.epochs: {cfg.train.epochs}`)
 
 ## Data version
 

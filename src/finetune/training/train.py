@@ -22,11 +22,14 @@ from typing import Any
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from finetune.core import auto
 from finetune.core.artifacts import LABEL_MAP, load_labels, load_split
 from finetune.core.io import StagedOutputs, file_md5, write_json
 from finetune.core.schema import PipelineConfig
 from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
+from finetune.modeling.backbones import load_tokenizer, position_limit
+from finetune.modeling.inference import token_counts
 from finetune.registry.aliases import mark_challenger
 from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
@@ -65,7 +68,10 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
     data_files = [train_path, validation_path, Path(paths.processed_dir) / LABEL_MAP]
     key = checkpoint_key(cfg, data_files)
     ckpt_dir = checkpoint_root(paths) / key
-    train_args = (train_df, validation_df, labels, cfg.model, cfg.train, cfg.seed)
+    resolved = resolve_settings(cfg, train_df)
+    model_cfg = cfg.model.model_copy(update={"max_length": resolved["model.max_length"]})
+    train_cfg = cfg.train.model_copy(update={"epochs": resolved["train.epochs"]})
+    train_args = (train_df, validation_df, labels, model_cfg, train_cfg, cfg.seed)
     if dist_info()[0] != 0:  # DDP worker: train in lockstep; rank 0 logs and writes every output
         fine_tune(*train_args, checkpoint_dir=ckpt_dir)
         end_distributed()
@@ -83,6 +89,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
             mlflow.set_tags(tracking.run_tags())
             mlflow.log_params(tracking.flatten(cfg.params()))
             inputs.log_to_mlflow(paths)  # what preprocess/augment did to this model's data
+            mlflow.log_params({f"resolved.{k}": v for k, v in resolved.items()})
         mlflow.set_tag("train.checkpoint_key", key)
         metrics_log = MetricsLog(run_id, ckpt_dir / PENDING_METRICS_FILE)
         metrics_log.log({"train_rows": len(train_df), "validation_rows": len(validation_df)}, 0)
@@ -90,7 +97,9 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
             *train_args, callbacks=[MlflowMetrics(metrics_log)], checkpoint_dir=ckpt_dir
         )
         end_distributed()
-        write_outputs(cfg, result, run_id, experiment_id, data_files)
+        result.metrics.update({"max_length": resolved["model.max_length"]})
+        result.metrics["epochs_planned"] = resolved["train.epochs"]
+        write_outputs(cfg, result, run_id, experiment_id, data_files, resolved)
         try:
             _finish_run(cfg, result, metrics_log, run_id, train_df["text"][:2].tolist())
         except MlflowException as exc:
@@ -102,14 +111,41 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
     return result
 
 
+def resolve_settings(cfg: PipelineConfig, train_df: pd.DataFrame) -> dict[str, Any]:
+    """What this training uses for the settings that may be ``auto`` (finetune.core.auto):
+    the max length from the train texts' token lengths, the epochs from the rows."""
+    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    lengths = token_counts(tokenizer, train_df["text"].tolist())
+    resolved = {
+        "model.max_length": auto.max_length(
+            cfg.model.max_length, lengths, position_limit(tokenizer)
+        ),
+        "train.epochs": auto.epochs(cfg.train.epochs, len(train_df)),
+    }
+    truncated = float((lengths > resolved["model.max_length"]).mean()) if len(lengths) else 0.0
+    log.info(
+        "max length %d (model.max_length=%s; %.2f%% of train texts truncated), epochs %s "
+        "(train.epochs=%s, %d train rows)",
+        resolved["model.max_length"],
+        cfg.model.max_length,
+        100 * truncated,
+        resolved["train.epochs"],
+        cfg.train.epochs,
+        len(train_df),
+    )
+    return resolved
+
+
 def write_outputs(
     cfg: PipelineConfig,
     result: TrainResult,
     run_id: str,
     experiment_id: str,
     data_files: list[Path],
+    resolved: dict[str, Any],
 ) -> None:
-    """The model (+ tokenizer and model card), the train metrics and the run info, atomically."""
+    """The model (+ tokenizer and model card), the train metrics and the run info, atomically.
+    The tokenizer keeps the max length trained with, so every later use truncates the same."""
     import mlflow
 
     paths = cfg.paths
@@ -117,8 +153,9 @@ def write_outputs(
     with StagedOutputs() as out:
         model_dir = out.dir(paths.model_dir)
         result.model.save_pretrained(model_dir)
+        result.tokenizer.model_max_length = resolved["model.max_length"]
         result.tokenizer.save_pretrained(model_dir)
-        card = model_card(cfg, result.metrics, result.labels, data_version)
+        card = model_card(cfg, result.metrics, result.labels, data_version, resolved)
         (model_dir / "README.md").write_text(card)
         write_json(out.file(paths.train_report), result.metrics)
         run_info = {
@@ -146,7 +183,8 @@ def _finish_run(
     if result.metrics["best_epoch"] is not None:
         mlflow.set_tag("train.best_epoch", result.metrics["best_epoch"])
     if cfg.tracking.log_model:
-        log_model(result.model, result.tokenizer, cfg.tracking, example)
+        card = (Path(cfg.paths.model_dir) / "README.md").read_text()
+        log_model(result.model, result.tokenizer, cfg.tracking, example, card)
         mark_challenger(cfg.tracking, run_id)  # alias: challenger (+ champion)
 
 

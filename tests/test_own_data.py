@@ -1,0 +1,330 @@
+"""Your own data: labels of any shape through every stage, many classes, `finetune init-data`,
+settings that fit the dataset (`auto`), and a gate that never compares different label sets."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from finetune.core import auto
+from finetune.core.errors import ConfigError
+from finetune.core.labels import prob_columns, safe_names
+from tests.conftest import CLASS_WORDS, FILLER, make_stage_cfg
+from tests.helpers import BIN
+
+AWKWARD = [
+    "reverted_card_payment?",
+    "Billing & Payments",
+    "C++",
+    "Überweisung",
+    "退款",
+    "👍",
+    "1st line",
+    "x" * 199 + "!",
+    "Spam",
+    "spam",
+]
+CUES = sorted({w for ws in CLASS_WORDS.values() for w in ws})
+
+
+def labelled(labels: list[str], per_class: int, seed: int = 0) -> pd.DataFrame:
+    """``per_class`` texts per label, each label with its own pair of cue words."""
+    rng = random.Random(seed)
+    rows = []
+    for k, label in enumerate(labels):
+        cues = [CUES[k % len(CUES)], CUES[(3 * k + 1) % len(CUES)]]
+        for i in range(per_class):
+            words = [*cues, *rng.sample(FILLER, 3), str(i % 100), str(k % 100)]
+            rng.shuffle(words)
+            rows.append({"id": f"c{k}-{i}", "text": " ".join(words), "label": label,
+                         "channel": rng.choice(["email", "chat"])})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- safe names
+
+
+def test_safe_names_are_safe_readable_stable_and_unique() -> None:
+    names = safe_names([*AWKWARD, "billing"])
+    assert names["billing"] == "billing", "a plain label is its own name"
+    assert names["reverted_card_payment?"].startswith("reverted_card_payment-")
+    assert names["Überweisung"].startswith("Uberweisung-")
+    assert names["Spam"] != names["spam"] and names["Spam"].lower() != names["spam"].lower()
+    assert len({n.lower() for n in names.values()}) == len(names)
+    for name in names.values():
+        assert len(name) <= 48 and all(c.isalnum() or c in "_.-" for c in name), name
+        assert name.isascii()
+    assert safe_names(["C++", "x"])["C++"] == names["C++"], "stable: from the label itself"
+    with pytest.raises(ValueError, match="not unique"):
+        safe_names(["a", "a"])
+
+
+# --------------------------------------------------------------------------- every stage
+
+
+@pytest.fixture(scope="module")
+def awkward_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
+    from finetune.analysis import error_analysis
+    from finetune.augment import augment
+    from finetune.data import preprocess
+    from finetune.evaluation import evaluate
+    from finetune.training import train
+
+    workspace = tmp_path_factory.mktemp("awkward")
+    cfg = make_stage_cfg(workspace, tiny_model_dir, labelled(AWKWARD, 12))
+    cfg["train"]["epochs"] = 2
+    for stage in (preprocess, augment, train, evaluate, error_analysis):
+        stage.run(cfg)
+    return cfg
+
+
+def test_awkward_labels_go_through_every_stage_and_the_mlflow_run(
+    awkward_run: dict[str, Any],
+) -> None:
+    paths = awkward_run["paths"]
+    names = safe_names(sorted(AWKWARD))
+    labels = json.loads((Path(paths["processed_dir"]) / "label_map.json").read_text())["labels"]
+    assert sorted(labels) == sorted(AWKWARD), "the label map holds the labels as they are"
+    counts = json.loads(Path(paths["preprocess_class_counts"]).read_text())
+    assert set(counts["train"]) == set(AWKWARD)
+    per_class = json.loads(Path(paths["evaluate_per_class"]).read_text())
+    assert set(per_class) == set(AWKWARD)
+    assert "per_class" not in json.loads(Path(paths["evaluate_metrics"]).read_text())
+    predictions = pd.read_parquet(paths["predictions"])
+    assert set(prob_columns(labels)) <= set(predictions.columns)
+    assert set(predictions["predicted"]) <= set(AWKWARD)
+    html = Path(paths["error_report_html"]).read_text()
+    assert "Billing &amp; Payments" in html and "Billing & Payments" not in html
+    assert "<script" not in html
+    run_id = json.loads(Path(paths["run_info"]).read_text())["run_id"]
+    run = MlflowClient(awkward_run["tracking"]["uri"]).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    for label in AWKWARD:
+        assert f"test_f1_{names[label]}" in run.data.metrics, label
+        assert f"data.class_counts.train.{names[label]}" in run.data.metrics, label
+    md = Path(paths["error_report"]).read_text()
+    assert "|" not in "".join(line for line in md.splitlines() if "Billing" in line and
+                              not line.startswith("|"))  # fmt: skip
+
+
+def test_predict_on_awkward_labels_names_the_columns_safely(
+    awkward_run: dict[str, Any], tmp_path: Path
+) -> None:
+    inputs = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["refund card please", "parcel tracking", ""]}).to_csv(inputs)
+    out = tmp_path / "out.csv"
+    proc = subprocess.run(
+        [str(BIN / "finetune"), "predict", "-m", awkward_run["paths"]["model_dir"], "-i",
+         str(inputs), "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(out)
+    labels = json.loads(
+        (Path(awkward_run["paths"]["processed_dir"]) / "label_map.json").read_text()
+    )["labels"]
+    assert list(frame.columns[-len(labels) :]) == prob_columns(labels)
+    assert set(frame["predicted"].dropna()) <= set(AWKWARD)
+    assert frame["status"].tolist() == ["ok", "ok", "empty"]
+
+
+def test_the_logged_model_predicts_awkward_labels(awkward_run: dict[str, Any]) -> None:
+    mlflow.set_tracking_uri(awkward_run["tracking"]["uri"])
+    run_id = json.loads(Path(awkward_run["paths"]["run_info"]).read_text())["run_id"]
+    model_id = mlflow.get_run(run_id).outputs.model_outputs[0].model_id
+    out = mlflow.pyfunc.load_model(f"models:/{model_id}").predict(["refund card", "parcel"])
+    assert set(out["label"]) <= set(AWKWARD)
+
+
+# --------------------------------------------------------------------------- many classes
+
+
+def test_120_classes_give_a_readable_report(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finetune.analysis import error_analysis
+    from finetune.augment import augment
+    from finetune.data import preprocess
+    from finetune.evaluation import evaluate
+    from finetune.training import train
+
+    monkeypatch.chdir(tmp_path)
+    labels = [f"intent_{k:03d}" for k in range(120)]
+    cfg = make_stage_cfg(tmp_path, tiny_model_dir, labelled(labels, 8))
+    cfg["data"]["split"]["method"] = "hash"
+    cfg["train"].update({"epochs": 1, "batch_size": 32})
+    cfg["augment"]["enabled"] = False
+    cfg["error_analysis"]["label_errors"]["folds"] = 2
+    for stage in (preprocess, augment, train, evaluate, error_analysis):
+        stage.run(cfg)
+    paths = cfg["paths"]
+    report = Path(paths["error_report_html"])
+    assert report.stat().st_size < 3_000_000, "the report stays a few MB at most"
+    html = report.read_text()
+    assert "most confused of 120 classes" in html or "confusion matrix" in html
+    matrix = pd.read_csv(Path(paths["error_tables"]) / "confusion_matrix.csv", index_col=0)
+    assert matrix.shape == (120, 120)
+    metrics = json.loads(Path(paths["evaluate_metrics"]).read_text())
+    assert metrics["num_classes"] == 120 and len(json.dumps(metrics)) < 5000
+    assert len(json.loads(Path(paths["evaluate_per_class"]).read_text())) == 120
+
+
+def test_a_class_with_one_example_is_named_with_the_fix(tmp_path: Path) -> None:
+    from finetune.core.errors import DataError
+    from finetune.data import preprocess
+    from finetune.data.sources import as_raw
+    from tests.conftest import data_config
+
+    data = labelled(["a", "b", "c"], 10)
+    data = pd.concat([data, pd.DataFrame([{"id": "x", "text": "alone", "label": "lonely"}])])
+    with pytest.raises(DataError, match=r"class\(es\) \{'lonely': 1\} have fewer than 3 examples"):
+        preprocess.preprocess(as_raw(data), data_config(id_column="id"), seed=0)
+
+
+# --------------------------------------------------------------------------- auto settings
+
+
+def test_auto_settings_follow_the_dataset() -> None:
+    assert auto.augment_enabled("auto", 1067) is True
+    assert auto.augment_enabled("auto", 52000) is False
+    assert auto.augment_enabled(False, 10) is False
+    assert auto.epochs("auto", 1600) == 4 and auto.epochs("auto", 4000) == 2
+    assert auto.epochs("auto", 52000) == 1 and auto.epochs("auto", 50) == 8
+    assert auto.epochs(3, 52000) == 3
+    lengths = [*range(1, 101), 500]
+    assert auto.max_length("auto", lengths, 512) == 104  # p99 = 100 -> multiple of 8
+    assert auto.max_length("auto", [5, 6], 512) == 16
+    assert auto.max_length("auto", [900], 512) == 512
+    assert auto.max_length(64, lengths, 512) == 64
+
+
+def test_auto_is_resolved_recorded_and_reproducible(
+    stage_cfg: dict[str, Any], tmp_path: Path
+) -> None:
+    from finetune.augment import augment
+    from finetune.data import preprocess
+    from finetune.training import train
+
+    stage_cfg["model"]["max_length"] = "auto"
+    stage_cfg["train"]["epochs"] = "auto"
+    stage_cfg["augment"]["enabled"] = "auto"
+    preprocess.run(stage_cfg)
+    augment.run(stage_cfg)
+    stats = json.loads(Path(stage_cfg["paths"]["augment_report"]).read_text())
+    assert stats["enabled"] is True and stats["enabled_setting"] == "auto"
+    report = json.loads(Path(stage_cfg["paths"]["preprocess_report"]).read_text())
+    assert report["max_length_setting"] == "auto" and report["max_length"] == 16
+    result = train.run(stage_cfg)
+    rows = len(pd.read_parquet(Path(stage_cfg["paths"]["augmented_dir"]) / "train.parquet"))
+    assert result.metrics["epochs_planned"] == auto.epochs("auto", rows)
+    assert result.metrics["max_length"] == report["max_length"], "the same rule, the same data"
+    model_dir = Path(stage_cfg["paths"]["model_dir"])
+    tokenizer = json.loads((model_dir / "tokenizer_config.json").read_text())
+    assert tokenizer["model_max_length"] == 16, "kept with the model for every later use"
+    card = (model_dir / "README.md").read_text()
+    assert "Max sequence length: 16 (`model.max_length: auto`)" in card
+    run_id = json.loads(Path(stage_cfg["paths"]["run_info"]).read_text())["run_id"]
+    params = MlflowClient(stage_cfg["tracking"]["uri"]).get_run(run_id).data.params
+    assert params["resolved.model.max_length"] == "16"
+    assert params["model.max_length"] == "auto"
+
+
+# --------------------------------------------------------------------------- init-data
+
+
+def init_data(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "finetune"), "init-data", *args, "--repo", str(repo)],
+        capture_output=True, text=True, timeout=300, cwd=repo,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    from tests.conftest import copy_repo
+
+    return copy_repo(tmp_path / "repo")
+
+
+def test_init_data_writes_a_config_that_composes_and_says_what_next(project: Path) -> None:
+    source = project / "incoming_data"
+    source.mkdir()
+    frame = labelled(["yes", "no", "maybe"], 20).rename(
+        columns={"text": "review", "label": "stars"}
+    )
+    frame[["id", "review", "stars"]].iloc[::2].to_csv(source / "train.csv", index=False)
+    frame[["id", "review", "stars"]].iloc[1::2].to_csv(source / "test.csv", index=False)
+    proc = init_data(project, str(source), "--name", "reviews")
+    assert proc.returncode == 0, proc.stderr
+    assert "text column 'review', label column 'stars', 3 classes" in proc.stdout
+    assert (
+        'make params O="data=reviews"' in proc.stdout
+        and "dvc exp run -S data=reviews" in proc.stdout
+    )
+    written = (project / "conf" / "data" / "reviews.yaml").read_text()
+    assert "- base" in written and "path: incoming_data" in written and "id_column: id" in written
+    from finetune.core.config import compose
+    from finetune.core.validate import parse
+
+    cfg = parse(compose(project / "conf", ["data=reviews"]), project / "conf", ["data=reviews"])
+    assert cfg.data.text_column == "review" and cfg.data.label_column == "stars"
+    assert cfg.tracking.registered_model_name == "reviews", "the registered name follows"
+    assert cfg.data.known_mislabels is None and cfg.data.extra_columns == [], "no demo settings"
+    again = init_data(project, str(source), "--name", "reviews")
+    assert again.returncode == 1 and "exists: pass --force" in again.stderr
+    assert init_data(project, str(source), "--name", "reviews", "--force").returncode == 0
+
+
+def test_init_data_says_what_it_could_not_decide(project: Path) -> None:
+    path = project / "odd.csv"
+    rows = [{"title": f"about {w} and {v}", "body": f"{v} then {w} again", "score": i / 3}
+            for i, (w, v) in enumerate(zip(CUES * 3, FILLER * 5, strict=False))]  # fmt: skip
+    pd.DataFrame(rows).to_csv(path, index=False, sep=";")
+    proc = init_data(project, str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "could not decide: no column looks like class labels" in proc.stdout
+    written = (project / "conf" / "data" / "odd.yaml").read_text()
+    assert "label_column: CHANGE_ME" in written and "delimiter: ;" in written
+    assert "# UNDECIDED: no column looks like class labels" in written
+
+
+def test_init_data_refuses_a_missing_path(project: Path) -> None:
+    proc = init_data(project, str(project / "nope"))
+    assert proc.returncode == 1 and "does not exist" in proc.stderr
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+def test_the_gate_refuses_models_with_different_label_maps() -> None:
+    from types import SimpleNamespace
+
+    from finetune.registry.gate import PromotionError, check_same_labels
+
+    def model(*labels: str) -> Any:
+        return SimpleNamespace(config=SimpleNamespace(
+            id2label=dict(enumerate(labels)), num_labels=len(labels)))  # fmt: skip
+
+    check_same_labels(("2", model("a", "b")), ("1", model("a", "b")), "m")
+    with pytest.raises(PromotionError, match=r"m v2 \(challenger\) and v1 \(champion\) have "
+                       r"different label maps \(only the challenger has \['c'\], only the "
+                       r"champion \[\]\): the gate does not compare them"):  # fmt: skip
+        check_same_labels(("2", model("a", "b", "c")), ("1", model("a", "b")), "m")
+    with pytest.raises(PromotionError, match="the same labels in another id order"):
+        check_same_labels(("2", model("b", "a")), ("1", model("a", "b")), "m")
+
+
+def test_unknown_auto_values_are_config_errors() -> None:
+    from tests.conftest import config
+
+    with pytest.raises(ConfigError, match=r"train\.epochs=\"some\": Input should be"):
+        config({"train.epochs": "some"})
+    assert config({"train.epochs": "auto"}).train.epochs == "auto"
