@@ -8,6 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest-xdist workers on two cores: one compute thread each (and in
+    # the stages they start), so that two trainings do not fight over both cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import copy
 import random
@@ -24,6 +28,15 @@ from finetune.core.schema import DataConfig, PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow tests first (each module kept whole, order otherwise unchanged), so
+    that under `pytest -n 2 --dist loadfile --no-loadscope-reorder` the long end-to-end
+    modules start at once and the many short tests fill in at the end."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow_modules)
+
 
 # Words the tiny data uses; each class has its own cue words plus shared filler.
 CLASS_WORDS = {
