@@ -48,6 +48,18 @@ def load_table(split: str) -> tuple[pd.DataFrame, str]:
     return df, source
 
 
+def cpu_flags() -> dict[str, Any]:
+    """The CPU model and the instruction-set flags that decide speed here (bf16 needs
+    avx512_bf16 or amx_bf16; AVX2-only CPUs train in fp32)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                  if ln.startswith("model name")), "unknown")  # fmt: skip
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])  # fmt: skip
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni")
+    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
+
+
 def labels_of(df: pd.DataFrame) -> list[str]:
     return sorted(df["label"].unique())
 

@@ -3,6 +3,7 @@
     python bench/auto_defaults.py demo sms_spam sst2     # each dataset, both settings
     python bench/auto_defaults.py demo --settings auto   # only one
     python bench/auto_defaults.py sms_spam --quick       # 1,500 train rows: checks the wiring
+    python bench/auto_defaults.py demo --settings auto --set train.precision=fp32  # as on AVX2
 
 ``fixed`` is what the defaults were before ``auto``: 4 epochs, augmentation on, max length 128.
 ``auto`` is the default now (``train.epochs``, ``augment.enabled`` and ``model.max_length`` all
@@ -34,15 +35,15 @@ DATASETS = {
 }
 
 
-def run_one(dataset: str, setting: str, quick: bool) -> dict[str, Any]:
+def run_one(dataset: str, setting: str, quick: bool, extra: list[str]) -> dict[str, Any]:
     from finetune.augment import augment
     from finetune.core.config import compose
     from finetune.data import preprocess
     from finetune.evaluation import evaluate
     from finetune.training import train
 
-    overrides = [*DATASETS[dataset], *(f"{k}={v}" for k, v in (FIXED if setting == "fixed" else
-                                                                  AUTO).items())]  # fmt: skip
+    chosen = FIXED if setting == "fixed" else AUTO
+    overrides = [*DATASETS[dataset], *(f"{k}={v}" for k, v in chosen.items()), *extra]
     cfg = compose(_common.REPO / "conf", overrides)
     with tempfile.TemporaryDirectory(prefix="auto-defaults-") as tmp:
         work = Path(tmp)
@@ -93,10 +94,12 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+", choices=sorted(DATASETS))
     parser.add_argument("--settings", default="fixed,auto")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra Hydra override for every run (repeatable)")  # fmt: skip
     args = parser.parse_args()
     _common.setup_logging()
     rows = [
-        run_one(dataset, setting, args.quick)
+        run_one(dataset, setting, args.quick, args.set)
         for dataset in args.datasets
         for setting in args.settings.split(",")
     ]
@@ -110,7 +113,9 @@ def main() -> None:
             f"{r['baseline_f1_macro']:>7.4f} {r['minutes']:>7.1f} {r['epochs_run']:>6} "
             f"{r['max_length']:>4} {r['augment']!s:>7} {r['train_rows']:>7}"
         )
-    print(json.dumps({"quick": args.quick, "runs": rows}))
+    cpu = _common.cpu_flags()
+    print(f"CPU: {cpu['model']}, {cpu['cores']} cores, flags {' '.join(cpu['flags'])}")
+    print(json.dumps({"quick": args.quick, "overrides": args.set, "cpu": cpu, "runs": rows}))
 
 
 if __name__ == "__main__":

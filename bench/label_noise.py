@@ -173,6 +173,7 @@ def main() -> None:
                 "folds": args.folds,
                 "methods": results,
                 "goal_recall_at_2x": 0.7,
+                "cpu": _common.cpu_flags(),
             }
         )
     )
