@@ -77,9 +77,11 @@ def previous_metrics(
         if found is not None:
             return found, "metrics at git HEAD (dvc.lock + DVC cache, as `dvc metrics diff`)"
     if mode in ("mlflow", "auto"):
+        from mlflow.exceptions import MlflowException
+
         try:
             prev = metrics_of_previous_run(current_run_id)
-        except Exception as exc:  # a tracking server may be unreachable: the report still renders
+        except MlflowException as exc:  # the server went away mid-stage: the report still renders
             log.warning("could not read the previous MLflow run: %s", exc)
             prev = None
         if prev is not None:
