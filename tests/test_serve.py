@@ -1,7 +1,9 @@
-"""`mlflow models serve -m models:/<name>@champion` answers a real HTTP request on localhost."""
+"""`mlflow models serve` answers real HTTP requests on localhost: the champion (transformers
+flavour) and the export stage's ONNX version (pyfunc on onnxruntime)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -12,10 +14,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from finetune.augment import augment
 from finetune.data import preprocess
+from finetune.export import export
+from finetune.lifecycle import predict
 from finetune.training import train
 from tests.conftest import make_stage_cfg, make_texts
 from tests.helpers import free_port, stop_group, wait_until_up
@@ -36,15 +41,14 @@ def champion_store(
     return cfg
 
 
-def test_champion_served_over_http(champion_store: dict[str, Any], tmp_path: Path) -> None:
-    name = champion_store["tracking"]["registered_model_name"]
+def ask_served_model(model_uri: str, tracking_uri: str, texts: list[str], log_path: Path) -> Any:
+    """Start `mlflow models serve -m model_uri`, POST ``texts`` to /invocations, stop it."""
     port = free_port()
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": champion_store["tracking"]["uri"],
+        "MLFLOW_TRACKING_URI": tracking_uri,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
-    log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
@@ -52,7 +56,7 @@ def test_champion_served_over_http(champion_store: dict[str, Any], tmp_path: Pat
                 "models",
                 "serve",
                 "-m",
-                f"models:/{name}@champion",
+                model_uri,
                 "--env-manager",
                 "local",
                 "--host",
@@ -70,23 +74,50 @@ def test_champion_served_over_http(champion_store: dict[str, Any], tmp_path: Pat
         try:
             began = time.perf_counter()
             wait_until_up(f"http://127.0.0.1:{port}/ping", proc, log_path, STARTUP_TIMEOUT_S)
-            print(f"mlflow models serve ready in {time.perf_counter() - began:.1f} s")
-            body = json.dumps(
-                {"inputs": ["my card was charged twice refund please", "parcel not arrived"]}
-            ).encode()
+            print(f"mlflow models serve {model_uri} ready in {time.perf_counter() - began:.1f} s")
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/invocations",
-                data=body,
+                data=json.dumps({"inputs": texts}).encode(),
                 headers={"Content-Type": "application/json"},
                 method="POST",
             )
             with urllib.request.urlopen(request, timeout=60) as response:
                 assert response.status == 200
-                answer = json.loads(response.read())
+                return json.loads(response.read())
         finally:
             stop_group(proc)
+
+
+TEXTS = ["my card was charged twice refund please", "parcel not arrived"]
+
+
+def test_champion_served_over_http(champion_store: dict[str, Any], tmp_path: Path) -> None:
+    name = champion_store["tracking"]["registered_model_name"]
+    answer = ask_served_model(
+        f"models:/{name}@champion", champion_store["tracking"]["uri"], TEXTS, tmp_path / "s.log"
+    )
     predictions = answer["predictions"]
     assert len(predictions) == 2, answer
     for item in predictions:
         assert item["label"] in {"account", "billing", "shipping"}
         assert 0 <= float(item["score"]) <= 1
+
+
+def test_onnx_model_served_over_http(champion_store: dict[str, Any], tmp_path: Path) -> None:
+    """The export stage's registered ONNX version: label, confidence and every probability."""
+    cfg = copy.deepcopy(champion_store)
+    cfg["export"].update({"max_f1_drop": 1.0, "latency_texts": 5, "variants": ["int8"]})
+    export.run(cfg)
+    name = f"{cfg['tracking']['registered_model_name']}-onnx"
+    answer = ask_served_model(
+        f"models:/{name}/1", cfg["tracking"]["uri"], TEXTS, tmp_path / "onnx.log"
+    )
+    predictions = answer["predictions"]
+    assert len(predictions) == 2, answer
+    expected = predict.load(cfg["paths"]["export_dir"]).predict(TEXTS, 8, 32).probabilities
+    for item, probs in zip(predictions, expected, strict=True):
+        assert set(item) == {"label", "score", "prob_account", "prob_billing", "prob_shipping"}
+        assert item["label"] == ["account", "billing", "shipping"][int(np.argmax(probs))]
+        assert item["score"] == pytest.approx(float(probs.max()), abs=1e-5)
+        total = item["prob_account"] + item["prob_billing"] + item["prob_shipping"]
+        assert total == pytest.approx(1.0, abs=1e-5)

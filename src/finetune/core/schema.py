@@ -147,6 +147,31 @@ class LoraConfig(Section):
     target_modules: list[str] | None
 
 
+class DistillConfig(Section):
+    """``train.distill``: knowledge distillation from a teacher's soft targets."""
+
+    enabled: bool
+    teacher: str | Annotated[list[str], Field(min_length=1)] | None
+    temperature: PositiveNumber
+    alpha: Fraction
+    keep_every_kth_layer: Positive
+
+    @model_validator(mode="after")
+    def _teacher_given(self) -> DistillConfig:
+        if self.enabled and not self.teacher:
+            raise ValueError(
+                "enabled is true but teacher is not set: give a trained model directory or a "
+                "models:/ URI (a list of them: an ensemble)"
+            )
+        return self
+
+    @property
+    def teachers(self) -> tuple[str, ...]:
+        if not self.teacher:
+            return ()
+        return (self.teacher,) if isinstance(self.teacher, str) else tuple(self.teacher)
+
+
 class TrainConfig(Section):
     epochs: PositiveNumber | Auto
     batch_size: Positive
@@ -171,6 +196,7 @@ class TrainConfig(Section):
     freeze_layers: NonNegative
     layer_lr_decay: Annotated[Number, Field(gt=0, le=1)]
     lora: LoraConfig
+    distill: DistillConfig
     group_by_length: bool
     torch_compile: bool
     keep_checkpoints: bool
@@ -277,6 +303,28 @@ class ErrorAnalysisConfig(Section):
     explanations: ExplanationsConfig
 
 
+# --------------------------------------------------------------------------- export
+
+ExportVariant = Literal["fp32", "int8", "int8_per_channel", "fp16"]
+
+
+class Int8Config(Section):
+    reduce_range: bool | Auto
+    operators: list[str] | None
+
+
+class ExportConfig(Section):
+    variants: Annotated[list[ExportVariant], Field(min_length=1)]
+    opset: Annotated[int, Field(ge=14)]
+    optimize: bool
+    int8: Int8Config
+    max_f1_drop: Annotated[Number, Field(ge=-1, le=1)]  # negative: a variant must beat PyTorch
+    latency_texts: Positive
+    throughput_batch_size: Positive
+    num_threads: Positive | None
+    registered_model_name: str | None
+
+
 # --------------------------------------------------------------------------- tracking, lifecycle
 
 
@@ -330,6 +378,11 @@ class PathsConfig(Section):
     error_report: str
     error_tables: str
     error_metrics: str
+    export_dir: str
+    export_metrics: str
+    export_report: str
+    export_plot: str
+    export_image: str
     promotion_report: str
     promotion_decision: str
     retrain_ledger: str
@@ -347,6 +400,7 @@ class PipelineConfig(Section):
     augment: AugmentConfig
     evaluate: EvaluateConfig
     error_analysis: ErrorAnalysisConfig
+    export: ExportConfig
     tracking: TrackingConfig
     promotion: PromotionConfig
     retrain: RetrainConfig

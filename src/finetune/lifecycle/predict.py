@@ -21,15 +21,20 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import pandas as pd
 
 from finetune.core.errors import DataError, ModelNotFoundError
 from finetune.core.labels import prob_columns
+from finetune.modeling.inference import Predictions
+
+if TYPE_CHECKING:
+    from finetune.modeling.onnx_runtime import OnnxClassifier
 
 log = logging.getLogger(__name__)
 
@@ -94,42 +99,110 @@ def clean_texts(values: pd.Series) -> list[str]:
 
 @dataclass
 class LoadedModel:
-    model: Any
-    tokenizer: Any
+    """A model ready to predict, whatever runs it (PyTorch or ONNX Runtime)."""
+
     labels: list[str]
     source: str
+    backend: str  # "pytorch" or "onnx"
+    max_positions: int | None  # what the position embeddings allow
+    saved_max_length: int  # the length the model was trained with
+    predict: Callable[[list[str], int, int], Predictions]
+    token_counts: Callable[[list[str]], list[int]]
+
+
+def _torch_model(model: Any, tokenizer: Any, source: str) -> LoadedModel:
+    from finetune.modeling.backbones import inference_max_length
+    from finetune.modeling.inference import predict_proba
+
+    def predict(texts: list[str], batch_size: int, max_length: int) -> Predictions:
+        return predict_proba(model, tokenizer, texts, batch_size, max_length)
+
+    def counts(texts: list[str]) -> list[int]:
+        ids = tokenizer(texts, truncation=False, add_special_tokens=True)["input_ids"]
+        return [len(x) for x in ids]
+
+    return LoadedModel(
+        labels=[str(model.config.id2label[i]) for i in range(int(model.config.num_labels))],
+        source=source,
+        backend="pytorch",
+        max_positions=getattr(model.config, "max_position_embeddings", None),
+        saved_max_length=inference_max_length("auto", tokenizer),
+        predict=predict,
+        token_counts=counts,
+    )
+
+
+def _onnx_model(classifier: OnnxClassifier, source: str) -> LoadedModel:
+    return LoadedModel(
+        labels=classifier.labels,
+        source=source,
+        backend="onnx",
+        max_positions=classifier.max_positions,
+        saved_max_length=classifier.max_length,
+        predict=classifier.predict_proba,
+        token_counts=classifier.token_counts,
+    )
+
+
+def _load_dir(source: str) -> LoadedModel:
+    """A trained model directory, an ONNX deployment directory, or one whose deployment.json
+    names the PyTorch model (the export gate kept it)."""
+    from finetune.modeling.backbones import load_trained
+    from finetune.modeling.onnx_runtime import is_onnx_dir, load_onnx, read_deployment
+
+    if is_onnx_dir(source):
+        return _onnx_model(load_onnx(source), source)
+    deployment = read_deployment(source)
+    if deployment is not None and deployment.get("format") == "pytorch":
+        target = str(deployment["model_dir"])
+        log.info("%s: the export gate kept the PyTorch model; predicting with %s", source, target)
+        return _torch_model(*load_trained(target), target)
+    return _torch_model(*load_trained(source), source)
+
+
+def _load_uri(source: str, tracking_uri: str | None) -> LoadedModel:
+    """A ``models:/`` or ``runs:/`` URI: the transformers flavour (PyTorch) or our ONNX pyfunc."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from finetune.core import store
+    from finetune.registry import gate as registry
+
+    mlflow.set_tracking_uri(store.tracking_uri(tracking_uri))
+    try:
+        flavors = mlflow.models.get_model_info(source).flavors
+    except (MlflowException, OSError) as exc:
+        raise ModelNotFoundError(f"cannot load {source}: {exc}") from exc
+    if "transformers" in flavors:
+        return _torch_model(*registry.load_version(source), source)
+    from finetune.tracking.onnx_model import OnnxTextClassifier
+
+    python_model = mlflow.pyfunc.load_model(source).unwrap_python_model()
+    if not isinstance(python_model, OnnxTextClassifier):
+        raise ModelNotFoundError(
+            f"{source} is neither a transformers model nor an ONNX model logged by finetune "
+            f"(flavours: {sorted(flavors)})"
+        )
+    return _onnx_model(python_model.classifier, source)
 
 
 def load(source: str, tracking_uri: str | None = None) -> LoadedModel:
-    """A model directory, or an MLflow ``models:/`` / ``runs:/`` URI (transformers flavour)."""
-    from finetune.modeling.backbones import load_trained
-
+    """A model directory (PyTorch or ONNX), or an MLflow ``models:/`` / ``runs:/`` URI."""
     if source.startswith(("models:/", "runs:/")):
-        import mlflow
-
-        from finetune.core import store
-        from finetune.registry import gate as registry
-
-        mlflow.set_tracking_uri(store.tracking_uri(tracking_uri))
-        model, tokenizer = registry.load_version(source)
-    elif Path(source).is_dir():
-        model, tokenizer = load_trained(source)
-    else:
-        raise ModelNotFoundError(
-            f"model {source!r} is neither a directory nor a models:/ or runs:/ URI "
-            "(e.g. models/model or models:/support_tickets@champion)"
-        )
-    labels = [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))]
-    return LoadedModel(model, tokenizer, labels, source)
+        return _load_uri(source, tracking_uri)
+    if Path(source).is_dir():
+        return _load_dir(source)
+    raise ModelNotFoundError(
+        f"model {source!r} is neither a directory nor a models:/ or runs:/ URI "
+        "(e.g. models/model, models/onnx or models:/support_tickets@champion)"
+    )
 
 
 def effective_max_length(loaded: LoadedModel, max_length: int | None) -> int:
     """``max_length`` (None: the length the model was trained with, saved with its tokenizer)
     capped at what the model's position embeddings allow."""
-    from finetune.modeling.backbones import inference_max_length
-
-    length = inference_max_length("auto" if max_length is None else max_length, loaded.tokenizer)
-    cap = getattr(loaded.model.config, "max_position_embeddings", None) or length
+    length = loaded.saved_max_length if max_length is None else int(max_length)
+    cap = loaded.max_positions or length
     return max(2, min(int(length), int(cap)))
 
 
@@ -143,8 +216,6 @@ def predict_frame(
     """``df`` plus predicted, confidence, status and one ``prob_<label>`` column per class
     (the label's safe name, :func:`finetune.core.labels.safe_names`: ``prob_billing``,
     ``prob_C-fc2b42`` for ``C++``)."""
-    from finetune.modeling.inference import predict_proba
-
     max_length = effective_max_length(loaded, max_length)
     texts = clean_texts(df[text_column]) if len(df) else []
     char_cap = max_length * CHARS_PER_TOKEN_CAP
@@ -152,12 +223,12 @@ def predict_frame(
     keep = [i for i, t in enumerate(texts) if t]
     clipped = [texts[i][:char_cap] for i in keep]
     if clipped:
-        counts = loaded.tokenizer(clipped, truncation=False, add_special_tokens=True)["input_ids"]
-        for i, text, ids in zip(keep, clipped, counts, strict=True):
-            if len(ids) > max_length or len(text) < len(texts[i]):
+        counts = loaded.token_counts(clipped)
+        for i, text, n in zip(keep, clipped, counts, strict=True):
+            if n > max_length or len(text) < len(texts[i]):
                 status[i] = STATUS_TRUNCATED
     began = time.perf_counter()
-    preds = predict_proba(loaded.model, loaded.tokenizer, clipped, batch_size, max_length)
+    preds = loaded.predict(clipped, batch_size, max_length)
     seconds = time.perf_counter() - began
     probs = np.full((len(texts), len(loaded.labels)), np.nan, dtype=np.float64)
     if keep:
@@ -174,9 +245,10 @@ def predict_frame(
     columns = pd.DataFrame(probs, columns=prob_columns(loaded.labels), index=out.index)
     out = pd.concat([out, columns], axis=1)  # one block, however many classes
     log.info(
-        "predicted %d texts in %.2f s (%d empty, %d truncated to %d tokens)",
+        "predicted %d texts in %.2f s with %s (%d empty, %d truncated to %d tokens)",
         len(keep),
         seconds,
+        loaded.backend,
         int((status == STATUS_EMPTY).sum()),
         int((status == STATUS_TRUNCATED).sum()),
         max_length,

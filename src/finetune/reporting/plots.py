@@ -231,3 +231,27 @@ def token_lengths_plot(lengths: Mapping[str, np.ndarray], max_length: int, path:
     ax.legend()
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
+
+
+def tradeoff_figure(rows: list[dict[str, Any]], chosen: str | None) -> Any:
+    """Accuracy against latency at batch 1, one point per scored variant (chosen one ringed)."""
+    fig, ax = _figure(6, 4)
+    for row in rows:
+        x, y = row["latency_ms_p50_batch1"], row["accuracy"]
+        ax.scatter([x], [y], s=60, zorder=3)
+        if row["variant"] == chosen:
+            ax.scatter([x], [y], s=220, facecolors="none", edgecolors="black", zorder=4)
+        ax.annotate(
+            f"{row['variant']} ({row['size_mb']:.0f} MB)",
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize=9,
+        )
+    ax.set_xlabel("latency p50 at batch 1 (ms, lower is better)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(
+        "Export variants: accuracy against latency" + (f" (chosen: {chosen})" if chosen else "")
+    )
+    ax.grid(alpha=0.3)
+    return fig

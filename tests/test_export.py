@@ -1,0 +1,270 @@
+"""export stage: ONNX variants of the tiny model scored against PyTorch, the gate, the deployment
+directory, the registered ONNX version and `finetune predict` on ONNX Runtime."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from finetune import cli
+from finetune.augment import augment
+from finetune.core.schema import Int8Config
+from finetune.data import preprocess
+from finetune.export import export
+from finetune.export import onnx_export as ox
+from finetune.export.scoring import choose
+from finetune.lifecycle import predict
+from finetune.modeling.backbones import load_trained
+from finetune.modeling.onnx_runtime import load_onnx, read_deployment
+from finetune.tracking.onnx_model import as_texts, predictions_table
+from finetune.training import train
+from tests.conftest import make_stage_cfg, make_texts
+
+LABELS = ["account", "billing", "shipping"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
+    cfg = make_stage_cfg(tmp_path_factory.mktemp("export"), tiny_model_dir, make_texts())
+    cfg["augment"]["enabled"] = False
+    cfg["export"]["latency_texts"] = 10
+    for stage in (preprocess, augment, train):
+        stage.run(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def exported(trained: dict[str, Any]) -> dict[str, Any]:
+    cfg = copy.deepcopy(trained)
+    cfg["export"]["max_f1_drop"] = 1.0  # the tiny model: any variant that runs is accepted
+    metrics = export.run(cfg)
+    return {"cfg": cfg, "metrics": metrics}
+
+
+def test_every_variant_scored_next_to_pytorch(exported: dict[str, Any]) -> None:
+    metrics, paths = exported["metrics"], exported["cfg"]["paths"]
+    on_disk = json.loads(Path(paths["export_metrics"]).read_text())
+    assert on_disk["chosen"] == metrics["chosen"]
+    variants = on_disk["variants"]
+    assert set(variants) == {"pytorch", "fp32", "int8", "int8_per_channel", "fp16"}
+    if not torch.cuda.is_available():
+        assert variants["fp16"]["status"] == "skipped"
+        assert "CUDA" in variants["fp16"]["reason"]
+    for name in ("pytorch", "fp32", "int8", "int8_per_channel"):
+        row = variants[name]
+        for key in (
+            "accuracy",
+            "f1_macro",
+            "ece",
+            "size_mb",
+            "load_seconds",
+            "latency_ms_p50_batch1",
+            "latency_ms_p95_batch1",
+            "throughput_samples_per_s_batch32",
+        ):
+            assert isinstance(row[key], float | int), (name, key)
+        assert row["latency_ms_p95_batch1"] >= row["latency_ms_p50_batch1"] > 0
+    # the optimised fp32 graph computes what PyTorch computes
+    assert variants["fp32"]["agreement_with_pytorch"] == 1.0
+    assert variants["fp32"]["accuracy"] == pytest.approx(variants["pytorch"]["accuracy"])
+    assert variants["int8"]["size_mb"] < 0.6 * variants["fp32"]["size_mb"]
+    assert variants["int8_per_channel"]["per_channel"] is True
+    assert variants["int8"]["reduce_range"] == ox.resolve_reduce_range("auto", ox.cpu_flags())
+    plot = pd.read_csv(paths["export_plot"])
+    assert set(plot["variant"]) == {"pytorch", "fp32", "int8", "int8_per_channel"}
+    assert Path(paths["export_image"]).read_bytes()[:4] == b"\x89PNG"
+    report = Path(paths["export_report"]).read_text()
+    assert "| int8 |" in report and "**Decision:**" in report
+
+
+def test_fastest_accepted_variant_is_deployed(exported: dict[str, Any]) -> None:
+    metrics, paths = exported["metrics"], exported["cfg"]["paths"]
+    variants = metrics["variants"]
+    onnx = [v for v in variants.values() if v["variant"] != "pytorch" and v["status"] == "scored"]
+    fastest = min(onnx, key=lambda v: (v["latency_ms_p50_batch1"], v["size_mb"]))
+    assert metrics["chosen"] == fastest["variant"]
+    deployment = read_deployment(paths["export_dir"])
+    assert deployment["format"] == "onnx" and deployment["variant"] == metrics["chosen"]
+    for name in ("model.onnx", "tokenizer.json", "config.json"):
+        assert (Path(paths["export_dir"]) / name).is_file()
+    classifier = load_onnx(paths["export_dir"])
+    assert classifier.labels == LABELS
+    assert classifier.max_length == 32  # the length the model was trained with
+
+
+def test_registered_as_onnx_version_with_tags(exported: dict[str, Any]) -> None:
+    cfg = exported["cfg"]
+    mlflow.set_tracking_uri(cfg["tracking"]["uri"])
+    client = mlflow.MlflowClient()
+    name = f"{cfg['tracking']['registered_model_name']}-onnx"
+    versions = client.search_model_versions(f"name='{name}'")
+    assert len(versions) == 1
+    tags = versions[0].tags
+    assert tags["format"] == "onnx"
+    assert tags["variant"] == exported["metrics"]["chosen"]
+    assert "int8" in tags["quantization"] or tags["variant"] == "fp32"
+    assert tags["source_model"] == f"{cfg['tracking']['registered_model_name']} v1"
+    run = client.get_run(versions[0].run_id)
+    assert run.data.tags["export.chosen"] == exported["metrics"]["chosen"]
+    assert "export_int8_latency_ms_p50_batch1" in run.data.metrics
+    assert "export_pytorch_accuracy" in run.data.metrics
+
+
+def test_predict_on_onnx_matches_pytorch(exported: dict[str, Any], tmp_path: Path) -> None:
+    cfg = exported["cfg"]
+    texts = ["my card was charged twice refund please", "", "parcel not arrived", "reset email"]
+    src = tmp_path / "in.jsonl"
+    pd.DataFrame({"text": texts}).to_json(src, orient="records", lines=True)
+    outputs = {}
+    name = f"{cfg['tracking']['registered_model_name']}-onnx"
+    for key, model in {
+        "onnx_dir": cfg["paths"]["export_dir"],
+        "onnx_uri": f"models:/{name}/1",
+        "pytorch": cfg["paths"]["model_dir"],
+    }.items():
+        out = tmp_path / f"{key}.jsonl"
+        code = cli.main(
+            [
+                "predict",
+                "-m",
+                model,
+                "-i",
+                str(src),
+                "-o",
+                str(out),
+                "--tracking-uri",
+                cfg["tracking"]["uri"],
+            ]
+        )
+        assert code == 0, key
+        outputs[key] = pd.read_json(out, lines=True)
+    assert outputs["onnx_dir"]["status"].tolist() == ["ok", "empty", "ok", "ok"]
+    pd.testing.assert_frame_equal(outputs["onnx_dir"], outputs["onnx_uri"])
+    columns = [f"prob_{label}" for label in LABELS]
+    ok = outputs["pytorch"]["status"] == "ok"
+    tolerance = 0.05 if exported["metrics"]["chosen"] != "fp32" else 1e-4
+    np.testing.assert_allclose(
+        outputs["onnx_dir"].loc[ok, columns].to_numpy(),
+        outputs["pytorch"].loc[ok, columns].to_numpy(),
+        atol=tolerance,
+    )
+
+
+def test_failing_gate_keeps_pytorch_deployed(trained: dict[str, Any], tmp_path: Path) -> None:
+    cfg = copy.deepcopy(trained)
+    cfg["export"].update({"variants": ["fp32"], "max_f1_drop": -0.5})  # must beat PyTorch
+    cfg["paths"]["export_dir"] = str(tmp_path / "onnx")
+    metrics = export.run(cfg)
+    assert metrics["chosen"] == "pytorch"
+    assert "PyTorch model stays the deployment artifact" in metrics["decision"]["reason"]
+    deployment = read_deployment(cfg["paths"]["export_dir"])
+    assert deployment["format"] == "pytorch"
+    assert not (tmp_path / "onnx" / "model.onnx").exists()
+    loaded = predict.load(cfg["paths"]["export_dir"])  # follows the pointer
+    assert loaded.backend == "pytorch" and loaded.source == cfg["paths"]["model_dir"]
+
+
+def test_choose_fastest_within_drop() -> None:
+    rows = [
+        {
+            "variant": "fp32",
+            "status": "scored",
+            "f1_macro": 0.90,
+            "latency_ms_p50_batch1": 9.0,
+            "size_mb": 90.0,
+        },
+        {
+            "variant": "int8",
+            "status": "scored",
+            "f1_macro": 0.87,
+            "latency_ms_p50_batch1": 4.0,
+            "size_mb": 23.0,
+        },
+        {
+            "variant": "int8_per_channel",
+            "status": "scored",
+            "f1_macro": 0.895,
+            "latency_ms_p50_batch1": 4.5,
+            "size_mb": 23.0,
+        },
+        {"variant": "fp16", "status": "skipped"},
+    ]
+    decision = choose(rows, reference_f1=0.90, max_f1_drop=0.01)
+    assert decision.chosen == "int8_per_channel"
+    assert decision.accepted == ["fp32", "int8_per_channel"]
+    assert decision.f1_drops["int8"] == pytest.approx(0.03)
+    none = choose(rows, reference_f1=0.95, max_f1_drop=0.01)
+    assert none.chosen is None and "PyTorch model stays" in none.reason
+
+
+def test_reduce_range_follows_the_cpu() -> None:
+    assert ox.resolve_reduce_range("auto", {"avx2", "fma"}) is True
+    assert ox.resolve_reduce_range("auto", {"avx2", "avx512f", "avx512_vnni"}) is False
+    assert ox.resolve_reduce_range("auto", {"avx2", "amx_int8"}) is False
+    assert ox.resolve_reduce_range(False, {"avx2"}) is False
+
+
+class HistogramClassifier(torch.nn.Module):
+    """A classifier with an op the ONNX exporter has no conversion for (aten::histc)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
+        out.logits = out.logits + torch.histc(out.logits, bins=3).sum() * 0
+        return out
+
+
+def test_unexportable_model_stops_with_a_clear_message(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    model, tokenizer = load_trained(trained["paths"]["model_dir"])
+    with pytest.raises(ox.ExportError, match=r"cannot export HistogramClassifier .*aten::histc"):
+        ox.export_onnx(HistogramClassifier(model), tokenizer, tmp_path / "x.onnx", 17)
+
+
+def test_non_classifier_is_refused(trained: dict[str, Any], tmp_path: Path) -> None:
+    _, tokenizer = load_trained(trained["paths"]["model_dir"])
+    with pytest.raises(ox.ExportError, match="does not take input_ids and attention_mask"):
+        ox.export_onnx(torch.nn.Linear(2, 2), tokenizer, tmp_path / "x.onnx", 17)
+
+
+def test_pyfunc_input_shapes_and_output_table() -> None:
+    assert as_texts(pd.DataFrame({"text": ["a", None]})) == ["a", ""]
+    assert as_texts(pd.DataFrame({0: ["b"]})) == ["b"]
+    assert as_texts(["c", float("nan")]) == ["c", ""]
+    assert as_texts("d") == ["d"]
+    table = predictions_table(np.array([[0.2, 0.8], [0.6, 0.4]]), ["neg", "pos"])
+    assert table.columns.tolist() == ["label", "score", "prob_neg", "prob_pos"]
+    assert table["label"].tolist() == ["pos", "neg"]
+    assert table["score"].tolist() == [0.8, 0.6]
+
+
+def test_int8_config_operators_restrict_quantization(
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
+    """Only MatMul quantized: the graph keeps its fused fp32 Attention ops."""
+    import onnx
+
+    cfg = exported["cfg"]
+    model, tokenizer = load_trained(cfg["paths"]["model_dir"])
+    model.set_attn_implementation("eager")
+    raw, fp32, q = tmp_path / "raw.onnx", tmp_path / "fp32.onnx", tmp_path / "q.onnx"
+    ox.export_onnx(model, tokenizer, raw, 17)
+    ox.optimize_graph(raw, fp32, model.config)
+    spec = Int8Config(reduce_range=False, operators=["MatMul"])
+    details = ox.quantize_int8(fp32, q, False, spec, set())
+    assert details["operators"] == ["MatMul"]
+    ops = {node.op_type for node in onnx.load(str(q)).graph.node}
+    assert "Attention" in ops and "MatMulInteger" in ops
