@@ -182,6 +182,15 @@ def _finish_run(
         return
     if result.metrics["best_epoch"] is not None:
         mlflow.set_tag("train.best_epoch", result.metrics["best_epoch"])
+    mlflow.set_tag("model.layers", str(getattr(result.model.config, "num_hidden_layers", "")))
+    if cfg.train.distill.enabled:  # the student's run names its teacher(s)
+        mlflow.set_tags(
+            {
+                "distill.teacher": ", ".join(cfg.train.distill.teachers),
+                "distill.temperature": str(cfg.train.distill.temperature),
+                "distill.alpha": str(cfg.train.distill.alpha),
+            }
+        )
     if cfg.tracking.log_model:
         card = (Path(cfg.paths.model_dir) / "README.md").read_text()
         log_model(result.model, result.tokenizer, cfg.tracking, example, card)

@@ -19,6 +19,12 @@ from finetune.training.callbacks import Progress
 from finetune.training.checkpoints import drop_incomplete_checkpoints, latest_checkpoint
 from finetune.training.hardware import dist_info, select_precision
 from finetune.training.layers import add_lora, apply_layer_lr_decay, freeze, merge_adapter
+from finetune.training.distill import (
+    TEACHER_COLUMN,
+    DistillationTrainer,
+    keep_every_kth_layer,
+    teacher_log_probs,
+)
 from finetune.training.loss import class_weights_for, weighted_loss
 
 log = logging.getLogger(__name__)
@@ -33,11 +39,17 @@ def compute_metrics(eval_pred: Any) -> dict[str, float]:
     }
 
 
-def tokenize(df: pd.DataFrame, tokenizer: Any, max_length: int) -> Any:
-    """A datasets.Dataset of input_ids/attention_mask/labels/length, unpadded (collator pads)."""
+def tokenize(
+    df: pd.DataFrame, tokenizer: Any, max_length: int, teacher_logits: np.ndarray | None = None
+) -> Any:
+    """A datasets.Dataset of input_ids/attention_mask/labels/length, unpadded (collator pads);
+    with ``teacher_logits``, a column of them per example (distillation)."""
     from datasets import Dataset
 
-    ds = Dataset.from_dict({"text": df["text"].tolist(), "labels": df["label_id"].tolist()})
+    columns: dict[str, Any] = {"text": df["text"].tolist(), "labels": df["label_id"].tolist()}
+    if teacher_logits is not None:
+        columns[TEACHER_COLUMN] = teacher_logits.tolist()
+    ds = Dataset.from_dict(columns)
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
         enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
@@ -115,6 +127,7 @@ def build_model(
     """Tokenizer and classifier, with freezing and the LoRA adapter as configured."""
     tokenizer = load_tokenizer(model_name_or_path)
     model = load_classifier(model_name_or_path, labels, pooling)
+    keep_every_kth_layer(model, spec.distill.keep_every_kth_layer)
     freeze(model, spec.freeze_embeddings, spec.freeze_layers)
     if spec.lora.enabled:
         model = add_lora(
@@ -146,7 +159,16 @@ def build_trainer(
         extra.append(EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience))
     samples_per_step = spec.batch_size * spec.gradient_accumulation_steps * dist_info()[1]
     bar = Progress(samples_per_step)
-    trainer = Trainer(
+    distill: dict[str, Any] = {}
+    trainer_class = Trainer
+    if spec.distill.enabled:
+        trainer_class = DistillationTrainer
+        distill = {
+            "temperature": spec.distill.temperature,
+            "alpha": spec.distill.alpha,
+            "class_weights": class_weights,
+        }
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -156,6 +178,7 @@ def build_trainer(
         compute_metrics=compute_metrics,
         compute_loss_func=weighted_loss(class_weights) if class_weights else None,
         callbacks=[*extra, bar],
+        **distill,
     )
     if spec.layer_lr_decay != 1:  # created now, split by depth; train() keeps this optimizer
         apply_layer_lr_decay(trainer.create_optimizer(), model, spec.layer_lr_decay)
@@ -198,7 +221,12 @@ def fine_tune(
     weights = class_weights_for(spec.class_weights, labels, train_df["label_id"])
     if weights:
         log.info("class weights: %s", dict(zip(labels, np.round(weights, 3), strict=True)))
-    train_ds = tokenize(train_df, tokenizer, model_cfg.max_length)
+    teacher = None
+    if spec.distill.enabled:
+        teacher = teacher_log_probs(
+            spec.distill.teachers, train_df["text"].tolist(), labels, spec.eval_batch_size
+        )
+    train_ds = tokenize(train_df, tokenizer, model_cfg.max_length, teacher)
     val_ds = tokenize(validation_df, tokenizer, model_cfg.max_length)
     rank, world = dist_info()
     with tempfile.TemporaryDirectory(prefix="finetune-ckpt-") as tmp:
