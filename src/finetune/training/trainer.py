@@ -17,14 +17,14 @@ from finetune.core.schema import ModelConfig, Pooling, TrainConfig
 from finetune.modeling.backbones import load_classifier, load_tokenizer
 from finetune.training.callbacks import Progress
 from finetune.training.checkpoints import drop_incomplete_checkpoints, latest_checkpoint
-from finetune.training.hardware import dist_info, select_precision
-from finetune.training.layers import add_lora, apply_layer_lr_decay, freeze, merge_adapter
 from finetune.training.distill import (
     TEACHER_COLUMN,
     DistillationTrainer,
     keep_every_kth_layer,
     teacher_log_probs,
 )
+from finetune.training.hardware import dist_info, select_precision
+from finetune.training.layers import add_lora, apply_layer_lr_decay, freeze, merge_adapter
 from finetune.training.loss import class_weights_for, weighted_loss
 
 log = logging.getLogger(__name__)
