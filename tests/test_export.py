@@ -23,8 +23,8 @@ from finetune.export import onnx_export as ox
 from finetune.export.scoring import choose
 from finetune.lifecycle import predict
 from finetune.modeling.backbones import load_trained
+from finetune.modeling.onnx_pyfunc import as_texts, predictions_table
 from finetune.modeling.onnx_runtime import load_onnx, read_deployment
-from finetune.tracking.onnx_model import as_texts, predictions_table
 from finetune.training import train
 from tests.conftest import make_stage_cfg, make_texts
 

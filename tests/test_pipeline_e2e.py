@@ -16,7 +16,15 @@ from tests.helpers import sh, tiny_project
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["check_config", "preprocess", "augment", "train", "evaluate", "error_analysis"]
+STAGES = [
+    "check_config",
+    "preprocess",
+    "augment",
+    "train",
+    "evaluate",
+    "error_analysis",
+    "export",
+]
 
 
 def ran(proc: subprocess.CompletedProcess[str]) -> list[str]:
@@ -47,6 +55,8 @@ def test_repro_runs_everything_then_nothing(repo: Path) -> None:
         "reports/error_analysis/report.html",
         "reports/evaluate/figures/reliability.png",
         "reports/error_analysis/tables/errors.csv",
+        "reports/export/metrics.json",
+        "models/onnx/deployment.json",
     ):
         assert (repo / path).is_file(), path
     (run,) = runs(repo)
@@ -98,12 +108,22 @@ def test_evaluate_param_reruns_only_evaluate_and_error_analysis(repo: Path) -> N
     sh(repo, "dvc", "checkout", "--force")
 
 
+def test_export_param_reruns_only_export(repo: Path) -> None:
+    proc = sh(repo, "dvc", "exp", "run", "-S", "export.max_f1_drop=0.5", "-n", "export-gate")
+    assert ran(proc) == ["export"]
+    metrics = json.loads((repo / "reports/export/metrics.json").read_text())
+    assert metrics["max_f1_drop"] == 0.5
+    assert {"pytorch", "fp32", "int8"} <= set(metrics["variants"])
+    sh(repo, "git", "checkout", "--", "params.yaml")
+    sh(repo, "dvc", "checkout", "--force")
+
+
 def test_learning_rate_experiment_in_a_temp_copy(repo: Path) -> None:
     before = {r.info.run_id for r in runs(repo)}
     proc = sh(
         repo, "dvc", "exp", "run", "--temp", "-S", "train.learning_rate=0.001", "-n", "lr-1e-3"
     )
-    assert ran(proc) == ["train", "evaluate", "error_analysis"]
+    assert ran(proc) == ["train", "evaluate", "error_analysis", "export"]
     new = [r for r in runs(repo) if r.info.run_id not in before]
     assert len(new) == 1, "the temp copy logged into the real repository's store"
     (run,) = new

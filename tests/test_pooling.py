@@ -18,11 +18,11 @@ from finetune.core.errors import ConfigError
 from finetune.modeling.backbones import (
     _head_dropout,
     load_classifier,
+    load_logged,
     load_tokenizer,
     load_trained,
 )
 from finetune.modeling.pooling_model import MeanPoolingForSequenceClassification
-from finetune.registry import gate as registry
 from finetune.training import train
 from finetune.training.layers import add_lora, merge_adapter
 from tests.conftest import run_pipeline
@@ -165,7 +165,7 @@ def test_logged_mean_pooling_model_loads_from_mlflow(mean_pipeline: dict[str, An
     out = mlflow.pyfunc.load_model(f"models:/{model_id}").predict(["my refund is late"])
     assert set(out["label"]) <= set(LABELS) and (out["score"] > 0).all()
     uri = f"models:/{tracking['registered_model_name']}@champion"
-    model, tokenizer = registry.load_version(uri)
+    model, tokenizer = load_logged(uri)
     assert type(model).__name__ == "MeanPoolingForSequenceClassification"
     local, _ = load_trained(mean_pipeline["paths"]["model_dir"])
     texts = ["refund for my card", "where is my parcel"]

@@ -246,7 +246,7 @@ def log_to_mlflow(
 ) -> None:
     import mlflow
 
-    from finetune.tracking.onnx_model import log_onnx_model
+    from finetune.export.registration import log_onnx_model, source_version
 
     mlflow.log_metrics(flat_metrics(rows, decision))
     chosen = next((r for r in rows if r["variant"] == decision.chosen), None)
@@ -278,17 +278,6 @@ def log_to_mlflow(
     version = log_onnx_model(str(deployed), example, name, tags)
     if version:
         mlflow.set_tag("export.registered", f"{name} v{version}")
-
-
-def source_version(name: str | None, run_id: str) -> str:
-    """``<name> v<k>``: the PyTorch version this run registered (the ONNX model's source)."""
-    import mlflow
-
-    if not name:
-        return f"runs:/{run_id}/model"
-    versions = mlflow.MlflowClient().search_model_versions(f"run_id='{run_id}'")
-    mine = [v.version for v in versions if v.name == name]
-    return f"{name} v{max(mine, key=int)}" if mine else f"runs:/{run_id}/model"
 
 
 def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:

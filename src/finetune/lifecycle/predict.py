@@ -166,7 +166,7 @@ def _load_uri(source: str, tracking_uri: str | None) -> LoadedModel:
     from mlflow.exceptions import MlflowException
 
     from finetune.core import store
-    from finetune.registry import gate as registry
+    from finetune.modeling.backbones import load_logged
 
     mlflow.set_tracking_uri(store.tracking_uri(tracking_uri))
     try:
@@ -174,8 +174,8 @@ def _load_uri(source: str, tracking_uri: str | None) -> LoadedModel:
     except (MlflowException, OSError) as exc:
         raise ModelNotFoundError(f"cannot load {source}: {exc}") from exc
     if "transformers" in flavors:
-        return _torch_model(*registry.load_version(source), source)
-    from finetune.tracking.onnx_model import OnnxTextClassifier
+        return _torch_model(*load_logged(source), source)
+    from finetune.modeling.onnx_pyfunc import OnnxTextClassifier
 
     python_model = mlflow.pyfunc.load_model(source).unwrap_python_model()
     if not isinstance(python_model, OnnxTextClassifier):

@@ -179,3 +179,18 @@ def load_trained(model_dir: str | Path) -> tuple[Any, Any]:
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
     return model, tokenizer
+
+
+def load_logged(model_uri: str) -> tuple[Any, Any]:
+    """Model and tokenizer logged with MLflow's transformers flavour (``models:/...``,
+    ``runs:/...``): registry versions, distillation teachers."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        parts = mlflow.transformers.load_model(model_uri, return_type="components")
+    except (MlflowException, OSError) as exc:
+        raise ModelNotFoundError(f"cannot load {model_uri}: {exc}") from exc
+    model = parts["model"]
+    model.eval()
+    return model, parts["tokenizer"]

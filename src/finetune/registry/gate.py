@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from finetune.core.errors import ModelNotFoundError, PipelineError
+from finetune.core.errors import PipelineError
 from finetune.core.schema import PipelineConfig, PromotionConfig
+from finetune.modeling.backbones import load_logged
 from finetune.registry.aliases import (
     CHALLENGER,
     CHAMPION,
@@ -183,20 +184,6 @@ def decision_tags(decision: Decision) -> dict[str, str]:
 # --------------------------------------------------------------------------- evaluating versions
 
 
-def load_version(model_uri: str) -> tuple[Any, Any]:
-    """Model and tokenizer of a registered transformers-flavour model (``models:/...``)."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        parts = mlflow.transformers.load_model(model_uri, return_type="components")
-    except (MlflowException, OSError) as exc:
-        raise ModelNotFoundError(f"cannot load {model_uri}: {exc}") from exc
-    model = parts["model"]
-    model.eval()
-    return model, parts["tokenizer"]
-
-
 def predict_labels(
     model: Any, tokenizer: Any, texts: list[str], batch_size: int, max_length: int
 ) -> list[str]:
@@ -324,8 +311,8 @@ def _gate(cfg: PipelineConfig, spec: PromotionConfig, name: str, mlflow_client: 
     )
 
     # by version, not alias: an alias may move meanwhile
-    new = load_version(f"models:/{name}/{challenger.version}")
-    old = load_version(f"models:/{name}/{champion.version}") if champion is not None else None
+    new = load_logged(f"models:/{name}/{challenger.version}")
+    old = load_logged(f"models:/{name}/{champion.version}") if champion is not None else None
     if old is not None:
         check_same_labels((challenger.version, new[0]), (champion.version, old[0]), name)
     challenger_score = score_loaded(

@@ -34,11 +34,10 @@ TEACHER_COLUMN = "teacher_logits"
 
 def load_teacher(source: str) -> tuple[Any, Any]:
     """A teacher model and its tokenizer: a directory saved by the train stage or a URI."""
-    from finetune.modeling.backbones import load_trained
-    from finetune.registry.gate import load_version
+    from finetune.modeling.backbones import load_logged, load_trained
 
     if source.startswith(("models:/", "runs:/")):
-        return load_version(source)
+        return load_logged(source)
     return load_trained(source)
 
 

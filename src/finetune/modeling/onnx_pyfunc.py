@@ -1,12 +1,11 @@
 """The exported ONNX classifier as an MLflow pyfunc: raw texts in; label, confidence and every
-class probability out. Logged into the model's run and registered under
-``export.registered_model_name``, with version tags saying it is ONNX and how it is quantized.
-``mlflow models serve`` serves it; ``finetune predict -m models:/<name>-onnx@...`` runs it."""
+class probability out. The export stage logs and registers it
+(:mod:`finetune.export.registration`); ``mlflow models serve`` serves it and
+``finetune predict -m models:/<name>-onnx/<version>`` runs it."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -19,6 +18,7 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_KEY = "onnx_model"
 ARTIFACT_PATH = "onnx_model"
+ENTRY_FILE = "onnx_pyfunc_entry.py"  # MLflow "models from code": runs it to load the model
 
 
 def as_texts(model_input: Any) -> list[str]:
@@ -58,51 +58,3 @@ class OnnxTextClassifier(mlflow.pyfunc.PythonModel):
         texts = as_texts(model_input)
         probs = self.classifier.predict_proba(texts).probabilities
         return predictions_table(probs, self.classifier.labels)
-
-
-def log_onnx_model(
-    export_dir: str,
-    example: list[str],
-    registered_model_name: str | None,
-    version_tags: dict[str, str],
-) -> str | None:
-    """Log ``export_dir`` as a pyfunc into the active run; register it when a name is given.
-    Returns the new version (None when not registered)."""
-    import onnxruntime
-    import tokenizers
-    from mlflow.models import infer_signature
-
-    from finetune import __version__
-    from finetune.modeling.onnx_runtime import load_onnx
-
-    classifier = load_onnx(export_dir)
-    output = predictions_table(classifier.predict_proba(example).probabilities, classifier.labels)
-    info = mlflow.pyfunc.log_model(
-        name=ARTIFACT_PATH,
-        python_model=str(Path(__file__).with_name("onnx_pyfunc.py")),  # models from code
-        artifacts={ARTIFACT_KEY: export_dir},
-        signature=infer_signature(example, output),
-        input_example=example,
-        registered_model_name=registered_model_name,
-        pip_requirements=[
-            f"onnxruntime=={onnxruntime.__version__}",
-            f"tokenizers=={tokenizers.__version__}",
-            f"finetune-pipeline=={__version__}",
-        ],
-    )
-    version = getattr(info, "registered_model_version", None)
-    if registered_model_name and version is not None:
-        client = mlflow.MlflowClient()
-        for key, value in version_tags.items():
-            client.set_model_version_tag(registered_model_name, str(version), key, value)
-        client.update_model_version(
-            registered_model_name,
-            str(version),
-            description=(
-                f"ONNX ({version_tags.get('variant')}, {version_tags.get('quantization')}) of "
-                f"{version_tags.get('source_model')}; served by onnxruntime"
-            ),
-        )
-        log.info("registered the ONNX model as %s version %s", registered_model_name, version)
-        return str(version)
-    return None
