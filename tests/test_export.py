@@ -254,7 +254,8 @@ def test_pyfunc_input_shapes_and_output_table() -> None:
 def test_int8_config_operators_restrict_quantization(
     exported: dict[str, Any], tmp_path: Path
 ) -> None:
-    """Only MatMul quantized: the graph keeps its fused fp32 Attention ops."""
+    """Only MatMul quantized: the graph keeps its fused fp32 Attention ops; and the fp16
+    conversion keeps fp32 inputs/outputs."""
     import onnx
 
     cfg = exported["cfg"]
@@ -268,3 +269,9 @@ def test_int8_config_operators_restrict_quantization(
     assert details["operators"] == ["MatMul"]
     ops = {node.op_type for node in onnx.load(str(q)).graph.node}
     assert "Attention" in ops and "MatMulInteger" in ops
+    # fp16 (run only where a CUDA GPU is: here the conversion itself is checked)
+    half = tmp_path / "fp16.onnx"
+    ox.to_fp16(fp32, half)
+    graph = onnx.load(str(half)).graph
+    assert {i.data_type for i in graph.initializer if i.dims} >= {onnx.TensorProto.FLOAT16}
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # io kept fp32

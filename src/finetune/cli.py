@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-m",
         "--model",
         required=True,
-        help="model directory (models/model) or MLflow URI (models:/support_tickets@champion)",
+        help="model directory (models/model, or models/onnx for ONNX Runtime) or MLflow URI "
+        "(models:/support_tickets@champion, models:/support_tickets-onnx/1)",
     )
     p.add_argument("-i", "--input", required=True, help="input .csv or .jsonl")
     p.add_argument("-o", "--output", help="output .csv or .jsonl (default: JSONL on stdout)")
