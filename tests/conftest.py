@@ -218,6 +218,18 @@ def stage_cfg(
     return make_stage_cfg(tmp_path, tiny_model_dir, tiny_data)
 
 
+def train_tiny(cfg: dict[str, Any]) -> dict[str, Any]:
+    """preprocess, augment (off) and train on ``cfg`` (from make_stage_cfg); ``cfg`` back."""
+    from finetune.augment import augment
+    from finetune.data import preprocess
+    from finetune.training import train
+
+    cfg["augment"]["enabled"] = False
+    for stage in (preprocess, augment, train):
+        stage.run(cfg)
+    return cfg
+
+
 def run_pipeline(workspace: Path, model_dir: Path, **model: Any) -> dict[str, Any]:
     """All five stages on tiny data in ``workspace`` (``model`` overrides the model section)."""
     from finetune.analysis import error_analysis

@@ -11,10 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from finetune.augment import augment
 from finetune.core.artifacts import load_labels
 from finetune.core.errors import ConfigError
-from finetune.data import preprocess
 from finetune.modeling.backbones import load_classifier, load_trained
 from finetune.training import train, trainer
 from finetune.training.distill import (
@@ -23,16 +21,13 @@ from finetune.training.distill import (
     keep_every_kth_layer,
     teacher_log_probs,
 )
-from tests.conftest import config, make_stage_cfg, make_texts
+from tests.conftest import config, make_stage_cfg, make_texts, train_tiny
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
     cfg = make_stage_cfg(tmp_path_factory.mktemp("teacher"), tiny_model_dir, make_texts())
-    cfg["augment"]["enabled"] = False
-    for stage in (preprocess, augment, train):
-        stage.run(cfg)
-    return cfg
+    return train_tiny(cfg)
 
 
 def student_cfg(base: dict[str, Any], workspace: Path, **distill: Any) -> dict[str, Any]:

@@ -15,9 +15,7 @@ import pytest
 import torch
 
 from finetune import cli
-from finetune.augment import augment
 from finetune.core.schema import Int8Config
-from finetune.data import preprocess
 from finetune.export import export
 from finetune.export import onnx_export as ox
 from finetune.export.scoring import choose
@@ -25,8 +23,7 @@ from finetune.lifecycle import predict
 from finetune.modeling.backbones import load_trained
 from finetune.modeling.onnx_pyfunc import as_texts, predictions_table
 from finetune.modeling.onnx_runtime import load_onnx, read_deployment
-from finetune.training import train
-from tests.conftest import make_stage_cfg, make_texts
+from tests.conftest import make_stage_cfg, make_texts, train_tiny
 
 LABELS = ["account", "billing", "shipping"]
 
@@ -34,11 +31,8 @@ LABELS = ["account", "billing", "shipping"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
     cfg = make_stage_cfg(tmp_path_factory.mktemp("export"), tiny_model_dir, make_texts())
-    cfg["augment"]["enabled"] = False
     cfg["export"]["latency_texts"] = 10
-    for stage in (preprocess, augment, train):
-        stage.run(cfg)
-    return cfg
+    return train_tiny(cfg)
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,9 @@ import pandas as pd
 import pytest
 
 from finetune import cli
-from finetune.augment import augment
 from finetune.core.errors import DataError, ModelNotFoundError
-from finetune.data import preprocess
 from finetune.lifecycle import predict
-from finetune.training import train
-from tests.conftest import make_stage_cfg, make_texts
+from tests.conftest import make_stage_cfg, make_texts, train_tiny
 
 LABELS = ["account", "billing", "shipping"]
 
@@ -24,10 +21,7 @@ LABELS = ["account", "billing", "shipping"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
     cfg = make_stage_cfg(tmp_path_factory.mktemp("predict"), tiny_model_dir, make_texts())
-    cfg["augment"]["enabled"] = False
-    for stage in (preprocess, augment, train):
-        stage.run(cfg)
-    return cfg
+    return train_tiny(cfg)
 
 
 @pytest.fixture

@@ -17,12 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from finetune.augment import augment
-from finetune.data import preprocess
 from finetune.export import export
 from finetune.lifecycle import predict
-from finetune.training import train
-from tests.conftest import make_stage_cfg, make_texts
+from tests.conftest import make_stage_cfg, make_texts, train_tiny
 from tests.helpers import free_port, stop_group, wait_until_up
 
 pytestmark = pytest.mark.slow
@@ -35,10 +32,7 @@ def champion_store(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 ) -> dict[str, Any]:
     cfg = make_stage_cfg(tmp_path_factory.mktemp("serve"), tiny_model_dir, make_texts())
-    cfg["augment"]["enabled"] = False
-    for stage in (preprocess, augment, train):
-        stage.run(cfg)  # the first registered version becomes champion
-    return cfg
+    return train_tiny(cfg)  # the first registered version becomes champion
 
 
 def ask_served_model(model_uri: str, tracking_uri: str, texts: list[str], log_path: Path) -> Any:
