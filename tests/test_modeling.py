@@ -47,3 +47,19 @@ def test_classifier_head_matches_labels(tiny_model_dir: Path) -> None:
 def test_load_trained_needs_a_model(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="dvc repro train"):
         load_trained(tmp_path)
+
+
+def test_new_head_is_one_log_line_not_transformers_table(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="finetune"):
+        load_classifier(str(tiny_model_dir), ["a", "b", "c"])
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("finetune")]
+    assert any(m.startswith("new classification head (classifier.bias") for m in messages)
+    # the tiny checkpoint is a BertForMaskedLM: its MLM head is not used by the classifier
+    assert any("checkpoint weights not used by the classifier" in m for m in messages)
+    assert any(m.startswith("the checkpoint has no [CLS] pooler") for m in messages)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "LOAD REPORT" not in capfd.readouterr().err

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,17 +118,74 @@ def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") 
     label2id = {label: i for i, label in id2label.items()}
     try:
         if pooling == "cls":
-            return AutoModelForSequenceClassification.from_pretrained(
-                path,
-                num_labels=len(labels),
-                id2label=id2label,
-                label2id=label2id,
-                ignore_mismatched_sizes=True,
-            )
+            with own_loading_report():
+                model, info = AutoModelForSequenceClassification.from_pretrained(
+                    path,
+                    num_labels=len(labels),
+                    id2label=id2label,
+                    label2id=label2id,
+                    ignore_mismatched_sizes=True,
+                    output_loading_info=True,
+                )
+            report_loading(name_or_path, info)
+            return model
         encoder = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise _not_found(name_or_path, exc) from exc
     return _mean_pooling_classifier(encoder, id2label, label2id)
+
+
+# Weights a fresh classification head starts without (BERT/RoBERTa/DistilBERT/... heads).
+HEAD_PREFIXES = ("classifier.", "pre_classifier.", "score.")
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
+@contextmanager
+def own_loading_report() -> Iterator[None]:
+    """Hold back transformers' load-report table (a warning for every new head, which is
+    expected here); :func:`report_loading` says what matters in one line instead. (A filter,
+    not a level: transformers changes what it checks when its logger's level is raised.)"""
+    logger = logging.getLogger("transformers.modeling_utils")
+    dropper = _DropLoadReport()
+    logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropper)
+
+
+def report_loading(name_or_path: str, info: dict[str, Any]) -> None:
+    """One line for the new head (INFO), unused checkpoint weights such as a pretraining head
+    (INFO), and a WARNING for anything else missing or resized: that would be a real problem."""
+    missing = list(info.get("missing_keys") or [])
+    head = [k for k in missing if k.startswith(HEAD_PREFIXES)]
+    pooler = [k for k in missing if ".pooler." in f".{k}"]
+    other = [k for k in missing if k not in head and k not in pooler]
+    resized = [str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or []]
+    unused = list(info.get("unexpected_keys") or [])
+    if head:
+        log.info("new classification head (%s), trained from scratch", ", ".join(sorted(head)))
+    if pooler:
+        log.info(
+            "the checkpoint has no [CLS] pooler (%s): initialised and trained with the head "
+            "(model.pooling: mean does without it)",
+            ", ".join(sorted(pooler)),
+        )
+    if unused:
+        log.info(
+            "%d checkpoint weights not used by the classifier (e.g. %s)", len(unused), unused[0]
+        )
+    if other or [k for k in resized if not k.startswith(HEAD_PREFIXES)]:
+        log.warning(
+            "%s: weights missing from the checkpoint and initialised at random: %s; resized: %s",
+            name_or_path,
+            other[:10],
+            resized[:10],
+        )
 
 
 def _mean_pooling_classifier(
