@@ -112,10 +112,19 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1 (SQLite backend, proxied local artifacts) that a
-    test can stop and start again on the same port and store, as an outage would."""
+    test can stop and start again on the same port and store, as an outage would.
+    ``command="ui"`` with ``backend_uri``: ``mlflow ui`` on an existing store instead."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        port: int | None = None,
+        command: str = "server",
+        backend_uri: str | None = None,
+    ) -> None:
         self.root = root
+        self.command = command
+        self.backend_uri = backend_uri or f"sqlite:///{root / 'mlflow.db'}"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -123,15 +132,19 @@ class MlflowServer:
         root.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> MlflowServer:
+        artifacts = (
+            ["--artifacts-destination", (self.root / "artifacts").as_uri()]
+            if self.command == "server"
+            else []
+        )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
                     str(BIN / "mlflow"),
-                    "server",
+                    self.command,
                     "--backend-store-uri",
-                    f"sqlite:///{self.root / 'mlflow.db'}",
-                    "--artifacts-destination",
-                    (self.root / "artifacts").as_uri(),
+                    self.backend_uri,
+                    *artifacts,
                     "--host",
                     "127.0.0.1",
                     "--port",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -27,16 +26,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import (
-    BIN,
     CHROMEDRIVER,
     CHROMIUM,
     CHROMIUM_FLAGS,
-    env_with_venv,
-    free_port,
+    MlflowServer,
     sh,
-    stop_group,
     tiny_project,
-    wait_until_up,
 )
 
 pytestmark = pytest.mark.slow
@@ -122,33 +117,10 @@ def test_each_queued_experiment_is_one_mlflow_run_agreeing_with_exp_show(repo: P
 
 @pytest.fixture(scope="module")
 def mlflow_ui(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("mlflow-ui") / "ui.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "mlflow"),
-                "ui",
-                "--backend-store-uri",
-                f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env_with_venv(),
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_up(f"{url}/health", proc, log_path)
-            yield url
-        finally:
-            stop_group(proc)
+    store = f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}"
+    root = tmp_path_factory.mktemp("mlflow-ui")
+    with MlflowServer(root, command="ui", backend_uri=store) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
