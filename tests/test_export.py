@@ -63,11 +63,15 @@ def test_every_variant_scored_next_to_pytorch(exported: dict[str, Any]) -> None:
             "latency_ms_p50_batch1",
             "latency_ms_p95_batch1",
             "throughput_samples_per_s_batch32",
+            "f1_macro_batch1",
+            "accuracy_batch1",
         ):
             assert isinstance(row[key], float | int), (name, key)
         assert row["latency_ms_p95_batch1"] >= row["latency_ms_p50_batch1"] > 0
     # the optimised fp32 graph computes what PyTorch computes
     assert variants["fp32"]["agreement_with_pytorch"] == 1.0
+    assert variants["fp32"]["agreement_with_pytorch_batch1"] == 1.0
+    assert variants["pytorch"]["batch1_texts"] == variants["fp32"]["batch1_texts"] == 10
     assert variants["fp32"]["accuracy"] == pytest.approx(variants["pytorch"]["accuracy"])
     assert variants["int8"]["size_mb"] < 0.6 * variants["fp32"]["size_mb"]
     assert variants["int8_per_channel"]["per_channel"] is True
@@ -191,12 +195,16 @@ def test_choose_fastest_within_drop() -> None:
         },
         {"variant": "fp16", "status": "skipped"},
     ]
-    decision = choose(rows, reference_f1=0.90, max_f1_drop=0.01)
+    decision = choose(rows, {"f1_macro": 0.90}, max_f1_drop=0.01)
     assert decision.chosen == "int8_per_channel"
     assert decision.accepted == ["fp32", "int8_per_channel"]
     assert decision.f1_drops["int8"] == pytest.approx(0.03)
-    none = choose(rows, reference_f1=0.95, max_f1_drop=0.01)
+    none = choose(rows, {"f1_macro": 0.95}, max_f1_drop=0.01)
     assert none.chosen is None and "PyTorch model stays" in none.reason
+    # one text per call counts too: int8_per_channel loses 3 points there
+    rows[2] |= {"f1_macro_batch1": 0.87}
+    batch1 = choose(rows, {"f1_macro": 0.90, "f1_macro_batch1": 0.90}, max_f1_drop=0.01)
+    assert batch1.chosen == "fp32" and batch1.f1_drops["int8_per_channel"] == pytest.approx(0.03)
 
 
 def test_reduce_range_follows_the_cpu() -> None:

@@ -319,7 +319,7 @@ class ExportConfig(Section):
     optimize: bool
     int8: Int8Config
     max_f1_drop: Annotated[Number, Field(ge=-1, le=1)]  # negative: a variant must beat PyTorch
-    latency_texts: Positive
+    latency_texts: Positive | None
     throughput_batch_size: Positive
     num_threads: Positive | None
     registered_model_name: str | None
