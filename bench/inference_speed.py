@@ -140,7 +140,7 @@ def main() -> int:
                 row(f"finetune PyTorch {name}", batch, torch_mb, y, measure(ours, texts, batch))
             )
             log.info("%s", rows[-1])
-    model = model.float()
+    model, tokenizer = load_trained(args.model)  # fresh fp32 weights (not the bf16 round trip)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = bundle(Path(args.model), Path(tmp))
