@@ -87,7 +87,7 @@ def make_variants(
     raw: Path, work: Path, model_config: Any, spec: ExportConfig, gpu: bool
 ) -> dict[str, tuple[Path | None, dict[str, Any]]]:
     """variant -> (graph file or None when skipped, how it was made)."""
-    flags = ox.cpu_flags()
+    flags = ox.cpu_flags()  # read once per process (core.machine)
     fp32 = work / "fp32.onnx"
     fusions = ox.optimize_graph(raw, fp32, model_config) if spec.optimize else {}
     if not spec.optimize:
@@ -125,20 +125,21 @@ def table(rows: list[dict[str, Any]], decision: ExportDecision) -> str:
 
 
 def score_all(
-    cfg: PipelineConfig, work: Path, made: dict[str, tuple[Path | None, dict[str, Any]]]
+    cfg: PipelineConfig,
+    work: Path,
+    made: dict[str, tuple[Path | None, dict[str, Any]]],
+    loaded: tuple[Any, Any, float],
+    df: pd.DataFrame,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The PyTorch model and every variant on the same split: (rows, PyTorch row)."""
+    """The PyTorch model (``loaded``: model, tokenizer, seconds its load took) and every
+    variant on the same split ``df``: (rows, PyTorch row)."""
     import torch
 
     paths, spec = cfg.paths, cfg.export
     threads = int(spec.num_threads or os.cpu_count() or 1)
     torch.set_num_threads(threads)
-    began = time.perf_counter()
-    model, tokenizer = load_trained(paths.model_dir)
-    torch_load = time.perf_counter() - began
-    model = model.float()
+    model, tokenizer, torch_load = loaded
     labels = [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))]
-    df = load_split(paths.processed_dir, cfg.evaluate.split)
     texts, y = df["text"].tolist(), df["label_id"].to_numpy().astype(int)
     max_length = inference_max_length(cfg.model.max_length, tokenizer)
     common = {
@@ -293,18 +294,21 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     gpu = torch.cuda.is_available() and "CUDAExecutionProvider" in available_providers(True)
     with tempfile.TemporaryDirectory(prefix="finetune-export-") as tmp:
         work = bundle(Path(paths.model_dir), Path(tmp))
+        began = time.perf_counter()
         model, tokenizer = load_trained(paths.model_dir)
-        if hasattr(model, "set_attn_implementation"):
-            model.set_attn_implementation("eager")  # plain ops: the graph onnxruntime fuses
+        loaded = (model, tokenizer, time.perf_counter() - began)
+        attention = model.config._attn_implementation
+        model.set_attn_implementation("eager")  # plain ops: the graph onnxruntime fuses
         raw = work / "raw.onnx"
         began = time.perf_counter()
         ox.export_onnx(model, tokenizer, raw, spec.opset)
+        model.set_attn_implementation(attention)  # PyTorch is scored as it runs elsewhere
         made = make_variants(raw, work, model.config, spec, gpu)
         log.info(
             "exported and made %d variant(s) in %.1f s", len(made), time.perf_counter() - began
         )
-        del model
-        rows, reference = score_all(cfg, work, made)
+        df = load_split(paths.processed_dir, cfg.evaluate.split)
+        rows, reference = score_all(cfg, work, made, loaded, df)
         decision = choose(rows[1:], reference, spec.max_f1_drop)
         (log.info if decision.chosen else log.warning)("export gate: %s", decision.reason)
         chosen = next((r for r in rows if r["variant"] == decision.chosen), None)
@@ -346,7 +350,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             ).to_csv(files["plot"], index=False)
             figure.savefig(files["image"], format="png", dpi=110)
             plt.close(figure)
-            example = load_split(paths.processed_dir, cfg.evaluate.split)["text"].head(2).tolist()
+            example = df["text"].head(2).tolist()
             log_to_mlflow(
                 rows, decision, cfg, files, deployed if graph is not None else None, example
             )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.core.errors import PipelineError
+from finetune.core.machine import cpu_flags  # noqa: F401  (callers use ox.cpu_flags)
 from finetune.core.schema import Int8Config
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,7 @@ class ExportError(PipelineError):
     """The model cannot be exported or a variant cannot be made."""
 
 
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def int8_isa(flags: set[str]) -> dict[str, bool]:
+def int8_isa(flags: frozenset[str] | set[str]) -> dict[str, bool]:
     """What the CPU offers int8 inference (recorded next to every int8 figure)."""
     return {
         "avx2": "avx2" in flags,
@@ -66,7 +56,7 @@ def int8_isa(flags: set[str]) -> dict[str, bool]:
     }
 
 
-def resolve_reduce_range(setting: bool | str, flags: set[str]) -> bool:
+def resolve_reduce_range(setting: bool | str, flags: frozenset[str] | set[str]) -> bool:
     """``auto``: 7-bit weights only where the CPU lacks VNNI/AMX (onnxruntime's advice for
     u8s8 on AVX2/AVX-512 without VNNI, whose 16-bit intermediate sums can saturate)."""
     if setting == "auto":
@@ -181,7 +171,7 @@ def quiet_onnxruntime_tools(level: int = logging.INFO) -> Iterator[None]:
 
 
 def quantize_int8(
-    src: Path, dest: Path, per_channel: bool, spec: Int8Config, flags: set[str]
+    src: Path, dest: Path, per_channel: bool, spec: Int8Config, flags: frozenset[str] | set[str]
 ) -> dict[str, Any]:
     """Dynamic int8 quantization of ``src`` (weights int8 once, activations per batch)."""
     import onnx
