@@ -69,6 +69,12 @@ def predict_proba(
     return Predictions(probs, timings)
 
 
+def _mean_pool(states: Any, attention_mask: Any) -> np.ndarray:
+    mask = attention_mask.unsqueeze(-1).float()
+    pooled = (states.float() * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    return pooled.cpu().numpy()
+
+
 def sentence_embeddings(
     model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64, max_length: int = 128
 ) -> np.ndarray:
@@ -80,11 +86,25 @@ def sentence_embeddings(
     out = np.zeros((len(texts), hidden), dtype=np.float32)
     encoder = model.base_model
     for idx, enc in length_sorted_batches(model, tokenizer, texts, batch_size, max_length):
-        states = encoder(**enc).last_hidden_state.float()
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        out[idx] = pooled.cpu().numpy()
+        out[idx] = _mean_pool(encoder(**enc).last_hidden_state, enc["attention_mask"])
     return out
+
+
+def embed_and_predict(
+    model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64, max_length: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sentence embeddings (as :func:`sentence_embeddings`) and class probabilities from one
+    forward pass per batch: the classifier's own last hidden states, mean-pooled."""
+    import torch
+
+    hidden, num_labels = int(model.config.hidden_size), int(model.config.num_labels)
+    embeddings = np.zeros((len(texts), hidden), dtype=np.float32)
+    probs = np.zeros((len(texts), num_labels), dtype=np.float32)
+    for idx, enc in length_sorted_batches(model, tokenizer, texts, batch_size, max_length):
+        out = model(**enc, output_hidden_states=True)
+        embeddings[idx] = _mean_pool(out.hidden_states[-1], enc["attention_mask"])
+        probs[idx] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+    return embeddings, probs
 
 
 def token_counts(tokenizer: Any, texts: list[str], batch_size: int = 2048) -> np.ndarray:

@@ -102,7 +102,8 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
             inputs["inputs_embeds"] = inputs_embeds
         else:
             inputs["input_ids"] = input_ids
-        hidden = self.encoder(**inputs, **kwargs).last_hidden_state
+        encoded = self.encoder(**inputs, **kwargs)
+        hidden = encoded.last_hidden_state
         if attention_mask is None:
             pooled = hidden.mean(dim=1)
         else:
@@ -114,7 +115,9 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
             loss = nn.functional.cross_entropy(
                 logits.view(-1, self.num_labels).float(), labels.view(-1)
             )
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=encoded.hidden_states
+        )
 
 
 def drop_pooler(encoder: nn.Module) -> None:
