@@ -19,6 +19,7 @@ import pytest
 
 from finetune.export import export
 from finetune.lifecycle import predict
+from finetune.monitoring import predlog
 from tests.conftest import make_stage_cfg, make_texts, train_tiny
 from tests.helpers import free_port, stop_group, wait_until_up
 
@@ -35,13 +36,16 @@ def champion_store(
     return train_tiny(cfg)  # the first registered version becomes champion
 
 
-def ask_served_model(model_uri: str, tracking_uri: str, texts: list[str], log_path: Path) -> Any:
+def ask_served_model(
+    model_uri: str, tracking_uri: str, texts: list[str], log_path: Path, **extra_env: str
+) -> Any:
     """Start `mlflow models serve -m model_uri`, POST ``texts`` to /invocations, stop it."""
     port = free_port()
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        **extra_env,
     }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -98,13 +102,19 @@ def test_champion_served_over_http(champion_store: dict[str, Any], tmp_path: Pat
 
 
 def test_onnx_model_served_over_http(champion_store: dict[str, Any], tmp_path: Path) -> None:
-    """The export stage's registered ONNX version: label, confidence and every probability."""
+    """The export stage's registered ONNX version: label, confidence and every probability;
+    with FINETUNE_PREDICTION_LOG set it appends each request to the prediction log."""
     cfg = copy.deepcopy(champion_store)
     cfg["export"].update({"max_f1_drop": 1.0, "latency_texts": 5, "variants": ["int8"]})
     export.run(cfg)
     name = f"{cfg['tracking']['registered_model_name']}-onnx"
+    log_dir = tmp_path / "predictions"
     answer = ask_served_model(
-        f"models:/{name}/1", cfg["tracking"]["uri"], TEXTS, tmp_path / "onnx.log"
+        f"models:/{name}/1",
+        cfg["tracking"]["uri"],
+        TEXTS,
+        tmp_path / "onnx.log",
+        FINETUNE_PREDICTION_LOG=str(log_dir),
     )
     predictions = answer["predictions"]
     assert len(predictions) == 2, answer
@@ -115,3 +125,7 @@ def test_onnx_model_served_over_http(champion_store: dict[str, Any], tmp_path: P
         assert item["score"] == pytest.approx(float(probs.max()), abs=1e-5)
         total = item["prob_account"] + item["prob_billing"] + item["prob_shipping"]
         assert total == pytest.approx(1.0, abs=1e-5)
+    logged = predlog.read_log(log_dir, None)
+    assert logged["text"].tolist() == TEXTS
+    assert logged["predicted"].tolist() == [item["label"] for item in predictions]
+    assert logged["model"].iloc[0] == f"{cfg['tracking']['registered_model_name']} v1 (onnx int8)"

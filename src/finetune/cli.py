@@ -1,7 +1,8 @@
 """``finetune`` command line: retrain, promote, predict, aliases.
 
 Exit codes: 0 success (also "no new data" and "gate kept the champion"), 1 failure (the
-champion is unchanged), 2 bad usage, 75 another retrain holds the lock (nothing was done).
+champion is unchanged; for monitor: bad input), 2 bad usage, 3 monitor flagged drift or a
+performance drop, 75 another retrain holds the lock (nothing was done).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"lock_timeout_s": max(0.0, float(args.wait))})
     if args.push:
         spec = spec.model_copy(update={"push": True})
+    if args.when:
+        spec = spec.model_copy(update={"when": args.when})
     try:
         result = retrain(root, cfg, spec, _gate_spec(cfg, args))
     except RetrainLocked as exc:
@@ -68,6 +71,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         return EXIT_LOCKED
     summary = {
         "no-new-data": "no new data: nothing to do",
+        "no-trigger": "no new data and no unhandled drift verdict: nothing to do",
         "no-new-rows": "new file(s) held no new rows: nothing retrained",
         "promoted": f"challenger v{result.challenger_version} PROMOTED to champion",
         "kept": f"challenger v{result.challenger_version} not promoted; champion stays "
@@ -134,6 +138,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         health.bound_retries()
         health.check_uri(resolve(tracking_uri))
+    log_dir = args.log
+    if log_dir is None and not args.no_log:
+        log_dir = _configured_log_dir(args.repo)
     run_predict(
         model,
         args.input,
@@ -144,10 +151,53 @@ def cmd_predict(args: argparse.Namespace) -> int:
         input_format=args.input_format,
         output_format=args.output_format,
         tracking_uri=tracking_uri,
+        log_dir=log_dir,
     )
     if args.output not in (None, "-"):
         log.info("predictions written to %s", args.output)
     return EXIT_OK
+
+
+def _configured_log_dir(repo: str | None) -> str | None:
+    """paths.prediction_log when the repository's monitor.log_predictions is on."""
+    from finetune.core.config import find_repo_root, load_config
+    from finetune.core.errors import ConfigError
+
+    try:
+        root = find_repo_root(repo)
+    except ConfigError:
+        return None  # outside a repository: only an explicit --log logs
+    cfg = load_config(root)
+    if not cfg.monitor.log_predictions:
+        return None
+    return str(root / cfg.paths.prediction_log)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from finetune.lifecycle.predict import read_inputs
+    from finetune.monitoring import predlog
+    from finetune.monitoring.monitor import batch_from_frame, run_monitor
+
+    root, cfg = _load_cfg(args.repo)
+    if (args.input is None) == (args.log is None):
+        from finetune.core.errors import ConfigError
+
+        raise ConfigError("give the batch as -i FILE or --log DIR (one of them)")
+    if args.input is not None:
+        frame = read_inputs(args.input, args.text_column, args.input_format)
+        source, text_column = str(args.input), args.text_column
+    else:
+        since = predlog.parse_since(args.since) if args.since else None
+        frame = predlog.read_log(args.log, since)
+        source = f"log {args.log}" + (f" since {args.since}" if args.since else "")
+        text_column = "text"
+    batch = batch_from_frame(
+        frame, text_column, args.label_column, source, cfg.monitor.max_texts, cfg.seed
+    )
+    result = run_monitor(cfg, root, args.model, batch, Path(args.output) if args.output else None)
+    verdict = "DRIFT" if result.summary["drift"] else "no drift"
+    sys.stdout.write(f"{verdict}: {result.out_dir / 'summary.json'}\n")
+    return result.exit_code
 
 
 def cmd_init_data(args: argparse.Namespace) -> int:
@@ -214,7 +264,32 @@ def build_parser() -> argparse.ArgumentParser:
     gate_args(p)
     p.add_argument("--wait", type=float, help="seconds to wait for a running retrain's lock")
     p.add_argument("--push", action="store_true", help="dvc push data and models on success")
+    p.add_argument(
+        "--when",
+        choices=["new-data", "drift", "always"],
+        help="retrain on new files only (new-data), also when the last `finetune monitor` "
+        "flagged drift (drift), or every run (always); default retrain.when",
+    )
     p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser(
+        "monitor",
+        help="compare a batch seen in use with the training data: drift, estimated accuracy",
+        description="Input drift on the model's embeddings (domain classifier, MMD), text "
+        "statistics, prediction drift, label-free accuracy estimate (and real figures with "
+        "--label-column). Writes summary.json, report.html and to_label.csv; logs an MLflow run. "
+        "Exit 0: nothing flagged; 3: drift or a performance drop flagged; 1: bad input.",
+    )
+    p.add_argument("-m", "--model", required=True, help="models/model or models:/<name>@champion")
+    p.add_argument("-i", "--input", help="the batch: .csv or .jsonl")
+    p.add_argument("--log", help="read the batch from a prediction log directory instead")
+    p.add_argument("--since", help="with --log: only the last 30m, 12h, 7d, 2w ...")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", help="labels, if the batch has them: real accuracy too")
+    p.add_argument("--input-format", choices=["auto", "csv", "jsonl"], default="auto")
+    p.add_argument("-o", "--output", help="output folder (default: reports/monitor/<name>-<time>)")
+    repo_arg(p)
+    p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser(
         "init-data",
@@ -263,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-format", choices=["auto", "csv", "jsonl"], default="auto")
     p.add_argument("--output-format", choices=["auto", "csv", "jsonl"], default="auto")
     p.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: the repo's)")
+    p.add_argument(
+        "--log",
+        help="append the predictions to this prediction log directory (Parquet, a folder per "
+        "day; default: paths.prediction_log when monitor.log_predictions is true)",
+    )
+    p.add_argument("--no-log", action="store_true", help="do not log, whatever the config says")
     repo_arg(p)
     p.set_defaults(func=cmd_predict)
     return parser

@@ -341,12 +341,60 @@ class PromotionConfig(Section):
     split: SplitName
 
 
+RetrainWhen = Literal["new-data", "drift", "always"]
+
+
 class RetrainConfig(Section):
     incoming: str
     lock_file: str
     lock_timeout_s: Annotated[Number, Field(ge=0)]
     repro_timeout_s: PositiveNumber
     push: bool
+    when: RetrainWhen
+
+
+# --------------------------------------------------------------------------- monitoring
+
+PValue = Annotated[Number, Field(gt=0, lt=1)]
+
+
+class MonitorThresholds(Section):
+    domain_auc: Annotated[Number, Field(ge=0.5, lt=1)]
+    mmd_p_value: PValue
+    prediction_p_value: PValue
+    psi: PositiveNumber
+    script_shift: Share
+    accuracy_drop: Share
+    performance_p_value: PValue
+
+
+class MonitorConfig(Section):
+    reference_size: Annotated[int, Field(ge=20)]
+    batch_size: Positive
+    max_texts: Annotated[int, Field(ge=20)]
+    folds: Annotated[int, Field(ge=2)]
+    bootstrap: Annotated[int, Field(ge=100)]
+    permutations: Annotated[int, Field(ge=99)]
+    mmd_samples: Annotated[int, Field(ge=20)]
+    confidence_level: Share
+    low_confidence: Share
+    min_batch: Positive
+    out_of_place: NonNegative
+    to_label: NonNegative
+    thresholds: MonitorThresholds
+    experiment_name: str
+    log_predictions: bool
+
+    @model_validator(mode="after")
+    def _reachable_p_value(self) -> MonitorConfig:
+        smallest = 1 / (self.permutations + 1)
+        if self.thresholds.mmd_p_value <= smallest:
+            raise ValueError(
+                f"thresholds.mmd_p_value {self.thresholds.mmd_p_value} can never be reached: "
+                f"{self.permutations} permutations give p-values of at least {smallest:.4g}; "
+                "raise permutations or the threshold"
+            )
+        return self
 
 
 class PathsConfig(Section):
@@ -386,6 +434,10 @@ class PathsConfig(Section):
     promotion_report: str
     promotion_decision: str
     retrain_ledger: str
+    monitor_dir: str
+    monitor_latest: str
+    monitor_cache: str
+    prediction_log: str
 
 
 # --------------------------------------------------------------------------- the whole config
@@ -404,6 +456,7 @@ class PipelineConfig(Section):
     tracking: TrackingConfig
     promotion: PromotionConfig
     retrain: RetrainConfig
+    monitor: MonitorConfig
     seed: int
     paths: PathsConfig
 

@@ -37,6 +37,10 @@ def log_onnx_model(
         artifacts={ARTIFACT_KEY: export_dir},
         signature=infer_signature(example, output),
         input_example=example,
+        # what a served model writes as "model" in the prediction log
+        model_config={
+            "log_name": f"{version_tags.get('source_model')} (onnx {version_tags.get('variant')})"
+        },
         registered_model_name=registered_model_name,
         pip_requirements=[
             f"onnxruntime=={onnxruntime.__version__}",

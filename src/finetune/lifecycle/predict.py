@@ -72,6 +72,10 @@ def read_inputs(
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
         else:
             df = pd.read_json(path, lines=True, dtype=False)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(
+            f"{path} is empty: expected a header with a {text_column!r} column"
+        ) from exc
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read it as {kind}: {exc}") from exc
     if len(df.columns) == 0 and kind == "csv":
@@ -289,9 +293,31 @@ def run_predict(
     input_format: str | None = None,
     output_format: str | None = None,
     tracking_uri: str | None = None,
+    log_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     df = read_inputs(input_path, text_column, input_format)
     loaded = load(source, tracking_uri)
     out = predict_frame(df, loaded, text_column, batch_size, max_length)
     write_outputs(out, output_path, output_format)
+    if log_dir is not None:
+        log_predictions(log_dir, out, loaded, text_column)
     return out
+
+
+def log_predictions(
+    log_dir: str | Path, frame: pd.DataFrame, loaded: LoadedModel, text_column: str
+) -> None:
+    """Append ``predict_frame``'s output to the prediction log (``monitoring.predlog``)."""
+    from finetune.monitoring import predlog
+
+    probs = frame[prob_columns(loaded.labels)].to_numpy(dtype=np.float64)
+    path = predlog.append(
+        log_dir,
+        clean_texts(frame[text_column]) if len(frame) else [],
+        probs,
+        loaded.labels,
+        loaded.source,
+        frame["status"].tolist(),
+    )
+    if path is not None:
+        log.info("logged %d prediction(s) to %s", len(frame), path)

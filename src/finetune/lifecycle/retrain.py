@@ -8,6 +8,9 @@
    skipped), so ``dvc repro`` sees a new data version and records its hash in ``dvc.lock``;
 3. run ``dvc repro`` (a new model version is registered and becomes ``challenger``);
 4. optionally ``dvc push`` data and models to the default DVC remote;
+   (with ``retrain.when: drift`` steps 1-2 also run when no file is new but the last
+   ``finetune monitor`` verdict, ``paths.monitor_latest``, flagged drift that no retrain has
+   acted on; with ``always``, every run goes on to ``dvc repro``)
 5. apply the promotion gate (``finetune.registry.gate.apply_gate``) and write its report;
 6. record the files in the ledger.
 
@@ -228,7 +231,7 @@ def run_dvc(root: Path, args: list[str], timeout_s: float) -> None:
 
 @dataclass
 class RetrainResult:
-    status: str  # "no-new-data" | "no-new-rows" | "promoted" | "kept" | "already-champion"
+    status: str  # no-new-data | no-trigger | no-new-rows | promoted | kept | already-champion
     files: list[Ingested] = field(default_factory=list)
     challenger_version: str | None = None
     champion_version: str | None = None
@@ -253,9 +256,34 @@ def retrain(
     with exclusive_lock(root / spec.lock_file, spec.lock_timeout_s):
         ledger = read_ledger(ledger_path)
         new = find_new_files(root, spec.incoming, ledger)
+        drift = (
+            unhandled_drift(root / paths.monitor_latest, ledger) if spec.when == "drift" else None
+        )
         if not new:
-            log.info("no new data in %s: nothing to do", spec.incoming)
-            return RetrainResult("no-new-data", seconds=time.perf_counter() - began)
+            if spec.when == "new-data" or (spec.when == "drift" and drift is None):
+                status = "no-new-data" if spec.when == "new-data" else "no-trigger"
+                log.info(
+                    "no new data in %s%s: nothing to do",
+                    spec.incoming,
+                    "" if spec.when == "new-data" else " and no unhandled drift verdict",
+                )
+                return RetrainResult(status, seconds=time.perf_counter() - began)
+            why = (
+                "retrain.when is always"
+                if drift is None
+                else f"monitor flagged drift ({drift['summary']})"
+            )
+            log.warning(
+                "no new labelled data, but %s: running dvc repro and the gate. With the same "
+                "data, conf/ and code, dvc repro has nothing to retrain on: label the texts in "
+                "the monitor's to_label.csv and put them in %s",
+                why,
+                spec.incoming,
+            )
+            result = _train_and_gate(root, cfg, spec, gate_spec, [])
+            _write_ledger(ledger_path, ledger, [], result, root, drift)
+            result.seconds = time.perf_counter() - began
+            return result
         log.info("new data: %s", ", ".join(str(p.relative_to(root)) for p in new))
         method = cfg.data.split.method
         if method != "hash":
@@ -274,7 +302,7 @@ def retrain(
                 result = RetrainResult("no-new-rows", files)
             else:
                 result = _train_and_gate(root, cfg, spec, gate_spec, files)
-            _write_ledger(ledger_path, ledger, files, result, root)
+            _write_ledger(ledger_path, ledger, files, result, root, drift)
         except BaseException:
             if backup is not None:
                 raw_path.write_bytes(backup)
@@ -321,8 +349,29 @@ def _train_and_gate(
     )
 
 
+def unhandled_drift(latest_path: Path, ledger: dict[str, Any]) -> dict[str, Any] | None:
+    """The last ``finetune monitor`` verdict when it flagged drift and no retrain acted on it
+    yet (the ledger's ``drift_handled`` holds the verdict's MLflow run id)."""
+    from finetune.core.io import read_json
+
+    if not latest_path.is_file():
+        return None
+    try:
+        latest = read_json(latest_path)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{latest_path} is not valid JSON ({exc}): rerun finetune monitor") from exc
+    if not latest.get("drift") or latest.get("mlflow_run_id") == ledger.get("drift_handled"):
+        return None
+    return dict(latest)
+
+
 def _write_ledger(
-    path: Path, ledger: dict[str, Any], files: list[Ingested], result: RetrainResult, root: Path
+    path: Path,
+    ledger: dict[str, Any],
+    files: list[Ingested],
+    result: RetrainResult,
+    root: Path,
+    drift: dict[str, Any] | None = None,
 ) -> None:
     from finetune.core.io import write_json
     from finetune.tracking import runs as tracking
@@ -340,5 +389,7 @@ def _write_ledger(
             "challenger_version": result.challenger_version,
             "champion_version": result.champion_version,
         }
+    if drift is not None:  # this retrain acted on that verdict: the next one does not again
+        ledger["drift_handled"] = drift.get("mlflow_run_id")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, ledger)

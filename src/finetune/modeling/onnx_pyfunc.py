@@ -51,6 +51,8 @@ class OnnxTextClassifier(mlflow.pyfunc.PythonModel):
         from finetune.modeling.onnx_runtime import load_onnx
 
         self.classifier = load_onnx(context.artifacts[ARTIFACT_KEY])
+        config = getattr(context, "model_config", None) or {}
+        self.log_name = str(config.get("log_name") or context.artifacts[ARTIFACT_KEY])
 
     # No type hints here: MLflow would build the signature from them (the logged signature,
     # inferred from an example, is the one that describes this model).
