@@ -308,3 +308,70 @@ def test_dvc_push_then_pull_in_a_fresh_clone_restores_every_artifact(repo: Path)
             assert twin.read_bytes() == file.read_bytes(), twin
     status = sh(clone, "dvc", "status")
     assert "up to date" in status.stdout, status.stdout
+
+
+@pytest.mark.slow
+def test_monitor_compares_an_old_version_with_its_own_data_and_drift_triggers_retrain(
+    repo: Path,
+) -> None:
+    """v1 was trained before batch3 and batch4 arrived: its reference comes from the DVC
+    cache by the hash its run recorded. A drift verdict makes `retrain --when drift` run once."""
+    from tests.test_monitor import other_domain
+
+    other_domain().to_csv(repo / "other.csv", index=False)
+    first = client(repo).get_run(client(repo).get_model_version(MODEL, "1").run_id)
+    processed = first.data.tags["data.md5.preprocess.outs.data/processed"]
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    (now,) = [o for o in lock["stages"]["preprocess"]["outs"] if o["path"] == "data/processed"]
+    assert now["md5"] != processed  # the workspace moved on
+    out = repo / "reports" / "monitor" / "v1"
+    proc = sh(
+        repo,
+        str(BIN / "finetune"),
+        "monitor",
+        "-m",
+        f"models:/{MODEL}/1",
+        "-i",
+        "other.csv",
+        "-o",
+        str(out),
+        check=False,
+    )
+    assert proc.returncode == 3, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference"]["source"] == f"DVC cache {processed}"
+    assert summary["model"]["version"] == "1" and summary["drift"] is True
+    # the champion's baseline is cached: a second batch does not embed the reference again
+    sh(
+        repo,
+        str(BIN / "finetune"),
+        "monitor",
+        "-m",
+        f"models:/{MODEL}@champion",
+        "-i",
+        "other.csv",
+        check=False,
+    )
+    again = sh(
+        repo,
+        str(BIN / "finetune"),
+        "monitor",
+        "-m",
+        f"models:/{MODEL}@champion",
+        "-i",
+        "other.csv",
+        check=False,
+    )
+    assert again.returncode == 3 and "from the cache" in again.stderr
+    latest = json.loads((repo / "reports" / "monitor" / "latest.json").read_text())
+
+    assert "nothing to do" in retrain(repo).stderr  # new-data (the default) ignores drift
+    proc = retrain(repo, "--when", "drift")
+    assert proc.returncode == 0, proc.stderr
+    assert "monitor flagged drift" in proc.stderr and "running: dvc repro" in proc.stderr
+    assert "to_label.csv" in proc.stderr  # no new labels: it says what would help
+    ledger = json.loads((repo / "data" / "incoming" / "ingested.json").read_text())
+    assert ledger["drift_handled"] == latest["mlflow_run_id"]
+    proc = retrain(repo, "--when", "drift")  # the same verdict does not retrain twice
+    assert proc.returncode == 0 and "no unhandled drift verdict" in proc.stderr
+    assert "running: dvc" not in proc.stderr
