@@ -31,6 +31,7 @@ import pandas as pd
 
 from finetune.core.errors import DataError, ModelNotFoundError
 from finetune.core.labels import prob_columns
+from finetune.core.text import column_texts
 from finetune.modeling.inference import Predictions
 
 if TYPE_CHECKING:
@@ -88,17 +89,6 @@ def read_inputs(
     if text_column not in df.columns:
         df[text_column] = pd.Series(dtype=str)
     return df
-
-
-def clean_texts(values: pd.Series) -> list[str]:
-    """None/NaN -> "", everything else as str, whitespace stripped."""
-    out = []
-    for value in values.tolist():
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            out.append("")
-        else:
-            out.append(str(value).strip())
-    return out
 
 
 @dataclass
@@ -221,7 +211,7 @@ def predict_frame(
     (the label's safe name, :func:`finetune.core.labels.safe_names`: ``prob_billing``,
     ``prob_C-fc2b42`` for ``C++``)."""
     max_length = effective_max_length(loaded, max_length)
-    texts = clean_texts(df[text_column]) if len(df) else []
+    texts = column_texts(df[text_column]) if len(df) else []
     char_cap = max_length * CHARS_PER_TOKEN_CAP
     status = np.array([STATUS_EMPTY if not t else STATUS_OK for t in texts], dtype=object)
     keep = [i for i, t in enumerate(texts) if t]
@@ -313,7 +303,7 @@ def log_predictions(
     probs = frame[prob_columns(loaded.labels)].to_numpy(dtype=np.float64)
     path = predlog.append(
         log_dir,
-        clean_texts(frame[text_column]) if len(frame) else [],
+        column_texts(frame[text_column]) if len(frame) else [],
         probs,
         loaded.labels,
         loaded.source,

@@ -52,7 +52,7 @@ def batch_from_frame(
     seed: int,
 ) -> Batch:
     """The non-empty texts (and labels) of ``df``; at most ``max_texts`` (a seeded sample)."""
-    from finetune.lifecycle.predict import clean_texts
+    from finetune.core.text import column_texts
 
     if text_column not in df.columns:
         raise DataError(
@@ -64,7 +64,7 @@ def batch_from_frame(
             f"{source}: no label column {label_column!r} (columns: {list(df.columns)}); "
             "pass the right --label-column, or leave it out to monitor without labels"
         )
-    texts = clean_texts(df[text_column]) if len(df) else []
+    texts = column_texts(df[text_column]) if len(df) else []
     keep = [i for i, t in enumerate(texts) if t]
     if len(keep) < MIN_TEXTS:
         raise DataError(
@@ -82,7 +82,7 @@ def batch_from_frame(
         keep = sorted(np.random.default_rng(seed).permutation(keep)[:max_texts].tolist())
     labels = None
     if label_column is not None:
-        raw = clean_texts(df[label_column])
+        raw = column_texts(df[label_column])
         labels = [raw[i] or None for i in keep]
     return Batch([texts[i] for i in keep], labels, source, len(df), len(texts) - len(keep))
 
