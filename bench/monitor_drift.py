@@ -66,17 +66,15 @@ def shipping_x3(pool: pd.DataFrame, test: pd.DataFrame, label: str = "shipping")
 def row(name: str, result: dict[str, Any]) -> dict[str, Any]:
     s = result["summary"]
     inp, pred, perf = s["input_drift"], s["prediction_drift"], s["performance"]
+    auc = inp["domain_classifier"]
     return {
         "batch": name,
         "texts": s["batch"]["texts"],
         "drift": s["drift"],
         "exit": result["exit_code"],
         "flagged": [c["check"] for c in s["checks"] if c["flagged"]],
-        "domain_auc": round(inp["domain_classifier"]["auc"], 3),
-        "domain_auc_ci": [
-            round(inp["domain_classifier"]["auc_low"], 3),
-            round(inp["domain_classifier"]["auc_high"], 3),
-        ],  # fmt: skip
+        "domain_auc": round(auc["auc"], 3),
+        "domain_auc_ci": [round(auc["auc_low"], 3), round(auc["auc_high"], 3)],
         "mmd_p": round(inp["mmd"]["p_value"], 4),
         "chi2_p": float(f"{pred['p_value']:.3g}"),
         "psi": round(pred["psi"], 3),
