@@ -310,6 +310,12 @@ def test_dvc_push_then_pull_in_a_fresh_clone_restores_every_artifact(repo: Path)
     assert "up to date" in status.stdout, status.stdout
 
 
+def monitor(repo: Path, model: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return sh(
+        repo, str(BIN / "finetune"), "monitor", "-m", model, "-i", "other.csv", *args, check=False
+    )
+
+
 @pytest.mark.slow
 def test_monitor_compares_an_old_version_with_its_own_data_and_drift_triggers_retrain(
     repo: Path,
@@ -325,43 +331,14 @@ def test_monitor_compares_an_old_version_with_its_own_data_and_drift_triggers_re
     (now,) = [o for o in lock["stages"]["preprocess"]["outs"] if o["path"] == "data/processed"]
     assert now["md5"] != processed  # the workspace moved on
     out = repo / "reports" / "monitor" / "v1"
-    proc = sh(
-        repo,
-        str(BIN / "finetune"),
-        "monitor",
-        "-m",
-        f"models:/{MODEL}/1",
-        "-i",
-        "other.csv",
-        "-o",
-        str(out),
-        check=False,
-    )
+    proc = monitor(repo, f"models:/{MODEL}/1", "-o", str(out))
     assert proc.returncode == 3, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reference"]["source"] == f"DVC cache {processed}"
     assert summary["model"]["version"] == "1" and summary["drift"] is True
     # the champion's baseline is cached: a second batch does not embed the reference again
-    sh(
-        repo,
-        str(BIN / "finetune"),
-        "monitor",
-        "-m",
-        f"models:/{MODEL}@champion",
-        "-i",
-        "other.csv",
-        check=False,
-    )
-    again = sh(
-        repo,
-        str(BIN / "finetune"),
-        "monitor",
-        "-m",
-        f"models:/{MODEL}@champion",
-        "-i",
-        "other.csv",
-        check=False,
-    )
+    monitor(repo, f"models:/{MODEL}@champion")
+    again = monitor(repo, f"models:/{MODEL}@champion")
     assert again.returncode == 3 and "from the cache" in again.stderr
     latest = json.loads((repo / "reports" / "monitor" / "latest.json").read_text())
 
