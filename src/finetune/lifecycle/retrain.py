@@ -8,11 +8,13 @@
    skipped), so ``dvc repro`` sees a new data version and records its hash in ``dvc.lock``;
 3. run ``dvc repro`` (a new model version is registered and becomes ``challenger``);
 4. optionally ``dvc push`` data and models to the default DVC remote;
-   (with ``retrain.when: drift`` steps 1-2 also run when no file is new but the last
-   ``finetune monitor`` verdict, ``paths.monitor_latest``, flagged drift that no retrain has
-   acted on; with ``always``, every run goes on to ``dvc repro``)
 5. apply the promotion gate (``finetune.registry.gate.apply_gate``) and write its report;
 6. record the files in the ledger.
+
+``retrain.when`` (``--when``) says what else starts steps 3-6 when no file is new: ``drift``,
+the last ``finetune monitor`` verdict (``paths.monitor_latest``) flagging drift that no retrain
+has acted on yet (the ledger then records that verdict as handled); ``always``, every run. The
+default ``new-data`` is the behaviour above.
 
 Anything failing in steps 2-5 restores the raw file, leaves the ledger unchanged (so the next
 run retries), leaves the champion alias where it was, and exits non-zero.
