@@ -134,9 +134,7 @@ def analyse(
             "accuracy": test_measured["accuracy"],
             "f1_macro": test_measured["f1_macro"],
             "recall": test_measured["recall"],
-            "estimated_accuracy": performance.estimate(test_cal, spec.bootstrap, level, seed)[
-                "accuracy"
-            ],
+            "estimated_accuracy": float(test_cal.max(axis=1).mean()),  # the estimate's point
             **performance.confidence(test_cal, spec.low_confidence),
         },
         **performance.confidence(cal, spec.low_confidence),

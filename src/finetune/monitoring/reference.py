@@ -85,6 +85,7 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
     """The model version behind ``source``, and its model and tokenizer (PyTorch)."""
     from finetune.modeling.backbones import load_logged, load_trained
     from finetune.modeling.onnx_runtime import is_onnx_dir
+    from finetune.registry.aliases import version_for_run
 
     if source.startswith("models:/"):
         name, version, run_id = _registered(client, source)
@@ -100,7 +101,7 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
             )
         run_id = _dir_run(cfg, source)
         name = cfg.tracking.registered_model_name
-        found = _version_of_run(client, name, run_id) if name else None
+        found = version_for_run(client, name, run_id) if name else None
         version = str(found.version) if found is not None else None
         loader = load_trained
     else:
@@ -143,12 +144,6 @@ def _require_transformers(uri: str) -> None:
             "texts with the PyTorch model; for an ONNX export, monitor the version it was "
             "exported from (its source_model tag)"
         )
-
-
-def _version_of_run(client: Any, name: str, run_id: str) -> Any | None:
-    from finetune.registry.aliases import version_for_run
-
-    return version_for_run(client, name, run_id)
 
 
 # --------------------------------------------------------------------------- the data
