@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
 from finetune import cli
-from finetune.core.errors import DataError
+from finetune.core.durations import parse_duration
+from finetune.core.errors import ConfigError, DataError
 from finetune.core.schema import MonitorConfig
 from finetune.lifecycle.retrain import read_ledger, unhandled_drift
 from finetune.lifecycle.retrain import retrain as retrain_in_process
@@ -110,16 +111,16 @@ def test_prediction_log_round_trip_by_day_and_window(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob(".*"))  # no temporary file left behind
     everything = predlog.read_log(tmp_path, None)
     assert everything["text"].tolist() == ["old text", "new text", ""]
-    week = predlog.read_log(tmp_path, predlog.parse_since("7d"), now=now)
+    week = predlog.read_log(tmp_path, parse_duration("7d", "--since"), now=now)
     assert week["text"].tolist() == ["new text", ""]
     row = week.iloc[0]
     assert row["predicted"] == "shipping" and row["confidence"] == pytest.approx(0.8)
     assert list(row["probabilities"]) == [0.2, 0.8] and list(row["labels"]) == labels
     assert row["model"] == "m v2" and row["time"] == pd.Timestamp(now)
     assert pd.isna(week.iloc[1]["predicted"]) and week.iloc[1]["status"] == "empty"
-    assert predlog.parse_since("12h") == timedelta(hours=12)
-    with pytest.raises(DataError, match="--since 'soon': write a number and a unit"):
-        predlog.parse_since("soon")
+    assert parse_duration("12h", "--since") == timedelta(hours=12)
+    with pytest.raises(ConfigError, match="--since 'soon': write a number and a unit"):
+        parse_duration("soon", "--since")
     with pytest.raises(DataError, match="holds no Parquet files"):
         predlog.read_log(tmp_path / "nothing", None)
 
@@ -319,7 +320,7 @@ def test_predict_logs_and_monitor_reads_the_log(
     for name in ("same.csv", "other.csv"):
         args = ["predict", "--repo", str(repo), "-m", model, "-i", name, "-o", f"{name}.out.csv"]
         assert cli.main([*args, "--log", str(log_dir)]) == 0
-    logged = predlog.read_log(log_dir, predlog.parse_since("1h"))
+    logged = predlog.read_log(log_dir, parse_duration("1h", "--since"))
     assert len(logged) == 120 and set(logged["model"]) == {model}
     out = pd.read_csv(repo / "same.csv.out.csv")
     assert logged["predicted"].iloc[:60].tolist() == out["predicted"].tolist()

@@ -174,6 +174,7 @@ def _configured_log_dir(repo: str | None) -> str | None:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    from finetune.core.durations import parse_duration
     from finetune.lifecycle.predict import read_inputs
     from finetune.monitoring import predlog
     from finetune.monitoring.monitor import batch_from_frame, run_monitor
@@ -187,7 +188,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         frame = read_inputs(args.input, args.text_column, args.input_format)
         source, text_column = str(args.input), args.text_column
     else:
-        since = predlog.parse_since(args.since) if args.since else None
+        since = parse_duration(args.since, "--since") if args.since else None
         frame = predlog.read_log(args.log, since)
         source = f"log {args.log}" + (f" since {args.since}" if args.since else "")
         text_column = "text"

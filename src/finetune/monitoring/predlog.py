@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -28,8 +27,6 @@ log = logging.getLogger(__name__)
 
 ENV_VAR = "FINETUNE_PREDICTION_LOG"  # a served model appends to this directory when set
 COLUMNS = ("time", "text", "predicted", "confidence", "probabilities", "labels", "model", "status")
-SINCE = re.compile(r"^(\d+)\s*([smhdw])$")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def _schema() -> Any:
@@ -94,14 +91,6 @@ def append(
     pq.write_table(table, tmp)
     tmp.replace(day / name)
     return day / name
-
-
-def parse_since(value: str) -> timedelta:
-    """``30m``, ``12h``, ``7d``, ``2w`` -> a timedelta."""
-    match = SINCE.match(value.strip().lower())
-    if not match:
-        raise DataError(f"--since {value!r}: write a number and a unit, e.g. 30m, 12h, 7d, 2w")
-    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
 
 
 def read_log(
