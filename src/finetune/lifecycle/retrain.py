@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from finetune.core.dvccli import dvc_command, dvc_env
 from finetune.core.errors import ConfigError, DataError, PipelineError
 from finetune.core.io import file_md5
 from finetune.core.schema import DataConfig, PipelineConfig, PromotionConfig, RetrainConfig
@@ -210,11 +210,8 @@ def append_rows(raw_path: Path, kind: str, rows: Any) -> None:
 
 def run_dvc(root: Path, args: list[str], timeout_s: float) -> None:
     """Run ``dvc <args>`` in ``root`` with this interpreter's environment first on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    for var in ("DVC_EXP_NAME", "DVC_ROOT", "DVC_EXP_BASELINE_REV"):
-        env.pop(var, None)
-    command = [sys.executable, "-m", "dvc", *args]
+    env = dvc_env()
+    command = dvc_command(*args)
     log.info("running: dvc %s", " ".join(args))
     began = time.perf_counter()
     try:
