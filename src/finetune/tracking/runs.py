@@ -141,7 +141,8 @@ def run_tags(lock_path: str | Path = "dvc.lock") -> dict[str, str]:
 def active_run(
     run_id: str | None, experiment_id: str, run_name: str | None = None
 ) -> Iterator[Any]:
-    """Start (run_id None) or resume a run; end it FAILED on any exception and re-raise.
+    """Start (run_id None) or resume a run; end it FAILED on any exception and re-raise (or
+    with the exception's ``mlflow_status``: a pruned tuning trial ends KILLED).
 
     If the store itself is what failed, ending the run fails too: that is logged, and the
     original error is the one raised.
@@ -152,11 +153,12 @@ def active_run(
     run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name)
     try:
         yield run
-    except BaseException:
+    except BaseException as error:
+        status = getattr(error, "mlflow_status", "FAILED")
         try:
-            mlflow.end_run(status="FAILED")
+            mlflow.end_run(status=status)
         except MlflowException as exc:
-            log.warning("could not mark MLflow run %s FAILED: %s", run.info.run_id, exc)
+            log.warning("could not mark MLflow run %s %s: %s", run.info.run_id, status, exc)
         raise
     mlflow.end_run(status="FINISHED")
 
