@@ -397,6 +397,132 @@ class MonitorConfig(Section):
         return self
 
 
+# --------------------------------------------------------------------------- tuning
+
+# A searched key: a leaf of the train, model or augment section (finetune.tuning.space checks
+# that it exists and that every value the search can give passes this schema).
+SearchedKey = Annotated[str, Field(pattern=r"^(train|model|augment)\.[a-z_][a-z0-9_.]*$")]
+StudyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}$")]
+
+
+class FloatParam(Section):
+    param: SearchedKey
+    type: Literal["float"]
+    low: Number
+    high: Number
+    log: bool
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatParam:
+        _check_range(self.param, self.low, self.high, self.log)
+        return self
+
+
+class IntParam(Section):
+    param: SearchedKey
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool
+
+    @model_validator(mode="after")
+    def _range(self) -> IntParam:
+        _check_range(self.param, self.low, self.high, self.log)
+        return self
+
+
+class CategoricalParam(Section):
+    param: SearchedKey
+    type: Literal["categorical"]
+    choices: Annotated[list[bool | int | float | str | None], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CategoricalParam:
+        if len(set(map(repr, self.choices))) != len(self.choices):
+            raise ValueError(f"{self.param}: choices {self.choices} repeat a value")
+        return self
+
+
+def _check_range(param: str, low: Number, high: Number, log: bool) -> None:
+    if not low < high:
+        raise ValueError(f"{param}: empty range, low {low} is not below high {high}")
+    if log and low <= 0:
+        raise ValueError(f"{param}: a log-scale range needs low > 0 (got {low})")
+
+
+SearchParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+class TuneObjective(Section):
+    metric: Literal["val_f1_macro", "val_accuracy", "val_loss"]
+    direction: Literal["maximize", "minimize"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_test(cls, data: Any) -> Any:
+        metric = data.get("metric") if isinstance(data, dict) else None
+        if isinstance(metric, str) and not metric.startswith("val_"):
+            raise ValueError(
+                f"objective.metric {metric!r}: the search may only optimise a validation "
+                "metric (val_f1_macro, val_accuracy, val_loss); choosing hyperparameters on the "
+                "test split makes its figures optimistic"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _direction(self) -> TuneObjective:
+        expected = "minimize" if self.metric == "val_loss" else "maximize"
+        if self.direction != expected:
+            raise ValueError(f"objective.direction for {self.metric} must be {expected}")
+        return self
+
+
+class TuneSampler(Section):
+    type: Literal["tpe", "random", "grid"]
+    seed: int
+    startup_trials: NonNegative
+
+
+class TunePruner(Section):
+    type: Literal["median", "hyperband", "threshold", "none"]
+    startup_trials: NonNegative
+    warmup_steps: NonNegative
+    interval_steps: Positive
+    min_resource: Positive
+    reduction_factor: Annotated[int, Field(ge=2)]
+    lower: Number | None
+    upper: Number | None
+
+    @model_validator(mode="after")
+    def _threshold(self) -> TunePruner:
+        if self.type == "threshold" and self.lower is None and self.upper is None:
+            raise ValueError("pruner.type threshold needs lower or upper")
+        return self
+
+
+class TuneConfig(Section):
+    study_name: StudyName
+    storage: str | None
+    trials: Positive
+    timeout: Annotated[str, Field(pattern=r"^\d+\s*[smhdw]$")] | None
+    jobs: Positive
+    max_failures_in_a_row: Positive
+    targets: Annotated[list[str], Field(min_length=1)]
+    objective: TuneObjective
+    sampler: TuneSampler
+    pruner: TunePruner
+    space: Annotated[list[SearchParam], Field(min_length=1)]
+    overrides: list[str]
+
+    @model_validator(mode="after")
+    def _distinct_params(self) -> TuneConfig:
+        names = [p.param for p in self.space]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"space lists {', '.join(repeated)} more than once")
+        return self
+
+
 class PathsConfig(Section):
     """Every path the pipeline reads or writes, relative to the repository root."""
 
@@ -438,6 +564,10 @@ class PathsConfig(Section):
     monitor_latest: str
     monitor_cache: str
     prediction_log: str
+    tune_dir: str
+    tune_db: str
+    tune_lock_dir: str
+    tuned_preset: str
 
 
 # --------------------------------------------------------------------------- the whole config
@@ -457,6 +587,7 @@ class PipelineConfig(Section):
     promotion: PromotionConfig
     retrain: RetrainConfig
     monitor: MonitorConfig
+    tune: TuneConfig
     seed: int
     paths: PathsConfig
 
