@@ -45,6 +45,7 @@ from finetune.training.checkpoints import (
 )
 from finetune.training.hardware import dist_info, end_distributed
 from finetune.training.model_card import model_card
+from finetune.training.pruning import RUN_ID_ATTR, ReportToTrial, TrialPruned, current_trial
 from finetune.training.trainer import TrainResult, fine_tune
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
         return TrainResult(None, None, labels, {})
 
     experiment_id = tracking.setup(cfg.tracking)
+    trial = current_trial()  # inside `finetune tune`: report to the Optuna trial, maybe pruned
     previous = resumable_run_id(ckpt_dir)
     with tracking.active_run(
         previous, experiment_id, run_name=None if previous else tracking.run_name()
@@ -86,16 +88,24 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         write_json(ckpt_dir / MLFLOW_RUN_FILE, {"run_id": run_id})
         if previous is None:
-            mlflow.set_tags(tracking.run_tags())
+            mlflow.set_tags({**tracking.run_tags(), **(trial.mlflow_tags() if trial else {})})
             mlflow.log_params(tracking.flatten(cfg.params()))
             inputs.log_to_mlflow(paths)  # what preprocess/augment did to this model's data
             mlflow.log_params({f"resolved.{k}": v for k, v in resolved.items()})
         mlflow.set_tag("train.checkpoint_key", key)
         metrics_log = MetricsLog(run_id, ckpt_dir / PENDING_METRICS_FILE)
         metrics_log.log({"train_rows": len(train_df), "validation_rows": len(validation_df)}, 0)
-        result = fine_tune(
-            *train_args, callbacks=[MlflowMetrics(metrics_log)], checkpoint_dir=ckpt_dir
-        )
+        callbacks: list[Any] = [MlflowMetrics(metrics_log)]
+        if trial:
+            trial.trial.set_user_attr(RUN_ID_ATTR, run_id)
+            callbacks.append(ReportToTrial(trial))
+        try:
+            result = fine_tune(*train_args, callbacks=callbacks, checkpoint_dir=ckpt_dir)
+        except TrialPruned:
+            metrics_log.flush(force=True)
+            mlflow.set_tags({"tune.state": "PRUNED"})
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # a pruned trial is never resumed
+            raise
         end_distributed()
         result.metrics.update({"max_length": resolved["model.max_length"]})
         result.metrics["epochs_planned"] = resolved["train.epochs"]
