@@ -1,4 +1,4 @@
-"""``finetune`` command line: retrain, promote, predict, aliases.
+"""``finetune`` command line: retrain, promote, predict, monitor, tune, aliases.
 
 Exit codes: 0 success (also "no new data" and "gate kept the champion"), 1 failure (the
 champion is unchanged; for monitor: bad input), 2 bad usage, 3 monitor flagged drift or a
@@ -201,6 +201,36 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from finetune.core.config import find_repo_root
+    from finetune.tuning.tune import run_tune
+
+    root = find_repo_root(args.repo)
+    os.chdir(root)
+    flags = {k: getattr(args, k) for k in ("trials", "timeout", "jobs", "study_name")}
+    result = run_tune(root, args.set_param or [], flags)
+    metric = result.objective_metric
+    counts, savings = result.counts(), result.pruning_savings()
+    best = (
+        f"best: trial {result.best.number} ({result.best.experiment}), "
+        f"{metric} {result.best.value:.4f}; preset {result.preset}"
+        if result.best
+        else "no trial completed"
+    )
+    log.info(
+        "tune: %d complete, %d pruned, %d failed (%.0f%% of planned steps skipped by pruning) "
+        "in %.0f s; %s; figures in %s",
+        counts["complete"],
+        counts["pruned"],
+        counts["fail"],
+        100 * float(savings["share_of_steps_skipped"]),
+        result.seconds,
+        best,
+        result.out_dir,
+    )
+    return EXIT_OK
+
+
 def cmd_init_data(args: argparse.Namespace) -> int:
     from finetune.core.config import CONF_DIR, compose, find_repo_root
     from finetune.core.errors import ConfigError
@@ -291,6 +321,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output folder (default: reports/monitor/<name>-<time>)")
     repo_arg(p)
     p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser(
+        "tune",
+        help="hyperparameter search: an Optuna study of DVC experiments (conf/tune/)",
+        description="Search tune.space with Optuna; each trial is a DVC experiment "
+        "<study>-trial-<n> run by DVC's queue and an MLflow child run of the study's parent run; "
+        "the pruner stops weak trials during training. Starting it again continues the study. "
+        "Writes reports/tune/<study>/ and the best trial as conf/experiment/tuned.yaml "
+        "(`dvc exp run -S experiment=tuned`).",
+    )
+    p.add_argument("--trials", type=int, help="finished trials the study reaches (tune.trials)")
+    p.add_argument("--timeout", help="start no new trial after this long: 90s, 30m, 2h")
+    p.add_argument("--jobs", type=int, help="trials at once through DVC's queue (tune.jobs)")
+    p.add_argument("--study", dest="study_name", help="study name (tune.study_name)")
+    p.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a Hydra override for every trial, as dvc exp run -S (repeatable)",
+    )
+    repo_arg(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(
         "init-data",
