@@ -1,7 +1,8 @@
 """Experiments: a `dvc exp run --queue` grid run with `dvc queue start`, seen in the MLflow UI.
 
-One temporary git + DVC copy of the project (tiny model, smoke preset, 300 rows) queues two
-experiments that differ in ``train.learning_rate`` and runs them with ``dvc queue start``. Then:
+One temporary git + DVC copy of the project (tiny model, smoke preset, 300 rows, its data
+prepared and committed) queues two experiments up to evaluate that differ in
+``train.learning_rate`` and runs them with ``dvc queue start``. Then:
 
 - each experiment is exactly one MLflow run named and tagged with its DVC experiment name, and
   ``dvc exp show`` and MLflow agree on its params and metrics;
@@ -54,8 +55,12 @@ def queue_states(repo: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Path]:
     root = tiny_project(tmp_path_factory.mktemp("queue"), tiny_model_dir, raw_rows=300)
+    sh(root, "dvc", "repro", "augment")  # both experiments start from the same data
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data")
     for name, lr in EXPERIMENTS.items():
-        sh(root, "dvc", "exp", "run", "--queue", "-S", f"train.learning_rate={lr}", "-n", name)
+        lr_arg = f"train.learning_rate={lr}"
+        sh(root, "dvc", "exp", "run", "--queue", "-S", lr_arg, "-n", name, "evaluate")
     began = time.perf_counter()
     sh(root, "dvc", "queue", "start", "-j", "1")
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -108,6 +109,32 @@ def test_preset_reproduces_the_trial_params_exactly(tmp_path: Path) -> None:
         preset.write_preset(conf, tmp_path / "tuned.yaml", trial, [])
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-S", "tune.objective.metric=test_accuracy"], "only optimise a validation metric"),
+        (["--timeout", "soon"], r"--timeout 'soon': write a number and a unit, e\.g\. 90s"),
+        (["--trials", "0"], "tune.trials: Input should be greater than or equal to 1"),
+        (["-S", "train.learning_rat=0.1"], "Could not override 'train.learning_rat'"),
+        (["--study", "a b"], "tune.study_name: String should match pattern"),
+    ],
+)
+def test_the_command_refuses_bad_input_before_any_trial(
+    tmp_path: Path, args: list[str], message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from finetune import cli
+    from tests.conftest import copy_repo
+
+    root = copy_repo(tmp_path)
+    cwd = Path.cwd()
+    try:
+        assert cli.main(["tune", "--repo", str(root), *args]) == 1
+    finally:
+        os.chdir(cwd)
+    assert re.search(message, caplog.text), caplog.text
+    assert not (root / ".optuna").exists(), "no study was created"
+
+
 # --------------------------------------------------------------------------- study and pruning
 
 
@@ -124,6 +151,11 @@ def test_a_study_resumed_with_another_search_is_refused(tmp_path: Path) -> None:
         open_study(other, storage, "s", [])
     with pytest.raises(ConfigError, match="its overrides was"):
         open_study(spec, storage, "s", ["train.eval_steps=5"])
+    pruner_off = tune_spec(pruner={**base_params()["tune"]["pruner"], "type": "none"})
+    assert (
+        open_study(pruner_off, storage, "s", ["tune.pruner.type=none"]).user_attrs["pruner"]["type"]
+        == "none"
+    ), "another pruner (or sampler) for the same search is fine"
 
 
 def test_the_pruner_stops_training_at_an_evaluation() -> None:

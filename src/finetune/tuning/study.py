@@ -51,11 +51,12 @@ def study_lock(paths: PathsConfig, root: Path, study_name: str) -> FileLock:
 
 
 def identity(spec: TuneConfig, overrides: list[str]) -> dict[str, Any]:
-    """What makes two runs of the tuner one study: the space, the objective, the overrides."""
+    """What makes two runs of the tuner one study: the space, the objective, and the overrides
+    of what the trials train (``tune.*`` ones, such as another pruner, may change)."""
     return {
         "space": [p.model_dump(mode="json") for p in spec.space],
         "objective": spec.objective.model_dump(mode="json"),
-        "overrides": list(overrides),
+        "overrides": [o for o in overrides if not o.lstrip("+~").startswith("tune.")],
     }
 
 

@@ -118,6 +118,8 @@ def prepare(
     base = [*read_overrides(root), *overrides]
     params = compose(conf, base)
     cfg = parse(params, conf, base)
+    if flags.get("timeout") is not None:
+        parse_duration(flags["timeout"], "--timeout")  # the readable message, before the schema's
     try:
         spec = TuneConfig.model_validate(
             {**cfg.tune.model_dump(), **{k: v for k, v in flags.items() if v is not None}}
