@@ -340,9 +340,14 @@ def test_killed_study_resumes_prunes_and_its_preset_reproduces_the_best_trial(re
     tuned = repo / "conf" / "experiment" / "tuned.yaml"
     assert f"trial {best.number} (DVC experiment tiny-trial-{best.number})" in tuned.read_text()
     assert yaml.safe_load(tuned.read_text())["train"]["eval_steps"] == 5
-    sh(repo, "dvc", "exp", "run", "-S", "experiment=tuned", "-n", "tuned-again", "train")
+    rerun = sh(repo, "dvc", "exp", "run", "-S", "experiment=tuned", "-n", "tuned-again", "train")
+    assert "Running stage 'train'" in rerun.stdout, "trained again, not restored from a cache"
     again = json.loads((repo / "reports" / "train" / "metrics.json").read_text())
     assert again["val_loss"] == best.value, "same params, same data: the same model"
+    sh(repo, "dvc", "exp", "apply", f"tiny-trial-{best.number}")
+    applied = yaml.safe_load((repo / "params.yaml").read_text())
+    assert applied["train"]["learning_rate"] == best.params["train.learning_rate"]
+    assert applied["train"]["weight_decay"] == best.params["train.weight_decay"]
 
     again = sh(repo, *tune_command("--trials", "3"))
     assert "queued as" not in again.stdout + again.stderr, "3 trials finished: none is added"

@@ -405,30 +405,32 @@ SearchedKey = Annotated[str, Field(pattern=r"^(train|model|augment)\.[a-z_][a-z0
 StudyName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,60}$")]
 
 
-class FloatParam(Section):
+class _RangeParam(Section):
+    """A range: ``low`` to ``high`` (both included), on a log scale if ``log``."""
+
     param: SearchedKey
+    log: bool
+
+    @model_validator(mode="after")
+    def _range(self) -> _RangeParam:
+        low, high = self.low, self.high  # type: ignore[attr-defined]
+        if not low < high:
+            raise ValueError(f"{self.param}: empty range, low {low} is not below high {high}")
+        if self.log and low <= 0:
+            raise ValueError(f"{self.param}: a log-scale range needs low > 0 (got {low})")
+        return self
+
+
+class FloatParam(_RangeParam):
     type: Literal["float"]
     low: Number
     high: Number
-    log: bool
-
-    @model_validator(mode="after")
-    def _range(self) -> FloatParam:
-        _check_range(self.param, self.low, self.high, self.log)
-        return self
 
 
-class IntParam(Section):
-    param: SearchedKey
+class IntParam(_RangeParam):
     type: Literal["int"]
     low: int
     high: int
-    log: bool
-
-    @model_validator(mode="after")
-    def _range(self) -> IntParam:
-        _check_range(self.param, self.low, self.high, self.log)
-        return self
 
 
 class CategoricalParam(Section):
@@ -441,13 +443,6 @@ class CategoricalParam(Section):
         if len(set(map(repr, self.choices))) != len(self.choices):
             raise ValueError(f"{self.param}: choices {self.choices} repeat a value")
         return self
-
-
-def _check_range(param: str, low: Number, high: Number, log: bool) -> None:
-    if not low < high:
-        raise ValueError(f"{param}: empty range, low {low} is not below high {high}")
-    if log and low <= 0:
-        raise ValueError(f"{param}: a log-scale range needs low > 0 (got {low})")
 
 
 SearchParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PARAMS_ATTR = "params_yaml"  # a complete trial's params.yaml, as DVC recorded it
+STEPS_ATTR = "steps"  # the training steps it ran
+
 
 class TrialsFailing(PipelineError):
     """Trial after trial fails: the pipeline, not the hyperparameters, is broken."""
@@ -274,7 +277,7 @@ def _optimise(
             raise
         shown = experiments.show(root)
         for trial, name in zip(batch, names, strict=True):
-            state = _settle(root, cfg, spec, study, trial.number, shown.get(name))
+            state = _settle(root, cfg, spec, study, trial, shown.get(name))
             failed_in_a_row, last = (failed_in_a_row + 1 if state == "FAIL" else 0), name
 
 
@@ -293,36 +296,35 @@ def _settle(
     cfg: PipelineConfig,
     spec: TuneConfig,
     study: optuna.Study,
-    number: int,
+    trial: optuna.Trial,
     experiment: experiments.Experiment | None,
 ) -> str:
-    """Tell Optuna what DVC recorded for the trial, and mark its MLflow run; the state."""
+    """Tell Optuna what DVC recorded for the trial (a complete one keeps the experiment's
+    params.yaml and steps, so the preset does not depend on the experiment still being
+    listed), and mark its MLflow run; the state."""
     import optuna
 
-    trial = study.get_trials(deepcopy=False)[number]
-    name = trial.user_attrs[EXPERIMENT_ATTR]
+    frozen = study.get_trials(deepcopy=False)[trial.number]  # what the train stage wrote
+    name = frozen.user_attrs[EXPERIMENT_ATTR]
     metrics = experiment.metrics.get(cfg.paths.train_report, {}) if experiment else {}
     if experiment is not None and not experiment.failed and spec.objective.metric in metrics:
         value = float(metrics[spec.objective.metric])
-        study.tell(number, value)
+        trial.set_user_attr(PARAMS_ATTR, experiment.params)
+        trial.set_user_attr(STEPS_ATTR, int(metrics["steps"]))
+        study.tell(trial, value)
         state = "COMPLETE"
-        log.info("trial %d (%s): %s %.4f", number, name, spec.objective.metric, value)
-    elif PRUNED_STEP_ATTR in trial.user_attrs:
-        study.tell(number, state=optuna.trial.TrialState.PRUNED)
+        log.info("trial %d (%s): %s %.4f", trial.number, name, spec.objective.metric, value)
+    elif PRUNED_STEP_ATTR in frozen.user_attrs:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         state = "PRUNED"
-        log.info(
-            "trial %d (%s): pruned at step %d", number, name, trial.user_attrs[PRUNED_STEP_ATTR]
-        )
+        step = frozen.user_attrs[PRUNED_STEP_ATTR]
+        log.info("trial %d (%s): pruned at step %d", trial.number, name, step)
     else:
-        study.tell(number, state=optuna.trial.TrialState.FAIL)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
         state = "FAIL"
-        log.warning(
-            "trial %d (%s) failed; its log ends:\n%s",
-            number,
-            name,
-            experiments.log_tail(root, name),
-        )
-    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        tail = experiments.log_tail(root, name)
+        log.warning("trial %d (%s) failed; its log ends:\n%s", trial.number, name, tail)
+    run_id = frozen.user_attrs.get(RUN_ID_ATTR)
     if run_id:
         from mlflow.tracking import MlflowClient
 
@@ -330,23 +332,20 @@ def _settle(
     return state
 
 
-def rows_of(study: optuna.Study, shown: dict[str, experiments.Experiment], train_report: str):
+def rows_of(study: optuna.Study) -> list[TrialRow]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state.name == "RUNNING":
             continue
-        name = t.user_attrs.get(EXPERIMENT_ATTR, "")
-        exp = shown.get(name)
-        trained = (exp.metrics.get(train_report, {}) if exp else {}).get("steps")
         rows.append(
             TrialRow(
                 number=t.number,
                 state=t.state.name,
                 value=t.value if t.state.name == "COMPLETE" else None,
-                experiment=name,
+                experiment=t.user_attrs.get(EXPERIMENT_ATTR, ""),
                 mlflow_run_id=t.user_attrs.get(RUN_ID_ATTR),
                 planned_steps=t.user_attrs.get(PLANNED_STEPS_ATTR),
-                steps=t.user_attrs.get(PRUNED_STEP_ATTR, trained),
+                steps=t.user_attrs.get(PRUNED_STEP_ATTR, t.user_attrs.get(STEPS_ATTR)),
                 params=dict(t.params),
             )
         )
@@ -365,8 +364,7 @@ def _finish(
     """Summary, figures, the preset and the parent run's record of the study."""
     import mlflow
 
-    shown = experiments.show(root)
-    rows = rows_of(study, shown, cfg.paths.train_report)
+    rows = rows_of(study)
     complete = [r for r in rows if r.state == "COMPLETE"]
     best = None
     if complete:
@@ -385,7 +383,7 @@ def _finish(
         time.monotonic() - began,
     )
     if best is not None:
-        trial_params = shown[best.experiment].params
+        trial_params = study.best_trial.user_attrs[PARAMS_ATTR]
         header = preset.header_lines(
             spec.study_name, best.number, best.experiment, spec.objective.metric, best.value or 0
         )
