@@ -93,7 +93,12 @@ def stop(root: Path, names: Sequence[str]) -> None:
     queued = [n for n in names if status.get(n) == "Queued"]
     if running:
         log.warning("killing queued experiment(s) still running: %s", ", ".join(running))
-        _dvc(root, "queue", "kill", "--force", *running)
+        try:
+            _dvc(root, "queue", "kill", "--force", *running)
+        except QueueError:
+            still = [n for n in running if queue_status(root).get(n) == "Running"]
+            if still:  # not an experiment that finished between the two calls
+                raise
     if queued:
         _dvc(root, "queue", "remove", *queued)
 
