@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +61,25 @@ def _dvc(root: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
 
 
 def queue(root: Path, name: str, overrides: Sequence[str], targets: Sequence[str]) -> None:
-    """``dvc exp run --queue -n <name> -S <override> ... <targets>``."""
-    args = ["exp", "run", "--queue", "-q", "-n", name]
-    for override in overrides:
-        args += ["-S", override]
-    _dvc(root, *args, *targets)
+    """``dvc exp run --queue -n <name> -S <override> ... <targets>``, without DVC's run cache:
+    a trial always trains (reporting to its Optuna trial, opening its MLflow child run), even
+    when an earlier experiment ran the same params. Through DVC's Python API, since the
+    command line of ``dvc exp run`` has no ``--no-run-cache``."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    logging.getLogger("kombu").setLevel(logging.ERROR)  # "No hostname was supplied": its default
+    try:
+        with Repo(str(root)) as repo:
+            repo.experiments.run(
+                targets=list(targets),
+                params=list(overrides),
+                queue=True,
+                name=name,
+                run_cache=False,
+            )
+    except DvcException as exc:
+        raise QueueError(f"cannot queue DVC experiment {name}: {exc}") from exc
 
 
 def run_all(root: Path, jobs: int, env: Mapping[str, str]) -> None:
@@ -74,6 +89,18 @@ def run_all(root: Path, jobs: int, env: Mapping[str, str]) -> None:
     proc = subprocess.run(command, cwd=root, env=dvc_env(**env), check=False)
     if proc.returncode != 0:  # a failed experiment is not this: DVC exits 0 and lists it
         raise QueueError(f"`dvc exp run --run-all` exited with {proc.returncode}")
+
+
+def wait_settled(root: Path, names: Sequence[str], timeout_s: float) -> None:
+    """Until DVC's queue has collected every one of ``names`` (Success or Failed): ``--run-all``
+    can return while a very short experiment is still being collected."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = queue_status(root)
+        if all(status.get(n) in ("Success", "Failed") for n in names):
+            return
+        time.sleep(1)
+    log.warning("DVC's queue has not collected %s after %.0f s", ", ".join(names), timeout_s)
 
 
 def queue_status(root: Path) -> dict[str, str]:

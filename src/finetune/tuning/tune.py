@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+COLLECT_TIMEOUT_S = 120  # how long DVC's queue may take to record a finished experiment
 PARAMS_ATTR = "params_yaml"  # a complete trial's params.yaml, as DVC recorded it
 STEPS_ATTR = "steps"  # the training steps it ran
 
@@ -275,6 +276,7 @@ def _optimise(
         except BaseException:
             _abandon(root, study, batch, names)
             raise
+        experiments.wait_settled(root, names, COLLECT_TIMEOUT_S)
         shown = experiments.show(root)
         for trial, name in zip(batch, names, strict=True):
             state = _settle(root, cfg, spec, study, trial, shown.get(name))
