@@ -35,7 +35,6 @@ class Experiment:
     """One DVC experiment as ``dvc exp show`` has it."""
 
     name: str
-    rev: str
     failed: bool
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -45,11 +44,11 @@ def trial_name(study_name: str, number: int) -> str:
     return f"{study_name}-trial-{number}"
 
 
-def _dvc(root: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+def _dvc(root: Path, *args: str) -> str:
     proc = subprocess.run(
         dvc_command(*args),
         cwd=root,
-        env=dvc_env(**(env or {})),
+        env=dvc_env(),
         capture_output=True,
         text=True,
         check=False,
@@ -151,7 +150,6 @@ def show(root: Path) -> dict[str, Experiment]:
                 data = rev.get("data") or {}
                 found[rev["name"]] = Experiment(
                     name=rev["name"],
-                    rev=rev.get("rev", ""),
                     failed=bool(rev.get("error")),
                     params=(data.get("params") or {}).get("params.yaml", {}).get("data", {}),
                     metrics={k: v.get("data", {}) for k, v in (data.get("metrics") or {}).items()},
