@@ -110,7 +110,8 @@ def read_overrides_header(params_text: str) -> list[str]:
     return []
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
+def params_diff(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
+    """One line per key where params ``a`` and the composition ``b`` differ."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         for key in sorted(set(a) | set(b), key=str):
             name = f"{prefix}.{key}" if prefix else str(key)
@@ -119,7 +120,7 @@ def _diff(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
             elif key not in b:
                 yield f"{name}: only in params.yaml"
             else:
-                yield from _diff(a[key], b[key], name)
+                yield from params_diff(a[key], b[key], name)
     elif a != b:
         yield f"{prefix}: params.yaml has {a!r}, conf/ gives {b!r}"
 
@@ -159,7 +160,7 @@ def check_params(root: str | Path) -> None:
     expected = compose(root / CONF_DIR, overrides)
     parse(expected, root / CONF_DIR, overrides)  # a typo in conf/: its key, file and fix
     actual = yaml.safe_load(text)
-    differences = list(_diff(actual, expected))
+    differences = list(params_diff(actual, expected))
     if differences:
         shown = "\n  ".join(differences[:20])
         raise ConfigError(

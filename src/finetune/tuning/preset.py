@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from finetune.core.config import compose
+from finetune.core.config import compose, params_diff
 from finetune.core.errors import ConfigError
 from finetune.core.io import atomic_path
 
@@ -41,14 +41,6 @@ def differences(trial: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def _mismatches(a: Any, b: Any, prefix: str = "") -> Iterator[str]:
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        for key in sorted(set(a) | set(b), key=str):
-            yield from _mismatches(a.get(key), b.get(key), f"{prefix}{key}.")
-    elif a != b:
-        yield f"{prefix.rstrip('.')}: {a!r} != {b!r}"
-
-
 def write_preset(
     conf_dir: Path, preset_path: Path, trial_params: Mapping[str, Any], header: list[str]
 ) -> dict[str, Any]:
@@ -66,7 +58,7 @@ def write_preset(
         shutil.copytree(conf_dir, trial_conf)
         (trial_conf / PRESET_GROUP / preset_path.name).write_text(text)
         got = compose(trial_conf, [f"{PRESET_GROUP}={name}"])
-    wrong = list(_mismatches(got, dict(trial_params)))
+    wrong = list(params_diff(dict(trial_params), got))
     if wrong:
         raise ConfigError(
             f"{preset_path} would not reproduce the trial ({'; '.join(wrong[:5])}): not written"

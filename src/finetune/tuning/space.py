@@ -5,27 +5,18 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from finetune.core.errors import ConfigError
 from finetune.core.schema import CategoricalParam, FloatParam, IntParam, TuneConfig
+from finetune.tracking.runs import flatten
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
 SearchParam = FloatParam | IntParam | CategoricalParam
 SEARCHABLE = ("train", "model", "augment")
-
-
-def leaves(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """("train.lora.r", 8), ... for every non-mapping value."""
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from leaves(value, f"{name}.")
-        else:
-            yield name, value
 
 
 def candidates(param: SearchParam) -> list[Any]:
@@ -52,7 +43,7 @@ def check_space(spec: TuneConfig, params: Mapping[str, Any]) -> None:
     model.* or augment.* and every value the search can give passes the config schema."""
     from finetune.core.validate import parse
 
-    known = {k for k, _ in leaves({s: params[s] for s in SEARCHABLE})}
+    known = set(flatten({s: params[s] for s in SEARCHABLE}))
     for param in spec.space:
         if param.param not in known:
             close = difflib.get_close_matches(param.param, sorted(known), n=1)

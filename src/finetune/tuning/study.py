@@ -31,12 +31,15 @@ class StudyLocked(PipelineError):
     """Another ``finetune tune`` is running this study."""
 
 
+def _in_repo(root: Path, path: str) -> Path:
+    return Path(path) if Path(path).is_absolute() else root / path
+
+
 def storage_url(spec: TuneConfig, paths: PathsConfig, root: Path) -> str:
     """``tune.storage``, else SQLite at ``paths.tune_db`` under the repository."""
     if spec.storage:
         return spec.storage
-    db = Path(paths.tune_db)
-    db = db if db.is_absolute() else root / db
+    db = _in_repo(root, paths.tune_db)
     db.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{db}"
 
@@ -44,8 +47,7 @@ def storage_url(spec: TuneConfig, paths: PathsConfig, root: Path) -> str:
 def study_lock(paths: PathsConfig, root: Path, study_name: str) -> FileLock:
     from filelock import FileLock
 
-    directory = Path(paths.tune_lock_dir)
-    directory = directory if directory.is_absolute() else root / directory
+    directory = _in_repo(root, paths.tune_lock_dir)
     directory.mkdir(parents=True, exist_ok=True)
     return FileLock(directory / f"{study_name}.lock", timeout=0)
 

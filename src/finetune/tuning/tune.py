@@ -116,12 +116,14 @@ def prepare(
     from pydantic import ValidationError
 
     conf = root / CONF_DIR
-    composed = compose(conf, [*read_overrides(root), *extra])
-    parse(composed, conf, extra)
-    overrides = [*composed["tune"]["overrides"], *extra]
-    base = [*read_overrides(root), *overrides]
+    base = [*read_overrides(root), *extra]
     params = compose(conf, base)
     cfg = parse(params, conf, base)
+    overrides = [*cfg.tune.overrides, *extra]
+    if cfg.tune.overrides:  # the trials' params: tune.overrides applied too
+        base = [*read_overrides(root), *overrides]
+        params = compose(conf, base)
+        cfg = parse(params, conf, base)
     if flags.get("timeout") is not None:
         parse_duration(flags["timeout"], "--timeout")  # the readable message, before the schema's
     try:
