@@ -23,6 +23,9 @@ from finetune.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
+# A killed queue worker lets go of the repository's lock a few seconds after ``dvc queue kill``.
+LOCK_WAIT_S = 60.0
+
 QUEUE_LINE = re.compile(r"^(?P<task>[0-9a-f]{7})\s+(?P<name>\S+)\s+.*\s(?P<status>\w+)\s*$")
 
 
@@ -63,22 +66,36 @@ def queue(root: Path, name: str, overrides: Sequence[str], targets: Sequence[str
     """``dvc exp run --queue -n <name> -S <override> ... <targets>``, without DVC's run cache:
     a trial always trains (reporting to its Optuna trial, opening its MLflow child run), even
     when an earlier experiment ran the same params. Through DVC's Python API, since the
-    command line of ``dvc exp run`` has no ``--no-run-cache``."""
+    command line of ``dvc exp run`` has no ``--no-run-cache``. While another DVC process
+    (a worker that is being killed) holds the repository's lock, it waits up to
+    ``LOCK_WAIT_S``."""
     from dvc.exceptions import DvcException
+    from dvc.lock import LockError
     from dvc.repo import Repo
 
     logging.getLogger("kombu").setLevel(logging.ERROR)  # "No hostname was supplied": its default
-    try:
-        with Repo(str(root)) as repo:
-            repo.experiments.run(
-                targets=list(targets),
-                params=list(overrides),
-                queue=True,
-                name=name,
-                run_cache=False,
-            )
-    except DvcException as exc:
-        raise QueueError(f"cannot queue DVC experiment {name}: {exc}") from exc
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            with Repo(str(root)) as repo:
+                repo.experiments.run(
+                    targets=list(targets),
+                    params=list(overrides),
+                    queue=True,
+                    name=name,
+                    run_cache=False,
+                )
+            return
+        except LockError as exc:
+            if time.monotonic() >= deadline:
+                raise QueueError(
+                    f"cannot queue DVC experiment {name}: the repository stayed locked for "
+                    f"{LOCK_WAIT_S:.0f} s ({exc}); stop the other DVC process and run again"
+                ) from exc
+            log.info("DVC's repository lock is held; trying again to queue %s", name)
+            time.sleep(2)
+        except DvcException as exc:
+            raise QueueError(f"cannot queue DVC experiment {name}: {exc}") from exc
 
 
 def run_all(root: Path, jobs: int, env: Mapping[str, str]) -> None:
@@ -125,8 +142,20 @@ def stop(root: Path, names: Sequence[str]) -> None:
             still = [n for n in running if queue_status(root).get(n) == "Running"]
             if still:  # not an experiment that finished between the two calls
                 raise
+        _wait_not_running(root, running)
     if queued:
         _dvc(root, "queue", "remove", *queued)
+
+
+def _wait_not_running(root: Path, names: Sequence[str]) -> None:
+    """Until the queue no longer lists ``names`` as Running (their workers have let go)."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while time.monotonic() < deadline:
+        status = queue_status(root)
+        if not any(status.get(n) == "Running" for n in names):
+            return
+        time.sleep(1)
+    log.warning("killed experiment(s) still listed as running: %s", ", ".join(names))
 
 
 def others_queued(root: Path, prefix: str) -> list[str]:
