@@ -67,7 +67,7 @@ def test_server_gone_during_training_keeps_outputs_and_a_rerun_completes_the_run
 ) -> None:
     sh(repo, sys.executable, "-m", "finetune.core.config", "compose",
        "train.max_steps=-1", "train.epochs=6", "train.logging_steps=2",
-       "train.keep_checkpoints=true")  # fmt: skip
+       "train.keep_checkpoints=true", "tracking.outage_wait_s=0")  # fmt: skip
     server = MlflowServer(tmp_path / "server").start()
     env = env_with_venv(MLFLOW_TRACKING_URI=server.url, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1")
     try:

@@ -333,6 +333,7 @@ class TrackingConfig(Section):
     experiment_name: str
     registered_model_name: str | None
     log_model: bool
+    outage_wait_s: Annotated[Number, Field(ge=0)]
 
 
 class PromotionConfig(Section):

@@ -6,6 +6,8 @@ answer it keeps them, in memory and in a JSONL file next to the checkpoints, and
 (with their original step and time) as soon as it answers again: later in the same process, or
 in the rerun that resumes the training from its checkpoint. While the store is down, sending is
 retried at most every ``retry_after_s`` seconds, so a training step never waits long for it.
+Once training is over, :meth:`MetricsLog.drain` keeps trying for a bounded time
+(``tracking.outage_wait_s``), so a server that restarts during training costs nothing.
 """
 
 from __future__ import annotations
@@ -70,6 +72,24 @@ class MetricsLog:
             for k, v in metrics.items()
         )
         self.flush()
+
+    def drain(self, budget_s: float, every_s: float = 2.0) -> bool:
+        """Send until nothing is left, trying every ``every_s`` seconds for at most
+        ``budget_s`` (a server restarting); True when everything was sent."""
+        deadline = time.monotonic() + budget_s
+        if self.flush(force=True):
+            return True
+        log.warning(
+            "MLflow still does not answer: waiting up to %.0f s for it (tracking.outage_wait_s) "
+            "before giving up on sending %d metric point(s)",
+            budget_s,
+            len(self.pending),
+        )
+        while time.monotonic() < deadline:
+            time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
+            if self.flush(force=True):
+                return True
+        return False
 
     def flush(self, force: bool = False) -> bool:
         """Send the queued points; True when none is left. While the store is known to be

@@ -188,7 +188,7 @@ def _finish_run(
 
     numbers = {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
     metrics_log.log(numbers, 0)
-    if not metrics_log.flush(force=True):
+    if not metrics_log.drain(cfg.tracking.outage_wait_s):
         return
     if result.metrics["best_epoch"] is not None:
         mlflow.set_tag("train.best_epoch", result.metrics["best_epoch"])
