@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: setup run repro params test test-fast lint format mlflow-ui clean
+.PHONY: setup run repro params test test-fast lint format mlflow-ui services services-down services-status clean
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,18 @@ format: setup
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+# The team setup (README "Team setup"): PostgreSQL, SeaweedFS S3 and an MLflow server on them, data
+# in .services/. Prints the export lines (also in .services/env): `source .services/env`.
+# Extra overrides: make services O="-S services.mlflow.port=5500"
+services: setup
+	$(BIN)/finetune services up $(O)
+
+services-down: setup
+	$(BIN)/finetune services down $(O)
+
+services-status: setup
+	$(BIN)/finetune services status $(O)
 
 clean:
 	rm -rf data/processed data/augmented models reports .pytest_cache .ruff_cache

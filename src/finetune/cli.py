@@ -1,4 +1,4 @@
-"""``finetune`` command line: retrain, promote, predict, monitor, tune, aliases.
+"""``finetune`` command line: retrain, promote, predict, monitor, tune, aliases, services.
 
 Exit codes: 0 success (also "no new data" and "gate kept the champion"), 1 failure (the
 champion is unchanged; for monitor: bad input), 2 bad usage, 3 monitor flagged drift or a
@@ -231,6 +231,30 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_services(args: argparse.Namespace) -> int:
+    from finetune.core.config import CONF_DIR, compose, find_repo_root, read_overrides
+    from finetune.core.validate import parse
+    from finetune.services import stack
+
+    root = find_repo_root(args.repo)
+    overrides = [*read_overrides(root), *(args.set_param or [])]
+    cfg = parse(compose(root / CONF_DIR, overrides), root / CONF_DIR, overrides)
+    services_dir = (root / cfg.paths.services_dir).resolve()
+    if args.action == "up":
+        env = stack.up(cfg.services, services_dir)
+        log.info("services up; the environment is in %s (source it)", services_dir / stack.ENV_FILE)
+        sys.stdout.write(stack.env_lines(env))
+        return EXIT_OK
+    if args.action == "down":
+        stopped = stack.down(cfg.services, services_dir)
+        log.info("stopped: %s; data kept in %s", ", ".join(stopped) or "nothing ran", services_dir)
+        return EXIT_OK
+    problems = stack.status(cfg.services, services_dir)
+    for name, problem in problems.items():
+        sys.stdout.write(f"{name}: {problem or 'healthy'}\n")
+    return EXIT_FAILED if any(problems.values()) else EXIT_OK
+
+
 def cmd_init_data(args: argparse.Namespace) -> int:
     from finetune.core.config import CONF_DIR, compose, find_repo_root
     from finetune.core.errors import ConfigError
@@ -280,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def repo_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--repo", help="repository root (default: found from the cwd)")
+
+    def overrides_arg(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument(
+            "-S", "--set-param", action="append", metavar="KEY=VALUE", help=what
+        )  # fmt: skip
 
     def gate_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--min-f1-gain", type=float, help="override promotion.min_f1_gain")
@@ -335,15 +364,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", help="start no new trial after this long: 90s, 30m, 2h")
     p.add_argument("--jobs", type=int, help="trials at once through DVC's queue (tune.jobs)")
     p.add_argument("--study", dest="study_name", help="study name (tune.study_name)")
-    p.add_argument(
-        "-S",
-        "--set-param",
-        action="append",
-        metavar="KEY=VALUE",
-        help="a Hydra override for every trial, as dvc exp run -S (repeatable)",
-    )
+    overrides_arg(p, "a Hydra override for every trial, as dvc exp run -S (repeatable)")
     repo_arg(p)
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser(
+        "services",
+        help="the team stack: PostgreSQL, an S3 store and the MLflow server (make services)",
+        description="up: start what is not running (each waited for until healthy), print and "
+        "write <paths.services_dir>/env (export lines: MLFLOW_TRACKING_URI, the S3 endpoint and "
+        "keys for DVC's s3 remote). down: stop them; the data stays. status: what a client sees "
+        "(exit 1 when something is wrong).",
+    )
+    p.add_argument("action", choices=["up", "down", "status"])
+    overrides_arg(p, "a Hydra override, e.g. -S services.mlflow.port=5500 (repeatable)")
+    repo_arg(p)
+    p.set_defaults(func=cmd_services)
 
     p = sub.add_parser(
         "init-data",

