@@ -82,12 +82,34 @@ def check_uri(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
 
 
 def check_tracking(tracking_cfg: TrackingConfig) -> str:
-    """The store's URI, checked (see :func:`check_uri`); retries bounded from now on."""
+    """The store's URI, checked (see :func:`check_uri`) and, for SQLite, its tables made;
+    retries bounded from now on."""
     bound_retries()
     uri = tracking_uri(tracking_cfg.uri)
     check_uri(uri)
+    initialise_sqlite(uri)
     log.debug("MLflow store %s answers", uri)
     return uri
+
+
+def initialise_sqlite(uri: str) -> None:
+    """Create or upgrade a SQLite store's tables under a file lock, one process at a time.
+
+    MLflow creates the tables of a new SQLite store (and upgrades an old one) in whichever
+    process touches it first. Two stages starting at once on a new store, as two
+    ``dvc queue start -j 2`` workers do, both run the migrations and one fails with
+    ``duplicate column name`` (measured, tests/test_services.py). Done here first, under a lock,
+    the second process finds the tables made. On an up-to-date store it only checks the
+    schema version."""
+    if not uri.startswith("sqlite:///"):
+        return
+    from filelock import FileLock
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock"):
+        SqlAlchemyStore(uri, artifact_location(uri) or db.parent.as_uri())
 
 
 STORE_DIR = ".mlflow"
