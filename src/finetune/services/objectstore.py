@@ -94,6 +94,7 @@ def start(
         "-volume.max=0",  # as many volumes as the disk allows
         "-master.volumeSizeLimitMB=256",
         "-master.telemetry=false",
+        "-volume.preStopSeconds=1",  # one node: no peers to hand over to before stopping
     ]
     return spawn(server, argv, dict(os.environ), cwd=root)
 

@@ -26,7 +26,6 @@ from finetune.core.schema import ServicesConfig
 from finetune.services import mlflow_server, objectstore, postgres
 from finetune.services.process import (
     Managed,
-    ServiceError,
     require_free,
     terminate,
     wait_healthy,
@@ -105,7 +104,7 @@ def up(cfg: ServicesConfig, root: Path) -> dict[str, str]:
         env = client_env(cfg)
         with atomic_path(layout.env_file) as tmp:
             tmp.write_text(env_lines(env))
-        layout.env_file.chmod(0o600)
+            tmp.chmod(0o600)  # the keys are the user's alone, from the first byte
     return env
 
 
@@ -185,10 +184,3 @@ def status(cfg: ServicesConfig, root: Path) -> dict[str, str | None]:
         secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
     )
     return {"postgres": pg, "s3": s3, "mlflow": mlflow_server.problem(cfg)}
-
-
-def require_up(cfg: ServicesConfig, root: Path) -> None:
-    """Raise the first problem :func:`status` finds, as one line."""
-    for name, found in status(cfg, root).items():
-        if found:
-            raise ServiceError(f"{name}: {found} (start the stack with `make services`)")
