@@ -53,15 +53,17 @@ mlflow-ui: setup
 
 # The team setup (README "Team setup"): PostgreSQL, SeaweedFS S3 and an MLflow server on them, data
 # in .services/. Prints the export lines (also in .services/env): `source .services/env`.
-# Extra overrides: make services O="-S services.mlflow.port=5500"
+# Overrides, as for make params: make services O="services.mlflow.port=5500"
+SERVICES_O = $(foreach o,$(O),-S $(o))
+
 services: setup
-	$(BIN)/finetune services up $(O)
+	$(BIN)/finetune services up $(SERVICES_O)
 
 services-down: setup
-	$(BIN)/finetune services down $(O)
+	$(BIN)/finetune services down $(SERVICES_O)
 
 services-status: setup
-	$(BIN)/finetune services status $(O)
+	$(BIN)/finetune services status $(SERVICES_O)
 
 clean:
 	rm -rf data/processed data/augmented models reports .pytest_cache .ruff_cache

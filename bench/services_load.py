@@ -90,8 +90,8 @@ def main() -> None:
     client.create_registered_model(model)
 
     ctx = mp.get_context("spawn")
-    start = ctx.Manager().Event()
-    with ctx.Pool(args.loggers + args.registrars) as pool:
+    with ctx.Manager() as manager, ctx.Pool(args.loggers + args.registrars) as pool:
+        start = manager.Event()
         loggers = [
             pool.apply_async(log_points, (args.tracking_uri, experiment_id, w, args.points, start))
             for w in range(args.loggers)

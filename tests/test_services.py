@@ -75,7 +75,31 @@ def test_a_port_in_use_is_one_line_naming_the_setting() -> None:
         with pytest.raises(ServiceError, match=rf"^port {port} on 127.0.0.1 \(services.mlflow"
                            r".port\) is already in use by another program: stop it, or choose "
                            r"another port with -S services.mlflow.port=<port>$"):  # fmt: skip
-            require_free("127.0.0.1", {"services.mlflow.port": port})
+            require_free("127.0.0.1", {port: "services.mlflow.port"}, "services.mlflow.port")
+
+
+def test_s3_ports_all_name_the_one_setting_that_moves_them() -> None:
+    cfg = typed_services().s3
+    ports = objectstore.ports(cfg)
+    assert sorted(ports) == [cfg.port + i for i in range(4)] + [
+        cfg.port + 10000 + i for i in range(4)
+    ]
+    assert all(what.startswith("services.s3.port") for what in ports.values())
+
+
+def test_secrets_are_written_private_from_the_first_byte(tmp_path: Path) -> None:
+    from finetune.services.process import write_private
+
+    target = tmp_path / "env"
+    write_private(target, "export A=1\n")
+    assert target.read_text() == "export A=1\n"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["env"], "no temporary file left"
+
+
+def typed_services() -> ServicesConfig:
+    params = compose(REPO / "conf")
+    return parse(params, REPO / "conf", []).services
 
 
 def test_missing_postgres_binaries_say_what_to_install(tmp_path: Path) -> None:
@@ -326,6 +350,7 @@ def test_mlflow_server_killed_during_training_is_ridden_out(stack: Stack) -> Non
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == sorted(losses)
     versions = client.search_model_versions(f"name='{MODEL}'")
     assert [v.run_id for v in versions] == [run_id]
+    sh(stack.repo, "git", "checkout", "--", "params.yaml")
     print(f"train with the MLflow server down for {outage:.0f} s: exit 0, {len(losses)} loss "
           "points all on the server")  # fmt: skip
 

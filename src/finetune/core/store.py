@@ -93,14 +93,14 @@ def check_tracking(tracking_cfg: TrackingConfig) -> str:
 
 
 def initialise_sqlite(uri: str) -> None:
-    """Create or upgrade a SQLite store's tables under a file lock, one process at a time.
+    """Create a new SQLite store's tables under a file lock, one process at a time.
 
-    MLflow creates the tables of a new SQLite store (and upgrades an old one) in whichever
-    process touches it first. Two stages starting at once on a new store, as two
-    ``dvc queue start -j 2`` workers do, both run the migrations and one fails with
-    ``duplicate column name`` (measured, tests/test_services.py). Done here first, under a lock,
-    the second process finds the tables made. On an up-to-date store it only checks the
-    schema version."""
+    MLflow creates the tables of a new SQLite store in whichever process touches it first. Two
+    stages starting at once on a new store, as two ``dvc queue start -j 2`` workers do, both
+    ran the migrations and one failed with ``duplicate column name`` (measured,
+    tests/test_services.py). Done here first, under a lock, the second process finds the tables
+    made. On an existing store it only checks the schema version (a store of an older MLflow
+    is reported with MLflow's advice, ``mlflow db upgrade``)."""
     if not uri.startswith("sqlite:///"):
         return
     from filelock import FileLock
@@ -108,8 +108,13 @@ def initialise_sqlite(uri: str) -> None:
 
     db = Path(uri.removeprefix("sqlite:///"))
     db.parent.mkdir(parents=True, exist_ok=True)
+    from mlflow.exceptions import MlflowException
+
     with FileLock(f"{db}.lock"):
-        SqlAlchemyStore(uri, artifact_location(uri) or db.parent.as_uri())
+        try:
+            SqlAlchemyStore(uri, artifact_location(uri) or db.parent.as_uri())
+        except MlflowException as exc:
+            raise TrackingUnavailable(f"MLflow store {uri}: {exc}") from exc
 
 
 STORE_DIR = ".mlflow"

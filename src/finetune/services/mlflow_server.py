@@ -5,7 +5,6 @@ only the tracking URI, never S3 credentials."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from finetune.core.schema import ServicesConfig
 from finetune.services import objectstore, postgres
-from finetune.services.process import Managed, log_tail, spawn
+from finetune.services.process import ServiceError, log_tail
 
 ARTIFACTS_PREFIX = "mlflow"
 
@@ -36,15 +35,18 @@ def server_env(cfg: ServicesConfig) -> dict[str, str]:
         "AWS_DEFAULT_REGION": cfg.s3.region,
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
+        # the database URL (with its password) in the environment, not on the command line
+        "MLFLOW_BACKEND_STORE_URI": postgres.uri(cfg.postgres, cfg.host),
     }
 
 
-def start(cfg: ServicesConfig, root: Path, server: Managed) -> subprocess.Popen[bytes]:
-    argv = [
-        str(Path(sys.executable).parent / "mlflow"),
+def argv(cfg: ServicesConfig) -> list[str]:
+    mlflow = Path(sys.executable).parent / "mlflow"
+    if not mlflow.is_file():
+        raise ServiceError(f"{mlflow} is missing: install the project (make setup)")
+    return [
+        str(mlflow),
         "server",
-        "--backend-store-uri",
-        postgres.uri(cfg.postgres, cfg.host),
         "--artifacts-destination",
         artifacts_destination(cfg),
         "--serve-artifacts",
@@ -55,8 +57,6 @@ def start(cfg: ServicesConfig, root: Path, server: Managed) -> subprocess.Popen[
         "--workers",
         str(cfg.mlflow.workers),
     ]
-    root.mkdir(parents=True, exist_ok=True)
-    return spawn(server, argv, server_env(cfg), cwd=root)
 
 
 def problem(cfg: ServicesConfig) -> str | None:

@@ -13,29 +13,27 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from finetune.core.schema import ObjectStoreConfig
-from finetune.services.process import Managed, ServiceError, log_tail, spawn
+from finetune.services.process import ServiceError, log_tail, write_private
 
 log = logging.getLogger(__name__)
 
 GRPC_OFFSET = 10000
 
 
-def ports(cfg: ObjectStoreConfig) -> dict[str, int]:
-    """Every port the store listens on, by what it is (the key names the setting to change)."""
+def ports(cfg: ObjectStoreConfig) -> dict[int, str]:
+    """Every port the store listens on, and what it is (all move with ``services.s3.port``)."""
     http = {
-        "services.s3.port": cfg.port,
-        "services.s3.port (+1, master)": cfg.port + 1,
-        "services.s3.port (+2, volume)": cfg.port + 2,
-        "services.s3.port (+3, filer)": cfg.port + 3,
+        cfg.port: "services.s3.port, S3",
+        cfg.port + 1: "services.s3.port + 1, master",
+        cfg.port + 2: "services.s3.port + 2, volume server",
+        cfg.port + 3: "services.s3.port + 3, filer",
     }
-    grpc = {f"{k} gRPC +{GRPC_OFFSET}": p + GRPC_OFFSET for k, p in http.items()}
+    grpc = {p + GRPC_OFFSET: f"{what} gRPC" for p, what in http.items()}
     return {**http, **grpc}
 
 
@@ -55,31 +53,25 @@ def weed_binary() -> str:
     )
 
 
-def start(
-    cfg: ObjectStoreConfig, host: str, root: Path, server: Managed
-) -> subprocess.Popen[bytes]:
-    """Start ``weed server`` (data under ``root``); returns the process to wait on."""
-    data = root / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    identities = root / "s3.json"
-    identities.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": cfg.access_key,
-                        "credentials": [{"accessKey": cfg.access_key, "secretKey": cfg.secret_key}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
-    identities.chmod(0o600)
-    argv = [
+def write_identities(cfg: ObjectStoreConfig, root: Path) -> Path:
+    """SeaweedFS's access keys (``-s3.config``), readable by the owner only."""
+    identity = {
+        "name": cfg.access_key,
+        "credentials": [{"accessKey": cfg.access_key, "secretKey": cfg.secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    path = root / "s3.json"
+    root.mkdir(parents=True, exist_ok=True)
+    write_private(path, json.dumps({"identities": [identity]}))
+    return path
+
+
+def argv(cfg: ObjectStoreConfig, host: str, root: Path) -> list[str]:
+    """``weed server`` with its data under ``root``."""
+    return [
         weed_binary(),
         "server",
-        f"-dir={data}",
+        f"-dir={root / 'data'}",
         f"-ip={host}",
         f"-ip.bind={host}",
         f"-master.port={cfg.port + 1}",
@@ -90,13 +82,12 @@ def start(
         f"-s3.port={cfg.port}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
-        f"-s3.config={identities}",
+        f"-s3.config={root / 's3.json'}",
         "-volume.max=0",  # as many volumes as the disk allows
         "-master.volumeSizeLimitMB=256",
         "-master.telemetry=false",
         "-volume.preStopSeconds=1",  # one node: no peers to hand over to before stopping
     ]
-    return spawn(server, argv, dict(os.environ), cwd=root)
 
 
 def why_failed(log_file: Path) -> str:
@@ -145,7 +136,7 @@ def problem(cfg: ObjectStoreConfig, host: str, access_key: str | None = None,
 
 
 def ensure_bucket(cfg: ObjectStoreConfig, host: str) -> None:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     found = problem(cfg, host)
     if found is None:
@@ -154,6 +145,6 @@ def ensure_bucket(cfg: ObjectStoreConfig, host: str) -> None:
         raise ServiceError(found)
     try:
         client(cfg, host).create_bucket(Bucket=cfg.bucket)
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:
         raise ServiceError(f"cannot create bucket {cfg.bucket!r}: {exc}") from exc
     log.info("S3: created bucket %s", cfg.bucket)

@@ -13,9 +13,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import quote_plus
 
 from finetune.core.schema import PostgresConfig
-from finetune.services.process import ServiceError, log_tail, require_free
+from finetune.services.process import ServiceError, log_tail, require_free, write_private
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,15 @@ SYSTEM_USER = "postgres"  # who owns the cluster when this runs as root
 CONNECT_TIMEOUT_S = 3
 
 
-def binary(name: str, bin_dir: str | None) -> str:
-    """``initdb`` / ``pg_ctl``: from ``bin_dir``, PATH, or the newest /usr/lib/postgresql/*/bin."""
+def binary(name: str, bin_dir: str | None, data: Path | None = None) -> str:
+    """``initdb`` / ``pg_ctl``: from ``bin_dir``; else, for an existing cluster in ``data``, from
+    the version that made it (/usr/lib/postgresql/<PG_VERSION>/bin); else PATH or the newest
+    /usr/lib/postgresql/*/bin."""
     candidates = [Path(bin_dir) / name] if bin_dir else []
+    version = data / "PG_VERSION" if data is not None else None
+    if not bin_dir and version is not None and version.is_file():
+        made_by = version.read_text().strip()
+        candidates.append(Path(f"/usr/lib/postgresql/{made_by}/bin/{name}"))
     if not bin_dir:
         found = shutil.which(name)
         candidates += [Path(found)] if found else []
@@ -95,8 +102,9 @@ def _prepare_owner(base: Path) -> None:
 
 
 def uri(cfg: PostgresConfig, host: str) -> str:
-    """The SQLAlchemy URL MLflow's server uses (psycopg2 driver)."""
-    return f"postgresql+psycopg2://{cfg.user}:{cfg.password}@{host}:{cfg.port}/{cfg.database}"
+    """The SQLAlchemy URL MLflow's server uses (psycopg2 driver), user and password quoted."""
+    user, password = quote_plus(cfg.user), quote_plus(cfg.password)
+    return f"postgresql+psycopg2://{user}:{password}@{host}:{cfg.port}/{quote_plus(cfg.database)}"
 
 
 def problem(cfg: PostgresConfig, host: str, database: str | None = None) -> str | None:
@@ -121,23 +129,24 @@ def problem(cfg: PostgresConfig, host: str, database: str | None = None) -> str 
 def start(cfg: PostgresConfig, host: str, data_root: Path, timeout_s: float) -> bool:
     """Initialise the cluster on first use, start it unless running, create the database.
     Returns True when it was started now."""
-    pg_ctl = binary("pg_ctl", cfg.bin_dir)
     data = data_root / "data"
     log_file = data_root / "postgres.log"
     data_root.mkdir(parents=True, exist_ok=True)
     _prepare_owner(data_root)
     if not (data / "PG_VERSION").is_file():
         _init(cfg, data_root, data)
-    status = subprocess.run(_as_owner([pg_ctl, "status", "-D", str(data)]), capture_output=True)
-    started = status.returncode != 0
+    started = not running(cfg, data_root)
     if started:
-        require_free(host, {"services.postgres.port": cfg.port})
+        require_free(host, {cfg.port: "services.postgres.port"}, "services.postgres.port")
         options = f"-p {cfg.port} -c listen_addresses={host} -c unix_socket_directories=''"
-        _run(
-            [pg_ctl, "start", "-D", str(data), "-l", str(log_file), "-w", "-t", str(int(timeout_s)),
-             "-o", options],
-            f"start (log {log_file}: {log_tail(log_file)})",
-        )  # fmt: skip
+        pg_ctl = binary("pg_ctl", cfg.bin_dir, data)
+        argv = [pg_ctl, "start", "-D", str(data), "-l", str(log_file), "-w",
+                "-t", str(int(timeout_s)), "-o", options]  # fmt: skip
+        proc = subprocess.run(_as_owner(argv), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:  # pg_ctl says "examine the log": the log says why
+            raise ServiceError(
+                f"PostgreSQL did not start: {log_tail(log_file, 2)} (full log: {log_file})"
+            )
     _ensure_database(cfg, host)
     return started
 
@@ -145,8 +154,7 @@ def start(cfg: PostgresConfig, host: str, data_root: Path, timeout_s: float) -> 
 def _init(cfg: PostgresConfig, data_root: Path, data: Path) -> None:
     initdb = binary("initdb", cfg.bin_dir)
     pwfile = data_root / ".pwfile"
-    pwfile.write_text(cfg.password + "\n")
-    pwfile.chmod(0o600)
+    write_private(pwfile, cfg.password + "\n")
     if os.geteuid() == 0:
         import pwd
 
@@ -165,13 +173,16 @@ def _init(cfg: PostgresConfig, data_root: Path, data: Path) -> None:
 
 def _ensure_database(cfg: PostgresConfig, host: str) -> None:
     import psycopg2
+    from psycopg2 import sql
 
     wrong = problem(cfg, host, database="postgres")
-    if wrong:
+    if wrong and "password authentication failed" in wrong:
         raise ServiceError(
             f"PostgreSQL on {host}:{cfg.port} refuses user {cfg.user!r}: {wrong} (the cluster "
             "keeps the password it was created with: services.postgres.password must match)"
         )
+    if wrong:
+        raise ServiceError(f"PostgreSQL on {host}:{cfg.port} does not answer: {wrong}")
     conn = psycopg2.connect(
         host=host, port=cfg.port, user=cfg.user, password=cfg.password, dbname="postgres"
     )
@@ -180,7 +191,7 @@ def _ensure_database(cfg: PostgresConfig, host: str) -> None:
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg.database,))
             if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{cfg.database}"')
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(cfg.database)))
                 log.info("PostgreSQL: created database %s", cfg.database)
     finally:
         conn.close()
@@ -188,33 +199,29 @@ def _ensure_database(cfg: PostgresConfig, host: str) -> None:
 
 def stop(cfg: PostgresConfig, data_root: Path) -> bool:
     """``pg_ctl stop -m fast`` (clients disconnected, data flushed); True if it was running."""
+    if not running(cfg, data_root):
+        return False
     data = data_root / "data"
-    if not (data / "PG_VERSION").is_file():
-        return False
-    pg_ctl = binary("pg_ctl", cfg.bin_dir)
-    status = subprocess.run(_as_owner([pg_ctl, "status", "-D", str(data)]), capture_output=True)
-    if status.returncode != 0:
-        return False
-    _run([pg_ctl, "stop", "-D", str(data), "-m", "fast", "-w"], "stop")
+    _run([binary("pg_ctl", cfg.bin_dir, data), "stop", "-D", str(data), "-m", "fast", "-w"], "stop")
     return True
 
 
 def restart(cfg: PostgresConfig, data_root: Path) -> None:
     """``pg_ctl restart -m fast``: what an operator does after a config change or an upgrade."""
-    pg_ctl = binary("pg_ctl", cfg.bin_dir)
+    data = data_root / "data"
     log_file = str(data_root / "postgres.log")  # the server's output: never our pipes
-    _run([pg_ctl, "restart", "-D", str(data_root / "data"), "-l", log_file, "-m", "fast", "-w"],
-         "restart")  # fmt: skip
+    pg_ctl = binary("pg_ctl", cfg.bin_dir, data)
+    _run([pg_ctl, "restart", "-D", str(data), "-l", log_file, "-m", "fast", "-w"], "restart")
 
 
 def running(cfg: PostgresConfig, data_root: Path) -> bool:
+    """``pg_ctl status``: the cluster in ``data_root`` has a live postmaster."""
     data = data_root / "data"
     if not (data / "PG_VERSION").is_file():
         return False
-    pg_ctl = binary("pg_ctl", cfg.bin_dir)
-    return (
-        subprocess.run(
-            _as_owner([pg_ctl, "status", "-D", str(data)]), capture_output=True
-        ).returncode
-        == 0
+    status = subprocess.run(
+        _as_owner([binary("pg_ctl", cfg.bin_dir, data), "status", "-D", str(data)]),
+        capture_output=True,
+        check=False,
     )
+    return status.returncode == 0

@@ -13,22 +13,26 @@ Layout of the services directory (``paths.services_dir``)::
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
-from finetune.core.io import atomic_path
 from finetune.core.schema import ServicesConfig
 from finetune.services import mlflow_server, objectstore, postgres
 from finetune.services.process import (
     Managed,
+    ServiceError,
     require_free,
+    spawn,
     terminate,
     wait_healthy,
+    write_private,
 )
 
 log = logging.getLogger(__name__)
@@ -91,6 +95,7 @@ def env_lines(env: dict[str, str]) -> str:
 
 def up(cfg: ServicesConfig, root: Path) -> dict[str, str]:
     """Start what is not running, wait until all are healthy, write and return the client env."""
+    require_team_extra()
     layout = Layout(root)
     with layout.lock:
         started = postgres.start(cfg.postgres, cfg.host, layout.postgres, cfg.start_timeout_s)
@@ -98,59 +103,77 @@ def up(cfg: ServicesConfig, root: Path) -> dict[str, str]:
             "PostgreSQL %s on %s:%d", "started" if started else "already running", cfg.host,
             cfg.postgres.port,
         )  # fmt: skip
-        _start_s3(cfg, layout)
+        objectstore.write_identities(cfg.s3, layout.s3_dir)
+        _ensure_running(
+            cfg,
+            layout.s3,
+            f"SeaweedFS S3 at {objectstore.endpoint(cfg.s3, cfg.host)}",
+            objectstore.argv(cfg.s3, cfg.host, layout.s3_dir),
+            dict(os.environ),
+            layout.s3_dir,
+            objectstore.ports(cfg.s3),
+            "services.s3.port",
+            lambda: _s3_answers(cfg),
+            lambda: objectstore.why_failed(layout.s3.log_file),
+        )
         objectstore.ensure_bucket(cfg.s3, cfg.host)
-        _start_mlflow(cfg, layout)
+        _ensure_running(
+            cfg,
+            layout.mlflow,
+            f"MLflow server at {mlflow_server.tracking_uri(cfg)} (PostgreSQL backend, "
+            f"artifacts in {mlflow_server.artifacts_destination(cfg)})",
+            mlflow_server.argv(cfg),
+            mlflow_server.server_env(cfg),
+            layout.mlflow_dir,
+            {cfg.mlflow.port: "services.mlflow.port"},
+            "services.mlflow.port",
+            lambda: mlflow_server.problem(cfg),
+            lambda: mlflow_server.why_failed(layout.mlflow.log_file),
+        )
         env = client_env(cfg)
-        with atomic_path(layout.env_file) as tmp:
-            tmp.write_text(env_lines(env))
-            tmp.chmod(0o600)  # the keys are the user's alone, from the first byte
+        write_private(layout.env_file, env_lines(env))
     return env
 
 
-def _start_s3(cfg: ServicesConfig, layout: Layout) -> None:
-    where = objectstore.endpoint(cfg.s3, cfg.host)
-    if layout.s3.pid() is not None:
-        log.info("S3 (SeaweedFS) already running at %s", where)
+def require_team_extra() -> None:
+    """The client libraries ``up`` and ``status`` use, or one line saying how to get them."""
+    missing = [name for name in ("psycopg2", "boto3") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ServiceError(
+            f"{' and '.join(missing)} not installed: pip install -e '.[team]' (make setup does)"
+        )
+
+
+def _ensure_running(
+    cfg: ServicesConfig,
+    server: Managed,
+    what: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    ports: dict[int, str],
+    setting: str,
+    check: Callable[[], str | None],
+    why: Callable[[], str],
+) -> None:
+    """Leave a server that runs with these settings alone, start it when it does not run;
+    then wait until it is healthy."""
+    if server.pid() is not None:
+        server.check_same(argv)
+        log.info("%s already running", what)
         proc = None
     else:
-        require_free(cfg.host, objectstore.ports(cfg.s3))
-        proc = objectstore.start(cfg.s3, cfg.host, layout.s3_dir, layout.s3)
-        log.info("S3 (SeaweedFS) starting at %s", where)
-    wait_healthy(
-        f"SeaweedFS S3 at {where}",
-        lambda: _s3_answers(cfg),
-        cfg.start_timeout_s,
-        proc,
-        layout.s3.log_file,
-        why=lambda: objectstore.why_failed(layout.s3.log_file),
-    )
+        require_free(cfg.host, ports, setting)
+        cwd.mkdir(parents=True, exist_ok=True)
+        proc = spawn(server, argv, env, cwd)
+        log.info("%s starting", what)
+    wait_healthy(server, what, check, cfg.start_timeout_s, proc, why=why)
 
 
 def _s3_answers(cfg: ServicesConfig) -> str | None:
     """Healthy once it answers the keys: a missing bucket is fine here (up creates it)."""
     found = objectstore.problem(cfg.s3, cfg.host)
     return None if found is None or "has no bucket" in found else found
-
-
-def _start_mlflow(cfg: ServicesConfig, layout: Layout) -> None:
-    where = mlflow_server.tracking_uri(cfg)
-    if layout.mlflow.pid() is not None:
-        log.info("MLflow server already running at %s", where)
-        proc = None
-    else:
-        require_free(cfg.host, {"services.mlflow.port": cfg.mlflow.port})
-        proc = mlflow_server.start(cfg, layout.mlflow_dir, layout.mlflow)
-        log.info("MLflow server starting at %s (PostgreSQL backend, artifacts in %s)", where,
-                 mlflow_server.artifacts_destination(cfg))  # fmt: skip
-    wait_healthy(
-        f"MLflow server at {where}",
-        lambda: mlflow_server.problem(cfg),
-        cfg.start_timeout_s,
-        proc,
-        layout.mlflow.log_file,
-        why=lambda: mlflow_server.why_failed(layout.mlflow.log_file),
-    )
 
 
 def down(cfg: ServicesConfig, root: Path) -> list[str]:
@@ -171,6 +194,7 @@ def down(cfg: ServicesConfig, root: Path) -> list[str]:
 def status(cfg: ServicesConfig, root: Path) -> dict[str, str | None]:
     """{service: None when healthy, else what is wrong}, as a client with the current
     environment sees them (the S3 keys in AWS_* when set, else the configured ones)."""
+    require_team_extra()
     layout = Layout(root)
     pg = (
         postgres.problem(cfg.postgres, cfg.host)
