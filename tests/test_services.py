@@ -443,7 +443,7 @@ def test_store_down_fails_dvc_push_clearly_and_a_push_after_it_is_back_pulls_ide
     assert "pushed" in pushed.stdout, pushed.stdout
     sh(stack.repo, "git", "add", "-A")
     sh(stack.repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "team")
-    clone = stack.repo.parent / "clone"
+    clone = Path(tempfile.mkdtemp(dir=stack.repo.parent, prefix="team-")) / "clone"
     sh(stack.repo.parent, "git", "clone", "-q", str(stack.repo), str(clone))
     clone_stack = Stack(clone, stack.root, stack.overrides, stack.cfg, stack.env, 0)
     began = time.perf_counter()
@@ -576,7 +576,7 @@ def test_down_stops_everything_and_the_data_survives_up(stack: Stack) -> None:
     assert len(client.search_runs([experiment])) == runs
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{MODEL}@champion",
-        dst_path=str(stack.repo.parent / "downloaded"),
+        dst_path=tempfile.mkdtemp(dir=stack.repo.parent, prefix="team-downloaded-"),
         tracking_uri=stack.uri,
     )
     assert any(Path(local).rglob("model.safetensors")), "the model came back from S3"
