@@ -564,7 +564,7 @@ def test_down_stops_everything_and_the_data_survives_up(stack: Stack) -> None:
     ports = [
         stack.cfg.mlflow.port,
         stack.cfg.postgres.port,
-        *objectstore.ports(stack.cfg.s3).values(),
+        *objectstore.ports(stack.cfg.s3),
     ]
     assert not [p for p in ports if port_in_use("127.0.0.1", p)], "a server still listens"
     assert stack.cli("status", check=False).returncode == 1

@@ -53,15 +53,16 @@ def weed_binary() -> str:
     )
 
 
-def write_identities(cfg: ObjectStoreConfig, root: Path) -> Path:
-    """SeaweedFS's access keys (``-s3.config``), readable by the owner only."""
+def prepare(cfg: ObjectStoreConfig, root: Path) -> Path:
+    """The data directory, and SeaweedFS's access keys (``-s3.config``) readable by the owner
+    only; returns the keys' file."""
     identity = {
         "name": cfg.access_key,
         "credentials": [{"accessKey": cfg.access_key, "secretKey": cfg.secret_key}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
     path = root / "s3.json"
-    root.mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(parents=True, exist_ok=True)
     write_private(path, json.dumps({"identities": [identity]}))
     return path
 

@@ -103,7 +103,7 @@ def up(cfg: ServicesConfig, root: Path) -> dict[str, str]:
             "PostgreSQL %s on %s:%d", "started" if started else "already running", cfg.host,
             cfg.postgres.port,
         )  # fmt: skip
-        objectstore.write_identities(cfg.s3, layout.s3_dir)
+        objectstore.prepare(cfg.s3, layout.s3_dir)
         _ensure_running(
             cfg,
             layout.s3,

@@ -38,6 +38,7 @@ def is_missing(exc: Exception) -> bool:
 def setup(tracking_cfg: TrackingConfig) -> str:
     """Point mlflow at the store and make sure the experiment exists; returns its id."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from finetune.core.store import bound_retries
 
@@ -47,12 +48,18 @@ def setup(tracking_cfg: TrackingConfig) -> str:
     name = tracking_cfg.experiment_name
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        experiment_id = mlflow.create_experiment(
-            name,
-            artifact_location=artifact_location(uri),
-            # Opens on "Training runs" (not the GenAI overview) in the MLflow 3 UI.
-            tags={"mlflow.experimentKind": "custom_model_development"},
-        )
+        try:
+            experiment_id = mlflow.create_experiment(
+                name,
+                artifact_location=artifact_location(uri),
+                # Opens on "Training runs" (not the GenAI overview) in the MLflow 3 UI.
+                tags={"mlflow.experimentKind": "custom_model_development"},
+            )
+        except MlflowException as exc:
+            # two stages at once (dvc queue start -j 2) both found it missing: the other made it
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment_id = mlflow.get_experiment_by_name(name).experiment_id
     else:
         experiment_id = experiment.experiment_id
     log.info("MLflow: %s, experiment %r", uri, name)
