@@ -23,7 +23,8 @@ from finetune.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
-# A killed queue worker lets go of the repository's lock a few seconds after ``dvc queue kill``.
+# A killed queue worker lets go of the repository's lock a few seconds after ``dvc queue kill``:
+# how long to wait for that (the experiment no longer Running, the lock free).
 LOCK_WAIT_S = 60.0
 
 QUEUE_LINE = re.compile(r"^(?P<task>[0-9a-f]{7})\s+(?P<name>\S+)\s+.*\s(?P<status>\w+)\s*$")
@@ -110,13 +111,22 @@ def run_all(root: Path, jobs: int, env: Mapping[str, str]) -> None:
 def wait_settled(root: Path, names: Sequence[str], timeout_s: float) -> None:
     """Until DVC's queue has collected every one of ``names`` (Success or Failed): ``--run-all``
     can return while a very short experiment is still being collected."""
+    if not _wait_states(root, names, ("Success", "Failed"), timeout_s):
+        log.warning("DVC's queue has not collected %s after %.0f s", ", ".join(names), timeout_s)
+
+
+def _wait_states(
+    root: Path, names: Sequence[str], states: Sequence[str | None], timeout_s: float
+) -> bool:
+    """Until ``dvc queue status`` gives each of ``names`` one of ``states`` (None: not listed);
+    False after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = queue_status(root)
-        if all(status.get(n) in ("Success", "Failed") for n in names):
-            return
+        if all(status.get(n) in states for n in names):
+            return True
         time.sleep(1)
-    log.warning("DVC's queue has not collected %s after %.0f s", ", ".join(names), timeout_s)
+    return False
 
 
 def queue_status(root: Path) -> dict[str, str]:
@@ -142,20 +152,11 @@ def stop(root: Path, names: Sequence[str]) -> None:
             still = [n for n in running if queue_status(root).get(n) == "Running"]
             if still:  # not an experiment that finished between the two calls
                 raise
-        _wait_not_running(root, running)
+        # until their workers have let go (of the repository's lock too)
+        if not _wait_states(root, running, ("Success", "Failed", "Queued", None), LOCK_WAIT_S):
+            log.warning("killed experiment(s) still listed as running: %s", ", ".join(running))
     if queued:
         _dvc(root, "queue", "remove", *queued)
-
-
-def _wait_not_running(root: Path, names: Sequence[str]) -> None:
-    """Until the queue no longer lists ``names`` as Running (their workers have let go)."""
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while time.monotonic() < deadline:
-        status = queue_status(root)
-        if not any(status.get(n) == "Running" for n in names):
-            return
-        time.sleep(1)
-    log.warning("killed experiment(s) still listed as running: %s", ", ".join(names))
 
 
 def others_queued(root: Path, prefix: str) -> list[str]:
