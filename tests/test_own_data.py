@@ -196,9 +196,6 @@ def test_auto_settings_follow_the_dataset() -> None:
     assert auto.augment_enabled("auto", 1067) is True
     assert auto.augment_enabled("auto", 52000) is False
     assert auto.augment_enabled(False, 10) is False
-    assert auto.epochs("auto", 1600) == 4 and auto.epochs("auto", 4000) == 2
-    assert auto.epochs("auto", 52000) == 1 and auto.epochs("auto", 50) == 8
-    assert auto.epochs(3, 52000) == 3
     lengths = [*range(1, 101), 500]
     assert auto.max_length("auto", lengths, 512) == 104  # p99 = 100 -> multiple of 8
     assert auto.max_length("auto", [5, 6], 512) == 16
@@ -214,7 +211,7 @@ def test_auto_is_resolved_recorded_and_reproducible(
     from finetune.training import train
 
     stage_cfg["model"]["max_length"] = "auto"
-    stage_cfg["train"]["epochs"] = "auto"
+    stage_cfg["train"].update({"epochs": "auto", "max_epochs": 3})
     stage_cfg["augment"]["enabled"] = "auto"
     preprocess.run(stage_cfg)
     augment.run(stage_cfg)
@@ -224,7 +221,9 @@ def test_auto_is_resolved_recorded_and_reproducible(
     assert report["max_length_setting"] == "auto" and report["max_length"] == 16
     result = train.run(stage_cfg)
     rows = len(pd.read_parquet(Path(stage_cfg["paths"]["augmented_dir"]) / "train.parquet"))
-    assert result.metrics["epochs_planned"] == auto.epochs("auto", rows)
+    assert rows > 0 and result.metrics["epochs_planned"] == 3.0
+    assert result.metrics["stop_reason"] in {"plateau", "max_epochs"}
+    assert 0 < result.metrics["epochs"] <= 3.0
     assert result.metrics["max_length"] == report["max_length"], "the same rule, the same data"
     model_dir = Path(stage_cfg["paths"]["model_dir"])
     tokenizer = json.loads((model_dir / "tokenizer_config.json").read_text())
@@ -235,6 +234,8 @@ def test_auto_is_resolved_recorded_and_reproducible(
     params = MlflowClient(stage_cfg["tracking"]["uri"]).get_run(run_id).data.params
     assert params["resolved.model.max_length"] == "16"
     assert params["model.max_length"] == "auto"
+    assert params["resolved.train.schedule"] == "warmup-constant-cooldown"
+    assert "stopped by" in card and "train.max_epochs: 3" in card
 
 
 # --------------------------------------------------------------------------- init-data

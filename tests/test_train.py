@@ -345,3 +345,97 @@ def test_train_stage_under_torchrun_with_two_cpu_processes(
     name = "support_tickets"
     assert len(mlflow.MlflowClient().search_model_versions(f"name='{name}'")) == 1
     assert "threads x 2 process(es)" in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- training length
+
+
+def test_eval_schedule_and_min_delta_follow_the_data() -> None:
+    from finetune.training import schedule
+
+    spec = _spec(epochs="auto", max_epochs=20, eval_steps="auto", batch_size=32, warmup_ratio=0.06)
+    # 1,360 train / 240 validation rows (the demo): evaluating costs 80 trained examples,
+    # so every 800 examples (25 steps) keeps it near 10%: twice an epoch
+    plan = schedule.make_plan(spec, 1360, 240)
+    assert (plan.steps_per_epoch, plan.eval_steps, plan.max_steps) == (43, 25, 860)
+    assert plan.min_delta == pytest.approx(1 / 240) and plan.adaptive
+    assert plan.warmup_steps == 43  # 6% of 860 is 52: at most one epoch
+    # large validation split: once per epoch; tiny one: not more often than every 20 steps
+    assert schedule.make_plan(spec, 15000, 3000).eval_steps == 313  # clinc150: 1.5 an epoch
+    assert schedule.make_plan(spec, 15000, 6000).eval_steps == 469
+    assert schedule.make_plan(spec, 60000, 60).eval_steps == 20
+    fixed_spec = _spec(epochs=3, eval_steps=None, early_stopping_min_delta=0.01)
+    fixed = schedule.make_plan(fixed_spec, 100, 10)
+    assert (fixed.adaptive, fixed.eval_steps, fixed.min_delta) == (False, None, 0.01)
+    assert fixed.epochs == 3.0
+    assert schedule.make_plan(_spec(time_budget="25m"), 100, 10).time_budget_s == 1500
+
+
+def test_learning_rate_warms_up_holds_and_cools_down() -> None:
+    from finetune.training.schedule import ScheduleState, lr_factor
+
+    s = ScheduleState(warmup=10)
+    assert [lr_factor(i, s) for i in (0, 5, 10, 500)] == [0.0, 0.5, 1.0, 1.0]
+    s.cooldown_start, s.cooldown_end = 100, 120
+    assert [lr_factor(i, s) for i in (99, 100, 110, 120, 130)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"time_budget": "half an hour"}, r"train\.time_budget=\"half an hour\": String should"),
+        ({"max_epochs": 0}, r"train\.max_epochs=0: Input should be greater than 0"),
+        ({"early_stopping_min_delta": -1}, r"train\.early_stopping_min_delta=-1: Input should be"),
+        ({"eval_steps": "often"}, r"train\.eval_steps=\"often\": Input should be"),
+    ],
+)
+def test_training_length_config_errors(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _spec(**overrides)
+
+
+def _lr_at(result: trainer.TrainResult) -> dict[int, float]:
+    return {e["step"]: e["learning_rate"] for e in result.log_history if "learning_rate" in e}
+
+
+def test_auto_stops_on_a_plateau_after_a_cool_down(splits: dict[str, Any]) -> None:
+    # a learning rate of ~0 never improves validation F1: a plateau after 1 + patience evals
+    spec = _spec(epochs="auto", max_epochs=50, learning_rate=1e-12, early_stopping_patience=2,
+                 eval_steps=2, logging_steps=1)  # fmt: skip
+    result = _fine_tune(splits, spec)
+    m = result.metrics
+    assert m["stop_reason"] == "plateau" and m["early_stopped"] is True
+    # evaluations at steps 2, 4, 6: the one at 6 is the second without a gain
+    assert m["cooldown_start_step"] == 6
+    assert m["steps"] == 6 + 2  # cool-down: a fifth of the 6 steps, rounded up
+    assert m["epochs"] < 50
+    lr = _lr_at(result)  # the rate each step used: constant, then halfway down the cool-down
+    assert lr[7] == lr[6] > 0 and lr[8] == pytest.approx(lr[6] / 2), lr
+
+
+def test_auto_cools_down_into_max_epochs(splits: dict[str, Any]) -> None:
+    spec = _spec(epochs="auto", max_epochs=3, early_stopping_patience=None, logging_steps=1)
+    result = _fine_tune(splits, spec)
+    m = result.metrics
+    assert m["stop_reason"] == "max_epochs" and m["epochs"] == 3.0
+    assert m["steps"] == 3 * m["steps_per_epoch"]
+    lr = _lr_at(result)
+    assert lr[m["cooldown_start_step"]] > lr[m["steps"]] >= 0.0
+
+
+@pytest.mark.parametrize("epochs", ["auto", 1000])
+def test_time_budget_stops_training_and_keeps_the_best(splits: dict[str, Any], epochs: Any) -> None:
+    spec = _spec(epochs=epochs, max_epochs=1000, time_budget="4s", early_stopping_patience=None,
+                 logging_steps=1)  # fmt: skip
+    began = time.perf_counter()
+    result = _fine_tune(splits, spec)
+    seconds = time.perf_counter() - began
+    m = result.metrics
+    assert m["stop_reason"] == "time_budget"
+    assert m["epochs"] < 1000 and seconds < 60
+    evals = [e["eval_f1_macro"] for e in result.log_history if "eval_f1_macro" in e]
+    assert m["val_f1_macro"] == pytest.approx(max(evals[:-1]))  # the best checkpoint, re-evaluated
+    if epochs == "auto":  # the cool-down ended within the budget
+        assert m["cooldown_start_step"] is not None
+        lr = _lr_at(result)
+        assert lr[m["steps"]] < lr[m["cooldown_start_step"]]

@@ -7,9 +7,7 @@ MLflow run, and shown in the model card:
   :data:`AUGMENT_BELOW_ROWS` rows. Measured here (``bench/augment_ablation.py``): augmentation
   adds about 1 to 4 macro-F1 points at 500 and 1,000 rows; the EDA paper finds its gains fade
   at a few thousand; above that it only lengthens training.
-- ``train.epochs: auto``: about :data:`TARGET_EXAMPLES` training examples seen in all, at least
-  one epoch and at most :data:`MAX_EPOCHS` (early stopping ends a plateau sooner): 4 epochs for
-  the 1,600-row demo, 2 for 4,000 rows, 1 from 6,000 rows.
+- ``train.epochs: auto`` follows the validation curve instead: ``finetune.training.schedule``.
 - ``model.max_length: auto``: the 99th percentile of the train split's token lengths, rounded
   up to a multiple of 8, at least 16 and at most the model's limit.
 """
@@ -23,8 +21,6 @@ import numpy as np
 
 AUTO = "auto"
 AUGMENT_BELOW_ROWS = 5000
-TARGET_EXAMPLES = 6000
-MAX_EPOCHS = 8
 LENGTH_PERCENTILE = 99
 MIN_LENGTH = 16
 
@@ -32,13 +28,6 @@ MIN_LENGTH = 16
 def augment_enabled(setting: bool | str, n_train: int) -> bool:
     """``augment.enabled``, with ``auto`` resolved from the train split's size."""
     return n_train < AUGMENT_BELOW_ROWS if setting == AUTO else bool(setting)
-
-
-def epochs(setting: float | str, n_train: int) -> float:
-    """``train.epochs``, with ``auto`` resolved from the rows trained on."""
-    if setting != AUTO:
-        return setting  # type: ignore[return-value]
-    return float(min(MAX_EPOCHS, max(1, math.ceil(TARGET_EXAMPLES / max(n_train, 1)))))
 
 
 def max_length(setting: int | str, lengths: Sequence[int] | np.ndarray, limit: int) -> int:

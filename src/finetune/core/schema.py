@@ -174,6 +174,8 @@ class DistillConfig(Section):
 
 class TrainConfig(Section):
     epochs: PositiveNumber | Auto
+    max_epochs: PositiveNumber
+    time_budget: Annotated[str, Field(pattern=r"^\d+\s*[smhdw]$")] | None
     batch_size: Positive
     eval_batch_size: Positive
     learning_rate: PositiveNumber
@@ -189,8 +191,9 @@ class TrainConfig(Section):
     logging_steps: Positive
     progress_bar: bool
     metric_for_best_model: Literal["f1_macro", "accuracy", "loss"]
-    eval_steps: Positive | None
+    eval_steps: Positive | Auto | None
     early_stopping_patience: Positive | None
+    early_stopping_min_delta: Annotated[Number, Field(ge=0)] | Auto
     class_weights: Literal["balanced"] | list[PositiveNumber] | dict[str, PositiveNumber] | None
     freeze_embeddings: bool
     freeze_layers: NonNegative

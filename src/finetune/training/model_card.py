@@ -26,6 +26,28 @@ def _loading_note(pooling: str, lora: bool) -> str:
     )
 
 
+_STOP = {
+    "plateau": "a plateau: validation stopped improving (then the cool-down)",
+    "max_epochs": "train.max_epochs (validation was still improving: more epochs may help)",
+    "time_budget": "train.time_budget (validation may still have been improving: a longer "
+    "budget may help)",
+    "epochs": "the configured number of epochs",
+    "max_steps": "train.max_steps",
+}
+
+
+def _epochs_line(
+    cfg: PipelineConfig, metrics: Mapping[str, Any], resolved: Mapping[str, Any]
+) -> str:
+    train = cfg.train
+    reason = str(metrics.get("stop_reason"))
+    return (
+        f"{metrics.get('epochs')} trained of at most {resolved['train.epochs']} "
+        f"(`train.epochs: {train.epochs}`, `train.max_epochs: {train.max_epochs}`, "
+        f"`train.time_budget: {train.time_budget}`); stopped by {_STOP.get(reason, reason)}"
+    )
+
+
 def model_card(
     cfg: PipelineConfig,
     metrics: Mapping[str, Any],
@@ -59,7 +81,7 @@ Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
 - Base model: `{model.name_or_path}` ({model.name})
 - Labels ({len(labels)}): {", ".join(f"`{label}`" for label in labels)}
 - Max sequence length: {resolved["model.max_length"]} (`model.max_length: {model.max_length}`)
-- Epochs: {resolved["train.epochs"]} (`train.epochs: {cfg.train.epochs}`)
+- Epochs: {_epochs_line(cfg, metrics, resolved)}
 
 ## Data version
 

@@ -46,6 +46,7 @@ from finetune.training.checkpoints import (
 from finetune.training.hardware import dist_info, end_distributed
 from finetune.training.model_card import model_card
 from finetune.training.pruning import RUN_ID_ATTR, ReportToTrial, TrialPruned, current_trial
+from finetune.training.schedule import make_plan
 from finetune.training.trainer import TrainResult, fine_tune
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,9 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
     data_files = [train_path, validation_path, Path(paths.processed_dir) / LABEL_MAP]
     key = checkpoint_key(cfg, data_files)
     ckpt_dir = checkpoint_root(paths) / key
-    resolved = resolve_settings(cfg, train_df)
+    resolved = resolve_settings(cfg, train_df, len(validation_df))
     model_cfg = cfg.model.model_copy(update={"max_length": resolved["model.max_length"]})
-    train_cfg = cfg.train.model_copy(update={"epochs": resolved["train.epochs"]})
-    train_args = (train_df, validation_df, labels, model_cfg, train_cfg, cfg.seed)
+    train_args = (train_df, validation_df, labels, model_cfg, cfg.train, cfg.seed)
     if dist_info()[0] != 0:  # DDP worker: train in lockstep; rank 0 logs and writes every output
         fine_tune(*train_args, checkpoint_dir=ckpt_dir)
         end_distributed()
@@ -121,27 +121,35 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
     return result
 
 
-def resolve_settings(cfg: PipelineConfig, train_df: pd.DataFrame) -> dict[str, Any]:
-    """What this training uses for the settings that may be ``auto`` (finetune.core.auto):
-    the max length from the train texts' token lengths, the epochs from the rows."""
+def resolve_settings(
+    cfg: PipelineConfig, train_df: pd.DataFrame, n_validation: int
+) -> dict[str, Any]:
+    """What this training uses for the settings that may be ``auto``: the max length from the
+    train texts' token lengths (finetune.core.auto), the training length from the row counts
+    (finetune.training.schedule; the epochs are the most it may train)."""
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     lengths = token_counts(tokenizer, train_df["text"].tolist())
+    plan = make_plan(cfg.train, len(train_df), n_validation, dist_info()[1])
     resolved = {
         "model.max_length": auto.max_length(
             cfg.model.max_length, lengths, position_limit(tokenizer)
         ),
-        "train.epochs": auto.epochs(cfg.train.epochs, len(train_df)),
+        **plan.resolved(),
     }
     truncated = float((lengths > resolved["model.max_length"]).mean()) if len(lengths) else 0.0
     log.info(
-        "max length %d (model.max_length=%s; %.2f%% of train texts truncated), epochs %s "
-        "(train.epochs=%s, %d train rows)",
+        "max length %d (model.max_length=%s; %.2f%% of train texts truncated); %s epochs "
+        "(train.epochs=%s, %d train rows, %d steps an epoch), evaluated every %s steps, "
+        "time budget %s",
         resolved["model.max_length"],
         cfg.model.max_length,
         100 * truncated,
-        resolved["train.epochs"],
+        f"at most {plan.epochs:g}" if plan.adaptive else f"{plan.epochs:g}",
         cfg.train.epochs,
         len(train_df),
+        plan.steps_per_epoch,
+        plan.eval_steps or plan.steps_per_epoch,
+        cfg.train.time_budget,
     )
     return resolved
 
@@ -192,6 +200,7 @@ def _finish_run(
         return
     if result.metrics["best_epoch"] is not None:
         mlflow.set_tag("train.best_epoch", result.metrics["best_epoch"])
+    mlflow.set_tag("train.stop_reason", result.metrics["stop_reason"])
     mlflow.set_tag("model.layers", str(getattr(result.model.config, "num_hidden_layers", "")))
     if cfg.train.distill.enabled:  # the student's run names its teacher(s)
         mlflow.set_tags(

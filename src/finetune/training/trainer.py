@@ -26,6 +26,7 @@ from finetune.training.distill import (
 from finetune.training.hardware import dist_info, select_precision
 from finetune.training.layers import add_lora, apply_layer_lr_decay, freeze, merge_adapter
 from finetune.training.loss import class_weights_for, weighted_loss
+from finetune.training.schedule import Plan, TrainingLength, load_state, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +70,25 @@ class TrainResult:
 
 
 def _training_args(
-    spec: TrainConfig, precision: str, output_dir: str, seed: int, progress: bool
+    spec: TrainConfig, plan: Plan, precision: str, output_dir: str, seed: int, progress: bool
 ) -> Any:
     import torch
     from transformers import TrainingArguments
 
-    if spec.eval_steps:
-        strategy, every = "steps", spec.eval_steps
-    elif spec.max_steps > 0:
-        strategy, every = "steps", spec.max_steps
-    else:
-        strategy, every = "epoch", None
+    strategy, every = ("steps", plan.eval_steps) if plan.eval_steps else ("epoch", None)
     cuda = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=output_dir,
-        num_train_epochs=spec.epochs,
+        num_train_epochs=plan.epochs,
         max_steps=spec.max_steps,
         per_device_train_batch_size=spec.batch_size,
         per_device_eval_batch_size=spec.eval_batch_size,
         learning_rate=spec.learning_rate,
         weight_decay=spec.weight_decay,
-        warmup_steps=spec.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
-        lr_scheduler_type=spec.lr_scheduler,
+        # adaptive: the schedule's callback drives a constant_with_warmup scheduler; otherwise a
+        # float in [0, 1) is a ratio of all steps
+        warmup_steps=plan.warmup_steps if plan.adaptive else spec.warmup_ratio,
+        lr_scheduler_type="constant_with_warmup" if plan.adaptive else spec.lr_scheduler,
         max_grad_norm=spec.max_grad_norm,
         gradient_accumulation_steps=spec.gradient_accumulation_steps,
         optim=spec.optim,
@@ -148,15 +146,18 @@ def build_trainer(
     class_weights: list[float] | None = None,
     callbacks: list[Any] | None = None,
     progress: bool = True,
+    length: TrainingLength | None = None,
 ) -> Any:
-    """Our Trainer: dynamic padding (multiple of 8), length-grouped batches, bf16 autocast."""
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    """Our Trainer: dynamic padding (multiple of 8), length-grouped batches, bf16 autocast;
+    ``length`` (made from the data when not given) decides when training ends."""
+    from transformers import DataCollatorWithPadding, Trainer
     from transformers.trainer_callback import ProgressCallback
 
-    args = _training_args(spec, precision, output_dir, seed, progress)
-    extra = list(callbacks or [])
-    if spec.early_stopping_patience:
-        extra.append(EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience))
+    if length is None:
+        plan = make_plan(spec, len(train_ds), len(val_ds), dist_info()[1])
+        length = TrainingLength(plan, len(val_ds))
+    args = _training_args(spec, length.plan, precision, output_dir, seed, progress)
+    extra = [*(callbacks or []), length]
     samples_per_step = spec.batch_size * spec.gradient_accumulation_steps * dist_info()[1]
     bar = Progress(samples_per_step)
     distill: dict[str, Any] = {}
@@ -184,6 +185,8 @@ def build_trainer(
         apply_layer_lr_decay(trainer.create_optimizer(), model, spec.layer_lr_decay)
     trainer.remove_callback(ProgressCallback)  # ours shows loss and throughput on one bar
     trainer.progress = bar
+    trainer.length = length
+    length.attach(trainer)
     return trainer
 
 
@@ -234,6 +237,8 @@ def fine_tune(
         resume = latest_checkpoint(output_dir)
         if rank == 0:
             drop_incomplete_checkpoints(output_dir, resume)
+        plan = make_plan(spec, len(train_ds), len(val_ds), world)
+        length = TrainingLength(plan, len(val_ds), load_state(resume))
         trainer = build_trainer(
             model,
             tokenizer,
@@ -246,6 +251,7 @@ def fine_tune(
             class_weights=weights,
             callbacks=callbacks,
             progress=spec.progress_bar,
+            length=length,
         )
         log.info(
             "training %s on %d examples (%d labels), %s, precision %s, "
@@ -265,6 +271,7 @@ def fine_tune(
         train_seconds, samples_s, tokens_s = trainer.progress.throughput(trainer.state)
         final = trainer.evaluate()
         state = trainer.state
+        stop_reason = length.stop_reason(state)
     best_step = int(state.best_global_step or state.global_step)
     metrics: dict[str, Any] = {
         "val_accuracy": float(final["eval_accuracy"]),
@@ -278,22 +285,30 @@ def fine_tune(
         "steps": int(state.global_step),
         "best_step": best_step,
         "best_epoch": _best_epoch(state),
-        "early_stopped": bool(spec.early_stopping_patience) and state.global_step < state.max_steps,
+        "early_stopped": stop_reason == "plateau",
+        "stop_reason": stop_reason,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "eval_steps": plan.eval_steps or plan.steps_per_epoch,
+        "warmup_steps": (
+            length.s.warmup if plan.adaptive else trainer.args.get_warmup_steps(plan.max_steps)
+        ),
+        "cooldown_start_step": length.s.cooldown_start,
         "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
         "precision": precision,
         "processes": world,
     }
     if rank == 0:
         log.info(
-            "trained in %.1f s (%.1f s stepping: %.1f samples/s, %.0f tokens/s); best epoch %s "
-            "(step %d)%s; validation macro-F1 %.4f, accuracy %.4f",
+            "trained in %.1f s (%.1f s stepping: %.1f samples/s, %.0f tokens/s), %.2f epochs, "
+            "stopped by %s; best epoch %s (step %d); validation macro-F1 %.4f, accuracy %.4f",
             seconds,
             train_seconds,
             samples_s,
             tokens_s,
+            metrics["epochs"],
+            stop_reason,
             metrics["best_epoch"],
             best_step,
-            ", stopped early" if metrics["early_stopped"] else "",
             metrics["val_f1_macro"],
             metrics["val_accuracy"],
         )

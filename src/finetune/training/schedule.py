@@ -1,0 +1,357 @@
+"""How long a training runs, decided from the data and the validation curve.
+
+``train.epochs: auto`` trains until validation stops improving, not for a number of epochs fixed
+in advance (a row-count rule trained a 77-class set for one epoch while it was still learning):
+
+- **Warmup, then a constant learning rate**, evaluated on the validation split every
+  :func:`eval_every` steps: as often as evaluations can afford (they may take about
+  :data:`EVAL_SHARE` of the training time; an evaluated example costs about :data:`EVAL_COST` of
+  a trained one, forward only against forward and backward), at least once per epoch. Small
+  data is evaluated several times per epoch, large data not every few steps.
+- **Then a cool-down**: the learning rate falls linearly to zero over :data:`COOLDOWN_SHARE` of
+  the steps trained so far, and training ends. The cool-down starts at the first of: a plateau
+  (``train.early_stopping_patience`` evaluations without a gain above
+  ``train.early_stopping_min_delta``; ``auto``: one validation example's worth, 1 / rows),
+  ``train.max_epochs`` (the cool-down ends there), or the wall-clock ``train.time_budget``
+  (the cool-down and the final evaluation end within it). A warmup-stable-decay schedule needs
+  no training length in advance and, with a cool-down of about a fifth of the run, matches a
+  cosine schedule tuned to the length (Hägele et al. 2024, "Scaling Laws and Compute-Optimal
+  Training Beyond Fixed Training Durations"); a linear decay over a guessed maximum would be
+  stopped at a high learning rate.
+- The warmup is ``train.warmup_ratio`` of the steps the run can have (the maximum, or what
+  the time budget allows once the first steps are timed), at most one epoch.
+
+The best checkpoint by ``train.metric_for_best_model`` is the one kept, as with a fixed number of
+epochs. Why training stopped (``plateau``, ``max_epochs``, ``time_budget``; with a fixed number:
+``epochs``, ``max_steps``) is returned in the train metrics, logged, and written to the model
+card. With a fixed number of epochs the schedule is the configured one, early stopping ends a
+plateau at once, and the time budget stops training when it is spent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from finetune.core.durations import parse_duration
+from finetune.core.schema import TrainConfig
+
+log = logging.getLogger(__name__)
+
+EVAL_COST = 1 / 3  # an evaluated example against a trained one (forward vs forward + backward)
+EVAL_SHARE = 0.1  # evaluations may take about this share of the training time
+MIN_EVAL_STEPS = 20  # and come at most every 20 steps (each also saves a checkpoint)
+COOLDOWN_SHARE = 0.2  # the cool-down: this share of the steps trained before it
+PROBE_STEPS = 10  # steps timed before the budget's projections are trusted
+STATE_FILE = "schedule_state.json"  # in each checkpoint: the schedule's state, for resumption
+
+PLATEAU, MAX_EPOCHS, TIME_BUDGET, EPOCHS, MAX_STEPS = (
+    "plateau",
+    "max_epochs",
+    "time_budget",
+    "epochs",
+    "max_steps",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved training length settings of one run."""
+
+    adaptive: bool  # epochs: auto (warmup, constant, cool-down)
+    epochs: float  # the maximum (adaptive) or the configured number
+    steps_per_epoch: int
+    max_steps: int  # planned optimizer steps (epochs x steps per epoch, or train.max_steps)
+    eval_steps: int | None  # None: once per epoch
+    patience: int | None
+    min_delta: float
+    time_budget_s: float | None
+    warmup_ratio: float
+    warmup_steps: int
+
+    def resolved(self) -> dict[str, Any]:
+        """The ``resolved.train.*`` params: what ``auto`` and the budget became."""
+        return {
+            "train.epochs": self.epochs,
+            "train.eval_steps": self.eval_steps if self.eval_steps else "epoch",
+            "train.early_stopping_min_delta": round(self.min_delta, 6),
+            "train.time_budget_s": self.time_budget_s,
+            "train.schedule": "warmup-constant-cooldown" if self.adaptive else "configured",
+        }
+
+
+def eval_every(n_validation: int, samples_per_step: int, steps_per_epoch: int) -> int:
+    """Steps between evaluations: evaluating ``n_validation`` rows costs about
+    ``EVAL_COST * n_validation`` trained examples, which may be ``EVAL_SHARE`` of the training in
+    between; at least every epoch, at most every ``MIN_EVAL_STEPS`` steps."""
+    examples = EVAL_COST * n_validation / EVAL_SHARE
+    steps = max(MIN_EVAL_STEPS, math.ceil(examples / samples_per_step))
+    return max(1, min(steps_per_epoch, steps))
+
+
+def make_plan(spec: TrainConfig, n_train: int, n_validation: int, world: int = 1) -> Plan:
+    """The training length settings for ``n_train`` rows (``world`` processes)."""
+    samples_per_step = spec.batch_size * spec.gradient_accumulation_steps * world
+    steps_per_epoch = max(1, math.ceil(n_train / samples_per_step))
+    adaptive = spec.epochs == "auto"
+    epochs = float(spec.max_epochs if adaptive else spec.epochs)
+    max_steps = spec.max_steps if spec.max_steps > 0 else math.ceil(epochs * steps_per_epoch)
+    if spec.eval_steps == "auto":
+        eval_steps: int | None = eval_every(n_validation, samples_per_step, steps_per_epoch)
+    else:
+        eval_steps = spec.eval_steps
+    if eval_steps is None and spec.max_steps > 0:
+        eval_steps = spec.max_steps  # one evaluation, at the end
+    min_delta = (
+        1.0 / max(n_validation, 1)
+        if spec.early_stopping_min_delta == "auto"
+        else float(spec.early_stopping_min_delta)
+    )
+    budget = (
+        parse_duration(spec.time_budget, "train.time_budget").total_seconds()
+        if spec.time_budget
+        else None
+    )
+    return Plan(
+        adaptive=adaptive,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        max_steps=max_steps,
+        eval_steps=eval_steps,
+        patience=spec.early_stopping_patience,
+        min_delta=min_delta,
+        time_budget_s=budget,
+        warmup_ratio=float(spec.warmup_ratio),
+        warmup_steps=warmup_steps(spec.warmup_ratio, max_steps, steps_per_epoch),
+    )
+
+
+def warmup_steps(ratio: float, horizon: int, steps_per_epoch: int) -> int:
+    """``ratio`` of the steps the run can have, at most one epoch."""
+    return min(math.ceil(ratio * horizon), steps_per_epoch)
+
+
+@dataclass
+class ScheduleState:
+    """What the callback has decided so far; saved with each checkpoint."""
+
+    elapsed_s: float = 0.0  # wall time of the run before this process resumed it
+    warmup: int = 0
+    cooldown_start: int | None = None
+    cooldown_end: int | None = None
+    reason: str | None = None
+    best: float | None = None
+    bad_evals: int = 0
+
+
+def lr_factor(step: int, s: ScheduleState) -> float:
+    """Warmup (linear from 0), constant, then a linear cool-down to 0."""
+    if step < s.warmup:
+        return step / max(1, s.warmup)
+    if s.cooldown_start is None or s.cooldown_end is None or step < s.cooldown_start:
+        return 1.0
+    span = max(1, s.cooldown_end - s.cooldown_start)
+    return max(0.0, (s.cooldown_end - step) / span)
+
+
+def _synced(value: float) -> float:
+    """Rank 0's ``value`` on every process (DDP): decisions that depend on a clock must agree,
+    or the processes would stop at different steps and wait for each other forever."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
+
+
+class TrainingLength(TrainerCallback):
+    """Follows :class:`Plan`: the adaptive schedule (``epochs: auto``), early stopping and the
+    time budget for a fixed number of epochs, and the stop reason.
+
+    The trainer it belongs to is given with :meth:`attach` (its learning-rate scheduler is
+    driven from here in adaptive mode). ``previous`` is the state saved with the checkpoint a
+    run resumes from.
+    """
+
+    def __init__(self, plan: Plan, n_validation: int, previous: ScheduleState | None = None):
+        self.plan = plan
+        self.n_validation = n_validation
+        self.s = previous or ScheduleState(warmup=plan.warmup_steps)
+        self.trainer: Any = None
+        self.began = 0.0
+        self.first_step = 0
+        self.probed = False
+        self.eval_seconds: list[float] = []
+        self._eval_began: float | None = None
+
+    def attach(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    # ---------------------------------------------------------------- time
+
+    def elapsed(self) -> float:
+        return _synced(self.s.elapsed_s + time.perf_counter() - self.began)
+
+    def _seconds_per_step(self, state: Any) -> float | None:
+        """Average wall seconds per step in this process so far, evaluations included (before
+        the first one, their expected share is added)."""
+        steps = state.global_step - self.first_step
+        if steps < PROBE_STEPS:
+            return None
+        seconds = time.perf_counter() - self.began
+        per_step = seconds / steps
+        return _synced(per_step if self.eval_seconds else per_step * (1 + EVAL_SHARE))
+
+    def _final_eval_s(self, per_step: float) -> float:
+        """Seconds the last evaluation and checkpoint will take (measured once there was one)."""
+        if self.eval_seconds:
+            return max(self.eval_seconds)
+        batch = self.trainer.args.per_device_train_batch_size if self.trainer else 32
+        return per_step / batch * EVAL_COST * self.n_validation * 2
+
+    # ---------------------------------------------------------------- schedule
+
+    def _install(self) -> None:
+        """Our factor in place of the scheduler's (constant_with_warmup) lambdas."""
+        scheduler = getattr(self.trainer.lr_scheduler, "scheduler", self.trainer.lr_scheduler)
+        scheduler.lr_lambdas = [self._factor for _ in scheduler.lr_lambdas]
+        step = scheduler.last_epoch
+        for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * self._factor(step)
+
+    def _factor(self, step: int) -> float:
+        return lr_factor(step, self.s)
+
+    def _cool_down(self, state: Any, reason: str, steps: int) -> None:
+        if self.s.cooldown_start is not None:
+            return
+        steps = max(1, steps)
+        self.s.cooldown_start = state.global_step
+        self.s.cooldown_end = min(self.plan.max_steps, state.global_step + steps)
+        self.s.reason = reason
+        state.max_steps = self.s.cooldown_end  # the progress bar and `early_stopped` follow
+        log.info(
+            "cool-down (%s): learning rate to 0 over steps %d-%d (%.2f epochs trained)",
+            reason,
+            self.s.cooldown_start,
+            self.s.cooldown_end,
+            state.global_step / self.plan.steps_per_epoch,
+        )
+
+    def _cooldown_steps(self, state: Any) -> int:
+        return math.ceil(COOLDOWN_SHARE * state.global_step)
+
+    # ---------------------------------------------------------------- events
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.began = time.perf_counter()
+        self.first_step = state.global_step
+        if self.plan.adaptive:
+            self._install()
+            if self.s.cooldown_end is not None:
+                state.max_steps = self.s.cooldown_end
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self._eval_began is None:
+            self._eval_began = time.perf_counter()
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any
+    ) -> None:
+        if self._eval_began is not None:
+            self.eval_seconds.append(time.perf_counter() - self._eval_began)
+            self._eval_began = None
+        key = args.metric_for_best_model
+        key = key if key.startswith("eval_") else f"eval_{key}"
+        if not metrics or key not in metrics:
+            return
+        value = float(metrics[key]) * (1 if args.greater_is_better else -1)
+        if self.s.best is None or value > self.s.best + self.plan.min_delta:
+            self.s.best, self.s.bad_evals = value, 0
+        else:
+            self.s.bad_evals += 1
+        if not self.plan.patience or self.s.bad_evals < self.plan.patience:
+            return
+        if self.plan.adaptive:
+            self._cool_down(state, PLATEAU, self._cooldown_steps(state))
+        elif self.s.reason is None:
+            self.s.reason = PLATEAU
+            control.should_training_stop = True
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._eval_began = None
+        step = state.global_step
+        per_step = self._seconds_per_step(state)
+        budget = self.plan.time_budget_s
+        if self.plan.adaptive:
+            if per_step is not None and not self.probed:
+                self.probed = True
+                self._fit_warmup(state, per_step)
+            if self.s.cooldown_start is None and step * (1 + COOLDOWN_SHARE) >= self.plan.max_steps:
+                self._cool_down(state, MAX_EPOCHS, self.plan.max_steps - step)
+            if self.s.cooldown_start is None and budget is not None and per_step is not None:
+                left = budget - self.elapsed() - self._final_eval_s(per_step)
+                if left / per_step <= self._cooldown_steps(state):
+                    self._cool_down(state, TIME_BUDGET, int(left / per_step))
+            if self.s.cooldown_end is not None and step >= self.s.cooldown_end:
+                self._stop(control)
+                return
+        if budget is not None and self.elapsed() >= budget:
+            if self.s.reason is None or self.plan.adaptive:
+                self.s.reason = TIME_BUDGET
+            log.info("time budget of %.0f s spent at step %d: stopping", budget, step)
+            self._stop(control)
+
+    def _fit_warmup(self, state: Any, per_step: float) -> None:
+        """Once the first steps are timed: the warmup as a share of the steps that fit."""
+        if self.plan.time_budget_s is None:
+            return
+        left = self.plan.time_budget_s - self.elapsed()
+        fit = state.global_step + int(max(0.0, left) / per_step)
+        horizon = min(self.plan.max_steps, fit)
+        warmup = warmup_steps(self.plan.warmup_ratio, horizon, self.plan.steps_per_epoch)
+        if warmup < self.s.warmup:
+            log.info(
+                "about %d steps fit in the time budget (%.2f s a step): warmup %d steps",
+                fit,
+                per_step,
+                warmup,
+            )
+            self.s.warmup = max(warmup, min(self.s.warmup, state.global_step))
+
+    def _stop(self, control: Any) -> None:
+        control.should_training_stop = True
+        control.should_evaluate = True  # the last weights are considered for the best model
+        control.should_save = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            elapsed = self.s.elapsed_s + time.perf_counter() - self.began
+            saved = asdict(self.s) | {"elapsed_s": elapsed}
+            (folder / STATE_FILE).write_text(json.dumps(saved))
+
+    def stop_reason(self, state: Any) -> str:
+        """Why the run ended: the reason recorded, or the planned end (all epochs or steps)."""
+        if self.s.reason is not None:
+            return self.s.reason
+        return MAX_STEPS if self.trainer and self.trainer.args.max_steps > 0 else EPOCHS
+
+
+def load_state(checkpoint: Path | None) -> ScheduleState | None:
+    """The schedule's state saved with ``checkpoint`` (None: a fresh run or none saved)."""
+    if checkpoint is None or not (checkpoint / STATE_FILE).is_file():
+        return None
+    return ScheduleState(**json.loads((checkpoint / STATE_FILE).read_text()))
