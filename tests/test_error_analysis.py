@@ -224,6 +224,14 @@ def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) >= 3  # confusion matrix, slices, robustness
     assert 'class="attr"' in page  # at least one highlighted explanation
+    # a model that loses to the TF-IDF baseline (the tiny one does) is named first, with tips
+    ev = json.loads(Path(paths["evaluate_metrics"]).read_text())
+    assert ev["beats_baseline"] is False
+    banner = page.index('id="baseline-warning"')
+    assert banner < page.index('<section id="summary">')
+    assert "does NOT beat the TF-IDF baseline" in page[banner : banner + 600]
+    md = Path(paths["error_report"]).read_text().splitlines()
+    assert md[2].startswith("> **Warning.** The fine-tuned model does NOT beat")
     tables = Path(paths["error_tables"])
     for name in ("errors", "confusion_pairs", "slices", "label_issues_test", "label_issues_cv",
                  "robustness", "robustness_examples", "comparison"):  # fmt: skip

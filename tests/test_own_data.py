@@ -329,3 +329,20 @@ def test_unknown_auto_values_are_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"train\.epochs=\"some\": Input should be"):
         config({"train.epochs": "some"})
     assert config({"train.epochs": "auto"}).train.epochs == "auto"
+
+
+def test_any_data_path_makes_a_valid_mlflow_tag_key() -> None:
+    """dvc.lock records a data path outside the repository as ../../x: the run's data tags
+    must still be accepted by MLflow (it refused ``data.md5.preprocess.deps.../../x``)."""
+    from mlflow.utils.validation import _validate_tag_name
+
+    from finetune.tracking.runs import tag_path
+
+    paths = ["data/processed", "../../../datasets/x", "/abs/path/data.csv",
+             "../My Data (v2)/C++.csv", "../My Data (v2)/C__.csv", "daten/übung.csv", "a//b",
+             "a/b", "./x", "data/raw:1"]  # fmt: skip
+    keys = [f"data.md5.preprocess.deps.{tag_path(p)}" for p in paths]
+    for key in keys:
+        _validate_tag_name(key)
+    assert len(set(keys)) == len(paths), "distinct paths, distinct keys"
+    assert keys[0] == "data.md5.preprocess.deps.data/processed", "a plain path is kept as it is"

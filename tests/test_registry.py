@@ -26,10 +26,17 @@ def s(version: str, f1: float, **recall: float) -> ModelScore:
     return ModelScore(version, f1, f1, recall, 100)
 
 
-def GateSpec(min_f1_gain: float = 0.005, max_recall_drop: float = 0.05) -> PromotionConfig:
-    """The committed promotion section with these margins."""
+def GateSpec(
+    min_f1_gain: float = 0.005, max_recall_drop: float = 0.05, require_beat_baseline: bool = False
+) -> PromotionConfig:
+    """The committed promotion section with these margins (the baseline guard off: the tiny
+    model never beats TF-IDF; the guard's own tests turn it on)."""
     return config(
-        {"promotion.min_f1_gain": min_f1_gain, "promotion.max_recall_drop": max_recall_drop}
+        {
+            "promotion.min_f1_gain": min_f1_gain,
+            "promotion.max_recall_drop": max_recall_drop,
+            "promotion.require_beat_baseline": require_beat_baseline,
+        }
     ).promotion
 
 
@@ -173,3 +180,56 @@ def test_gate_without_registered_name_says_what_to_set(trained_cfg: dict[str, An
     cfg["tracking"]["registered_model_name"] = None
     with pytest.raises(ConfigError, match="tracking.registered_model_name is null"):
         gate.apply_gate(typed(cfg))
+
+
+# --------------------------------------------------------------------------- the baseline guard
+
+
+def test_a_model_below_the_baseline_is_refused_by_the_gate() -> None:
+    gap = registry.baseline_gap({"val_f1_macro": 0.50, "baseline_val_f1_macro": 0.91})
+    assert gap is not None and "0.5000 vs 0.9100" in gap
+    assert registry.baseline_gap({"val_f1_macro": 0.92, "baseline_val_f1_macro": 0.91}) is None
+    assert registry.baseline_gap({"val_f1_macro": 0.92}) is None  # a run from before the guard
+    on = GateSpec(require_beat_baseline=True)
+    first = decide(s("1", 0.5, a=0.5), None, on, below_baseline=gap)
+    better = decide(s("2", 0.95, a=0.95), s("1", 0.5, a=0.5), on, below_baseline=gap)
+    for d in (first, better):
+        assert not d.promote and d.reason.startswith("the challenger does not beat the TF-IDF")
+    assert decide(s("1", 0.5, a=0.5), None, GateSpec(), below_baseline=gap).promote
+    tags = gate.decision_tags(better)
+    assert tags["promotion.champion_version"] == "1" and "promotion.f1_gain" not in tags
+
+
+@pytest.mark.slow
+def test_first_model_below_the_baseline_is_not_made_champion(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The tiny model scores chance on validation, TF-IDF learns the tiny data: the first
+    version is challenger only, tagged with the reason, and the gate refuses it too."""
+    from finetune.evaluation import evaluate
+
+    cfg = make_stage_cfg(tmp_path, tiny_model_dir, make_texts())
+    cfg["augment"]["enabled"] = False
+    cfg["train"].update({"epochs": 1, "learning_rate": 1e-12})
+    cfg["promotion"]["require_beat_baseline"] = True
+    cfg["paths"]["promotion_report"] = str(tmp_path / "promo.md")
+    cfg["paths"]["promotion_decision"] = str(tmp_path / "promo.json")
+    for stage in (preprocess, augment, train):
+        stage.run(cfg)
+    metrics = json.loads(Path(cfg["paths"]["train_report"]).read_text())
+    assert metrics["beats_baseline"] is False
+    assert metrics["baseline_val_f1_macro"] > metrics["val_f1_macro"]
+    assert aliases(cfg) == {"champion": None, "challenger": "1"}
+    run_id = json.loads(Path(cfg["paths"]["run_info"]).read_text())["run_id"]
+    tags = MlflowClient(cfg["tracking"]["uri"]).get_run(run_id).data.tags
+    assert tags["promotion.outcome"] == "kept"
+    assert tags["promotion.reason"].startswith("does not beat the TF-IDF baseline")
+    result = gate.apply_gate(typed(cfg))
+    assert result.decision is not None and not result.decision.promote
+    assert result.champion_after is None
+    assert "does not beat the TF-IDF baseline" in Path(cfg["paths"]["promotion_report"]).read_text()
+    # evaluate says so in the first keys of its metrics, with what to try
+    ev = evaluate.run(cfg)
+    assert list(ev)[:3] == ["beats_baseline", "baseline_warning", "what_to_try"]
+    assert ev["beats_baseline"] is False and "does NOT beat" in ev["baseline_warning"]
+    assert any("examples per class" in tip for tip in ev["what_to_try"])

@@ -197,6 +197,11 @@ def analyse_all(
 
 def finish_report(ctx: dict[str, Any], previous: dict[str, Any] | None, source: str) -> str:
     """Add the comparison, figures and next steps to ``ctx``; return the HTML page."""
+    warning = (ctx["eval_metrics"] or {}).get("baseline_warning")
+    if warning:  # the first lines of the Markdown report too
+        tips = "".join(f"\n- {t}" for t in ctx["eval_metrics"].get("what_to_try", []))
+        head, _, rest = ctx["markdown"].partition("\n")
+        ctx["markdown"] = f"{head}\n\n> **Warning.** {warning}\n\nWhat to try:{tips}\n{rest}"
     ctx["comparison"] = compare_headline(ctx["eval_metrics"] or ctx["summary"], previous)
     ctx["previous_source"] = source
     ctx["next_steps"] = next_steps(

@@ -57,6 +57,8 @@ def render_html(ctx: dict[str, Any]) -> str:
             f" · generated {time.strftime('%Y-%m-%d %H:%M:%S')}"
         ),
         sections=SECTIONS,
+        baseline_warning=ev.get("baseline_warning"),
+        what_to_try=ev.get("what_to_try") or [],
         cards=cards,
         split=ctx["split"],
         previous_source=ctx["previous_source"],

@@ -343,6 +343,7 @@ class PromotionConfig(Section):
     min_f1_gain: Annotated[Number, Field(ge=-1, le=1)]
     max_recall_drop: Annotated[Number, Field(ge=0, le=1)]
     split: SplitName
+    require_beat_baseline: bool
 
 
 RetrainWhen = Literal["new-data", "drift", "always"]

@@ -58,3 +58,49 @@ def fit_predict_baseline(
             probs[:, classes] = model.predict_proba(texts)
         out[name] = probs
     return out
+
+
+def verdict(
+    model_val_f1: float,
+    baseline_val_f1: float,
+    train: dict[str, Any],
+    train_counts: np.ndarray,
+    truncated_share: float,
+) -> dict[str, Any]:
+    """Whether the model beats the TF-IDF baseline on validation macro-F1 and, when it does not,
+    one message with the figures and what to try, derived from this run (why training stopped,
+    examples per class, truncation). ``train`` is the train stage's metrics."""
+    beats = bool(model_val_f1 > baseline_val_f1)
+    if beats:
+        return {"beats_baseline": True, "baseline_warning": None, "what_to_try": []}
+    tips: list[str] = []
+    reason = train.get("stop_reason")
+    if reason in ("time_budget", "max_epochs"):
+        tips.append(
+            f"training was stopped by {reason} after {train.get('epochs', 0):.2f} epochs, "
+            "possibly still improving: raise train.time_budget or train.max_epochs"
+        )
+    per_class = int(np.median(train_counts)) if len(train_counts) else 0
+    if per_class < 50:
+        tips.append(
+            f"a median of {per_class} training examples per class: bag-of-words models are "
+            "strong at this size; label more examples per class"
+        )
+    if truncated_share > 0.1:
+        tips.append(
+            f"{truncated_share:.0%} of the test texts are longer than model.max_length and cut: "
+            "raise model.max_length"
+        )
+    tips.append(
+        "try a higher train.learning_rate (the new classification head starts from random), "
+        "a larger backbone (conf/model/), or deploy the TF-IDF baseline, which wins on this data"
+    )
+    return {
+        "beats_baseline": False,
+        "baseline_warning": (
+            f"The fine-tuned model does NOT beat the TF-IDF baseline on validation macro-F1 "
+            f"({model_val_f1:.4f} vs {baseline_val_f1:.4f}). It is not made champion "
+            "(promotion.require_beat_baseline)."
+        ),
+        "what_to_try": tips,
+    }

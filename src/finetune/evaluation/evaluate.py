@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,12 +13,12 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from finetune.core.artifacts import load_split
-from finetune.core.io import StagedOutputs, write_json, write_parquet
+from finetune.core.io import StagedOutputs, read_json, write_json, write_parquet
 from finetune.core.labels import prob_columns, safe_names
 from finetune.core.schema import EvaluateConfig, PipelineConfig
 from finetune.core.validate import parse
 from finetune.evaluation import metrics as M
-from finetune.evaluation.baseline import fit_predict_baseline
+from finetune.evaluation.baseline import fit_predict_baseline, verdict
 from finetune.modeling.backbones import inference_max_length, load_trained
 from finetune.modeling.inference import predict_proba, token_counts
 from finetune.reporting.plots import confusion_figure, curves_figure, reliability_figure
@@ -76,9 +77,12 @@ def evaluate(
     ev: EvaluateConfig,
     max_length: int,
     seed: int,
+    train_metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Pure step: model + splits in; metrics, predictions and plot data out (no file I/O)."""
+    """Pure step: model + splits in; metrics, predictions and plot data out (no file I/O).
+    ``train_metrics`` (the train stage's) explain a model that loses to the baseline."""
     eval_name, val_name = ev.split, ev.validation_split
+    train_metrics = train_metrics or {}
     batch_size, n_bins = ev.batch_size, ev.calibration_bins
     preds = {
         name: predict_proba(model, tokenizer, df["text"].tolist(), batch_size, max_length)
@@ -114,7 +118,16 @@ def evaluate(
         "sorted_by_length": True,
     }
     head = model_metrics[eval_name]
+    counts = token_counts(tokenizer, splits[eval_name]["text"].tolist())
+    judged = val_name if val_name in model_metrics else eval_name  # validation when there is one
     result: dict[str, Any] = {
+        **verdict(
+            model_metrics[judged]["f1_macro"],
+            baseline_metrics[judged]["f1_macro"],
+            train_metrics,
+            np.bincount(train_df["label_id"].to_numpy().astype(int), minlength=len(labels)),
+            float((counts > max_length).mean()) if len(counts) else 0.0,
+        ),
         "split": eval_name,
         **{k: head[k] for k in (*HEADLINE, "ece", "ece_temperature_scaled")},
         "log_loss_temperature_scaled": head["log_loss_temperature_scaled"],
@@ -140,7 +153,6 @@ def evaluate(
         }
     df = splits[eval_name]
     frame = predictions_frame(df, test.probabilities, labels)
-    counts = token_counts(tokenizer, df["text"].tolist())
     frame["num_tokens"] = counts
     frame["truncated"] = counts > max_length
     baseline_test = baseline_probs[eval_name]
@@ -171,6 +183,7 @@ def mlflow_metrics(metrics: dict[str, Any], per_class: dict[str, Any]) -> dict[s
     for key in (*HEADLINE, "ece", "ece_temperature_scaled", "temperature", "min_class_f1"):
         if metrics.get(key) is not None:
             out[f"test_{key}"] = float(metrics[key])
+    out["beats_baseline"] = float(metrics["beats_baseline"])
     names = safe_names(per_class)
     for label, per in per_class.items():
         for name in ("precision", "recall", "f1", "roc_auc", "pr_auc"):
@@ -204,8 +217,15 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     splits = {name: load_split(paths.processed_dir, name) for name in names}
     train_df = load_split(paths.processed_dir, "train")
     max_length = inference_max_length(cfg.model.max_length, tokenizer)
-    res = evaluate(model, tokenizer, splits, train_df, labels, ev, max_length, cfg.seed)
+    train_metrics = read_json(paths.train_report) if Path(paths.train_report).is_file() else {}
+    res = evaluate(
+        model, tokenizer, splits, train_df, labels, ev, max_length, cfg.seed, train_metrics
+    )
     metrics, frame, y, probs = res["metrics"], res["frame"], res["y"], res["probs"]
+    if not metrics["beats_baseline"]:
+        log.warning(
+            "%s What to try: %s", metrics["baseline_warning"], "; ".join(metrics["what_to_try"])
+        )
     cm = confusion_matrix(y, probs.argmax(axis=1), labels=list(range(len(labels))))
     figures = {
         "confusion_matrix.png": confusion_figure(cm, labels),
@@ -248,6 +268,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             mlflow.log_figure(figure, f"evaluate/{name}")
             plt.close(figure)
         mlflow.log_metrics(mlflow_metrics(metrics, res["per_class"]))
+        mlflow.set_tag("evaluate.beats_baseline", str(metrics["beats_baseline"]).lower())
         mlflow.log_dict(metrics, "evaluate/metrics.json")
         mlflow.log_dict(res["per_class"], "evaluate/per_class.json")
         mlflow.log_dict({"labels": labels, "matrix": cm.tolist()}, "evaluate/confusion_matrix.json")

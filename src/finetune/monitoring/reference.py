@@ -25,6 +25,7 @@ import yaml
 
 from finetune.core.errors import ConfigError, DataError, ModelNotFoundError
 from finetune.core.schema import PipelineConfig
+from finetune.tracking.runs import tag_path
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
         name=name,
         version=version,
         data_version=run.data.tags.get("data.version"),
-        processed_md5=run.data.tags.get(DATA_TAG + cfg.paths.processed_dir),
+        processed_md5=run.data.tags.get(DATA_TAG + tag_path(cfg.paths.processed_dir)),
         temperature=float(temperature),
     )
     return found_version, model, tokenizer

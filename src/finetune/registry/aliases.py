@@ -16,6 +16,18 @@ TAG_PREFIX = "promotion."
 FIRST_MODEL_REASON = "first model: there is no champion yet"
 
 
+def baseline_gap(metrics: dict[str, Any]) -> str | None:
+    """Why a model with these train metrics must not be champion (it does not beat the TF-IDF
+    baseline on validation macro-F1), or None when it may be."""
+    model, baseline = metrics.get("val_f1_macro"), metrics.get("baseline_val_f1_macro")
+    if model is None or baseline is None or float(model) > float(baseline):
+        return None
+    return (
+        f"does not beat the TF-IDF baseline on validation macro-F1 ({float(model):.4f} vs "
+        f"{float(baseline):.4f}): promotion.require_beat_baseline is true"
+    )
+
+
 class RegistryError(PipelineError):
     """The registry could not be read or written; nothing was changed."""
 
@@ -73,9 +85,13 @@ def alias_version(mlflow_client: Any, name: str, alias: str) -> Any | None:
         ) from exc
 
 
-def mark_challenger(tracking_cfg: TrackingConfig, run_id: str) -> str | None:
+def mark_challenger(
+    tracking_cfg: TrackingConfig, run_id: str, refuse_champion: str | None = None
+) -> str | None:
     """Right after training: the run's new version becomes ``challenger``; the first, also
-    ``champion``. Returns the version, or None when models are not registered."""
+    ``champion``, unless ``refuse_champion`` says why it must not be (then it is tagged with
+    that reason and there stays no champion). Returns the version, or None when models are
+    not registered."""
     if not tracking_cfg.registered_model_name or not tracking_cfg.log_model:
         return None
     name = model_name(tracking_cfg)
@@ -88,13 +104,23 @@ def mark_challenger(tracking_cfg: TrackingConfig, run_id: str) -> str | None:
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("model %s version %s is the challenger", name, version.version)
     if champion is None:
-        mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
+        if refuse_champion is None:
+            mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
+        outcome = "promoted" if refuse_champion is None else "kept"
         for key, value in {
-            "outcome": "promoted",
-            "reason": FIRST_MODEL_REASON,
+            "outcome": outcome,
+            "reason": refuse_champion or FIRST_MODEL_REASON,
             "challenger_version": str(version.version),
         }.items():
             mlflow_client.set_tag(run_id, f"{TAG_PREFIX}{key}", value)
             mlflow_client.set_model_version_tag(name, version.version, f"{TAG_PREFIX}{key}", value)
-        log.info("model %s version %s is the first model: now champion", name, version.version)
+        if refuse_champion is None:
+            log.info("model %s version %s is the first model: now champion", name, version.version)
+        else:
+            log.warning(
+                "model %s version %s is not made champion: it %s",
+                name,
+                version.version,
+                refuse_champion,
+            )
     return str(version.version)

@@ -33,6 +33,7 @@ from finetune.registry.aliases import (
     TAG_PREFIX,
     RegistryError,
     alias_version,
+    baseline_gap,
     client,
     model_name,
 )
@@ -76,8 +77,24 @@ class Decision:
         return {"outcome": self.outcome, **asdict(self)}
 
 
-def decide(challenger: ModelScore, champion: ModelScore | None, spec: PromotionConfig) -> Decision:
-    """The gate, a pure function of the two scores (the champion None: the first model)."""
+def decide(
+    challenger: ModelScore,
+    champion: ModelScore | None,
+    spec: PromotionConfig,
+    below_baseline: str | None = None,
+) -> Decision:
+    """The gate, a pure function of the two scores (the champion None: the first model) and of
+    ``below_baseline``: why the challenger loses to the TF-IDF baseline on validation
+    macro-F1, if it does (``registry.aliases.baseline_gap`` of its train metrics)."""
+    if below_baseline is not None and spec.require_beat_baseline:
+        return Decision(
+            False,
+            f"the challenger {below_baseline}",
+            challenger,
+            champion,
+            spec.min_f1_gain,
+            spec.max_recall_drop,
+        )
     if champion is None:
         return Decision(
             True,
@@ -172,6 +189,11 @@ def decision_tags(decision: Decision) -> dict[str, str]:
             {
                 "champion_version": decision.champion.version,
                 "champion_f1_macro": f"{decision.champion.f1_macro:.6f}",
+            }
+        )
+    if decision.champion is not None and decision.f1_gain is not None:  # it was compared
+        tags.update(
+            {
                 "f1_gain": f"{decision.f1_gain:.6f}",
                 "worst_recall_class": str(decision.worst_class),
                 "worst_recall_drop": f"{decision.recall_drops.get(decision.worst_class, 0):.6f}",
@@ -323,7 +345,8 @@ def _gate(cfg: PipelineConfig, spec: PromotionConfig, name: str, mlflow_client: 
         if old is not None
         else None
     )
-    decision = decide(challenger_score, champion_score, spec)
+    train_metrics = mlflow_client.get_run(challenger.run_id).data.metrics
+    decision = decide(challenger_score, champion_score, spec, baseline_gap(train_metrics))
     record_decision(mlflow_client, name, decision)
     report = write_report(decision, name, spec, cfg.paths)
     mlflow_client.log_artifact(challenger.run_id, str(report), "promotion")

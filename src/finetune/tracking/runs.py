@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import posixpath
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -117,8 +119,29 @@ def data_version(lock_path: str | Path, stages: tuple[str, ...]) -> dict[str, st
                 path = item.get("path", "")
                 if path.startswith(("src/", "stages/")) or "md5" not in item:
                     continue
-                found[f"{stage}.{kind}.{path}"] = str(item["md5"])
+                found[f"{stage}.{kind}.{tag_path(path)}"] = str(item["md5"])
     return found
+
+
+_TAG_CHARS = re.compile(r"[^\w.\- ]")
+
+
+def tag_path(path: str) -> str:
+    """``path`` as part of an MLflow tag key. MLflow refuses keys that are not their own
+    normalised path (``../x``, ``/abs``, ``a//b``) or hold characters other than letters,
+    digits, ``_ . - /``, space and colon; a data path outside the repository (``../../d``, an
+    absolute or symlinked one, ``C++ data (v2)``) becomes ``up/../d``-style segments with such
+    characters as ``_`` and a short hash of the exact path, so keys stay distinct."""
+    norm = posixpath.normpath(path)
+    if (
+        norm == path
+        and not norm.startswith(("..", "/"))
+        and not _TAG_CHARS.search(path.replace("/", "").replace(":", ""))
+    ):
+        return path
+    segments = ["up" if s == ".." else s for s in norm.split("/") if s not in ("", ".")]
+    safe = "/".join(_TAG_CHARS.sub("_", s) for s in segments) or "root"
+    return f"{safe}-{hashlib.md5(path.encode()).hexdigest()[:8]}"
 
 
 def version_digest(hashes: Mapping[str, str]) -> str:

@@ -28,9 +28,10 @@ from finetune.core.io import StagedOutputs, file_md5, write_json
 from finetune.core.schema import PipelineConfig
 from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
+from finetune.evaluation.baseline import fit_predict_baseline
 from finetune.modeling.backbones import load_tokenizer, position_limit
 from finetune.modeling.inference import token_counts
-from finetune.registry.aliases import mark_challenger
+from finetune.registry.aliases import baseline_gap, mark_challenger
 from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
 from finetune.tracking.buffer import MetricsLog
@@ -109,6 +110,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
         end_distributed()
         result.metrics.update({"max_length": resolved["model.max_length"]})
         result.metrics["epochs_planned"] = resolved["train.epochs"]
+        result.metrics.update(baseline_check(cfg, validation_df, labels, result.metrics))
         write_outputs(cfg, result, run_id, experiment_id, data_files, resolved)
         try:
             _finish_run(cfg, result, metrics_log, run_id, train_df["text"][:2].tolist())
@@ -119,6 +121,44 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
     if not cfg.train.keep_checkpoints:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result
+
+
+def baseline_check(
+    cfg: PipelineConfig, validation_df: pd.DataFrame, labels: list[str], metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """The in-run TF-IDF baseline on the validation split (the same one evaluate fits) and
+    whether the model beats it on macro-F1: a model that does not is never made champion
+    (``promotion.require_beat_baseline``), and evaluate and the error report say so first."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    train = load_split(cfg.paths.processed_dir, "train")
+    y = validation_df["label_id"].to_numpy().astype(int)
+    probs = fit_predict_baseline(
+        train["text"].tolist(),
+        train["label_id"].to_numpy().astype(int),
+        {"validation": validation_df["text"].tolist()},
+        len(labels),
+        cfg.evaluate.baseline,
+        cfg.seed,
+    )["validation"]
+    pred = probs.argmax(axis=1)
+    figures = {
+        "baseline_val_accuracy": float(accuracy_score(y, pred)),
+        "baseline_val_f1_macro": float(
+            f1_score(y, pred, labels=list(range(len(labels))), average="macro", zero_division=0)
+        ),
+    }
+    figures["beats_baseline"] = bool(metrics["val_f1_macro"] > figures["baseline_val_f1_macro"])
+    if not figures["beats_baseline"]:
+        log.warning(
+            "the model does NOT beat the TF-IDF baseline on validation macro-F1 (%.4f vs %.4f); "
+            "it is registered but not made champion (promotion.require_beat_baseline=%s); "
+            "evaluate's report says what to try",
+            metrics["val_f1_macro"],
+            figures["baseline_val_f1_macro"],
+            cfg.promotion.require_beat_baseline,
+        )
+    return figures
 
 
 def resolve_settings(
@@ -213,7 +253,12 @@ def _finish_run(
     if cfg.tracking.log_model:
         card = (Path(cfg.paths.model_dir) / "README.md").read_text()
         log_model(result.model, result.tokenizer, cfg.tracking, example, card)
-        mark_challenger(cfg.tracking, run_id)  # alias: challenger (+ champion)
+        # alias: challenger (+ champion for the first model that beats the baseline)
+        mark_challenger(
+            cfg.tracking,
+            run_id,
+            baseline_gap(result.metrics) if cfg.promotion.require_beat_baseline else None,
+        )
 
 
 def _lost(
