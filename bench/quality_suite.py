@@ -4,6 +4,7 @@
     python bench/quality_suite.py --only clinc150        # one (repeatable; names below)
     python bench/quality_suite.py --only clinc150 --stages train,evaluate   # stop earlier
     python bench/quality_suite.py --list                 # what it would run
+    python bench/quality_suite.py --only sst2 --set train.time_budget=60m   # not the defaults
 
 For each dataset it makes a copy of this working tree (the files git would see: committed or
 not, not ignored) in a temporary git repository, then runs exactly what README "Your own data"
@@ -127,7 +128,7 @@ def sh(cmd: list[str], cwd: Path, log_path: Path) -> float:
 
 
 def run_case(name: str, source: Path, k: int | None, seed: int, stages: list[str],
-             keep: Path | None) -> dict[str, Any]:  # fmt: skip
+             keep: Path | None, overrides: list[str]) -> dict[str, Any]:  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix=f"quality-{name}-"))
     try:
         repo = workspace(tmp / "repo")
@@ -136,8 +137,8 @@ def run_case(name: str, source: Path, k: int | None, seed: int, stages: list[str
         config = name.replace("-", "_")
         sh(["finetune", "init-data", str(data), "--name", config, "--repo", str(repo)], repo,
            log_path)  # fmt: skip
-        sh([sys.executable, "-m", "finetune.core.config", "compose", f"data={config}"], repo,
-           log_path)  # fmt: skip
+        sh([sys.executable, "-m", "finetune.core.config", "compose", f"data={config}",
+            *overrides], repo, log_path)  # fmt: skip
         minutes = {}
         for stage in stages:
             minutes[stage] = round(sh(["dvc", "repro", stage], repo, log_path) / 60, 2)
@@ -210,6 +211,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="for the few-shot cuts")
     parser.add_argument("--keep", type=Path, help="copy each workspace here (logs, reports)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a Hydra override for every run (repeatable): then not the defaults",
+    )  # fmt: skip
     args = parser.parse_args()
     _common.setup_logging()
     known = cases(args.datasets)
@@ -233,7 +238,7 @@ def main() -> None:
             _common.log.warning("%s: %s not found, skipped", name, source)
             continue
         try:
-            rows.append(run_case(name, source, k, args.seed, stages, args.keep))
+            rows.append(run_case(name, source, k, args.seed, stages, args.keep, args.set))
         except RuntimeError as exc:
             _common.log.error("%s failed: %s", name, exc)
             rows.append({"dataset": name, "error": str(exc)})
@@ -243,7 +248,8 @@ def main() -> None:
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores, flags {' '.join(cpu['flags'])}")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_common.REPO,
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
-    print(json.dumps({"commit": commit, "cpu": cpu, "stages": stages, "runs": rows}))
+    print(json.dumps({"commit": commit, "cpu": cpu, "stages": stages, "overrides": args.set,
+                      "runs": rows}))  # fmt: skip
 
 
 if __name__ == "__main__":

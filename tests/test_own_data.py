@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from finetune.core import auto
-from finetune.core.errors import ConfigError
+from finetune.core.errors import ConfigError, DataError
 from finetune.core.labels import prob_columns, safe_names
 from tests.conftest import CLASS_WORDS, FILLER, make_stage_cfg
 from tests.helpers import BIN
@@ -282,6 +282,35 @@ def test_init_data_writes_a_config_that_composes_and_says_what_next(project: Pat
     again = init_data(project, str(source), "--name", "reviews")
     assert again.returncode == 1 and "exists: pass --force" in again.stderr
     assert init_data(project, str(source), "--name", "reviews", "--force").returncode == 0
+
+
+def test_split_files_beside_another_file_keep_their_splits(project: Path) -> None:
+    """clinc150's folder holds train/validation/test.csv and oos_test.csv (another task):
+    init-data keeps the predefined splits (split_files) and names the file it left out;
+    preprocess on the folder alone refuses to pool them, with what to set."""
+    from finetune.core.config import compose
+    from finetune.core.validate import parse
+    from finetune.data.sources import load_files
+
+    source = project / "intents"
+    source.mkdir()
+    frame = labelled(["yes", "no", "maybe"], 20)[["text", "label"]]
+    frame.iloc[::2].to_csv(source / "train.csv", index=False)
+    frame.iloc[1::2].to_csv(source / "test.csv", index=False)
+    frame.head(4).assign(label="oos").to_csv(source / "oos_test.csv", index=False)
+    proc = init_data(project, str(source), "--name", "intents")
+    assert proc.returncode == 0, proc.stderr
+    written = (project / "conf" / "data" / "intents.yaml").read_text()
+    assert "# Left out: oos_test.csv" in written and "predefined splits" in written
+    cfg = parse(compose(project / "conf", ["data=intents"]), project / "conf", ["data=intents"])
+    assert cfg.data.split_files == {"train": "intents/train.csv", "test": "intents/test.csv"}
+    folder_only = cfg.data.model_copy(update={"path": str(source), "split_files": None})
+    pattern = (
+        r"2 file\(s\) are named as splits \(test.csv, train.csv\) and 1 are not "
+        r"\(.*oos_test.csv\): pooling .* data.split_files"
+    )
+    with pytest.raises(DataError, match=pattern):
+        load_files(folder_only)
 
 
 def test_init_data_says_what_it_could_not_decide(project: Path) -> None:

@@ -45,6 +45,7 @@ class Inspection:
     class_counts: dict[str, int] = field(default_factory=dict)
     text_words: dict[str, float] = field(default_factory=dict)
     undecided: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # files beside the split files, not used
 
 
 def _encoding(path: Path) -> str:
@@ -122,7 +123,13 @@ def inspect(path_or_glob: str) -> Inspection:
     delimiter = sniff_delimiter(files[0], encoding) if kind == "csv" else None
     tables = []
     named = {p: split_of(p) for p in files}
-    predefined = len(files) > 1 and all(named.values()) and "train" in named.values()
+    left_out: list[str] = []
+    if "train" in named.values() and not all(named.values()):
+        # train.csv, test.csv and also oos_test.csv: keep the predefined splits (pooling
+        # would lose them, and published figures are for them); the others are named
+        left_out = [p.name for p in files if not named[p]]
+        files = [p for p in files if named[p]]
+    predefined = len(files) > 1 and all(named[p] for p in files) and "train" in named.values()
     for p in files:
         table = read_file(p, kind, encoding, delimiter).to_pandas()
         tables.append(table.assign(__split=named[p] if predefined else None))
@@ -173,6 +180,7 @@ def inspect(path_or_glob: str) -> Inspection:
             }
         ),
         undecided=undecided,
+        left_out=left_out,
     )
 
 
@@ -197,6 +205,12 @@ def render(found: Inspection, name: str, path: str) -> str:
     values["label_column"] = found.label_column or "CHANGE_ME"
     if found.id_column:
         values["id_column"] = found.id_column
+    if found.left_out:
+        values["split_files"] = {
+            split: f"${{..path}}/{Path(f).name}"
+            for f in found.files
+            if (split := split_of(Path(f))) is not None
+        }
     header = [
         f"# {name}: written by `finetune init-data {found.path}`; check it, then edit freely.",
         f"# {found.rows} rows in {len(found.files)} file(s), format {found.format}"
@@ -213,6 +227,11 @@ def render(found: Inspection, name: str, path: str) -> str:
         header.append(
             f"# Words per text: mean {w['mean']}, median {w['p50']:g}, p95 {w['p95']:g}, "
             f"max {w['max']}."
+        )
+    if found.left_out:
+        header.append(
+            f"# Left out: {', '.join(found.left_out)} (not named train/validation/test; "
+            "split_files keeps the predefined splits). Add a file to split_files to use it."
         )
     header += [f"# UNDECIDED: {x}" for x in found.undecided]
     body = yaml.safe_dump(values, sort_keys=False, allow_unicode=True)

@@ -301,6 +301,15 @@ def load_files(spec: DataConfig) -> RawData:
         files = expand(spec.path, spec.format)
         by_split = {p: split_of(p) for p in files}
         named = [p for p, s in by_split.items() if s]
+        if named and "train" in by_split.values() and len(named) < len(files):
+            others = [str(p) for p in files if not by_split[p]]
+            raise DataError(
+                f"{where(spec)}: {len(named)} file(s) are named as splits "
+                f"({', '.join(sorted(p.name for p in named))}) and {len(others)} are not "
+                f"({', '.join(others[:5])}): pooling them all would lose the predefined splits. "
+                "Set data.split_files ({train: ..., validation: ..., test: ...}; `finetune "
+                "init-data` writes it), or move the other files out of data.path"
+            )
         if len(files) > 1 and len(named) == len(files) and "train" in by_split.values():
             groups = {}
             for p, s in by_split.items():
