@@ -277,3 +277,12 @@ def test_int8_config_operators_restrict_quantization(
     graph = onnx.load(str(half)).graph
     assert {i.data_type for i in graph.initializer if i.dims} >= {onnx.TensorProto.FLOAT16}
     assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # io kept fp32
+
+
+def test_batch1_rows_are_a_seeded_sample_across_the_split() -> None:
+    from finetune.export.scoring import batch1_rows
+
+    rows = batch1_rows(4500, 1000)
+    assert len(rows) == len(set(rows)) == 1000 and (rows == batch1_rows(4500, 1000)).all()
+    assert (rows == sorted(rows)).all() and rows.max() > 4000, "not just the first rows"
+    assert (batch1_rows(10, None) == range(10)).all() and len(batch1_rows(10, 50)) == 10

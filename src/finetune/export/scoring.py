@@ -31,6 +31,14 @@ def timed_batch1(
     return np.asarray(rows), seconds
 
 
+def batch1_rows(n: int, latency_texts: int | None) -> np.ndarray:
+    """The rows run one text per call: all, or a seeded sample of ``latency_texts`` in split
+    order (a split is often ordered by class: its first rows would be a few classes only)."""
+    if not latency_texts or latency_texts >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, size=latency_texts, replace=False))
+
+
 def quality(
     probs: np.ndarray, y: np.ndarray, labels: list[str], reference: np.ndarray | None, n_bins: int
 ) -> dict[str, float]:
@@ -65,16 +73,18 @@ def score(
 ) -> dict[str, Any]:
     """Every figure of one variant. Quality is measured twice, because dynamic int8 scales
     activations per batch, so a text's prediction can depend on its batch: at ``batch_size``
-    over the whole split (``accuracy``, ``f1_macro``, ...) and one text per call over the first
-    ``latency_texts`` (None: all) texts (``*_batch1``; the latency comes from the same pass).
+    over the whole split (``accuracy``, ``f1_macro``, ...) and one text per call over a seeded
+    sample of ``latency_texts`` (None: all) texts, the same for every variant
+    (``*_batch1``; the latency comes from the same pass).
     ``reference``: the PyTorch model's predicted ids of both passes (``batched``, ``batch1``)."""
     began = time.perf_counter()
     batched = predict(texts, batch_size, max_length).probabilities
     total = time.perf_counter() - began
-    single_texts = texts[:latency_texts] if latency_texts else texts
+    rows = batch1_rows(len(texts), latency_texts)
+    single_texts = [texts[i] for i in rows]
     single, seconds = timed_batch1(predict, single_texts, max_length)
     ref = reference or {}
-    one = quality(single, y[: len(single_texts)], labels, ref.get("batch1"), n_bins)
+    one = quality(single, y[rows], labels, ref.get("batch1"), n_bins)
     return {
         "variant": name,
         "status": "scored",
