@@ -163,7 +163,7 @@ def collect(repo: Path, name: str) -> dict[str, Any]:
     source = name.split("-")[0]
     return {
         "rows": data.get("rows", {}),
-        "classes": len(_json(repo / "data/processed/label_map.json")) or None,
+        "classes": len(_json(repo / "data/processed/label_map.json").get("labels", [])) or None,
         "epochs": train.get("epochs"),
         "stop_reason": train.get("stop_reason"),
         "max_length": train.get("max_length"),

@@ -19,7 +19,8 @@ in advance (a row-count rule trained a 77-class set for one epoch while it was s
   Training Beyond Fixed Training Durations"); a linear decay over a guessed maximum would be
   stopped at a high learning rate.
 - The warmup is ``train.warmup_ratio`` of the steps the run can have (the maximum, or what
-  the time budget allows once the first steps are timed), at most one epoch.
+  the time budget allows once the first steps are timed, rounded down to a power of two of
+  epochs), at most one epoch.
 
 The best checkpoint by ``train.metric_for_best_model`` is the one kept, as with a fixed number of
 epochs. Why training stopped (``plateau``, ``max_epochs``, ``time_budget``; with a fixed number:
@@ -313,19 +314,25 @@ class TrainingLength(TrainerCallback):
             self._stop(control)
 
     def _fit_warmup(self, state: Any, per_step: float) -> None:
-        """Once the first steps are timed: the warmup as a share of the steps that fit."""
+        """Once the first steps are timed: the warmup as a share of the steps that fit in the
+        budget. That count is rounded down to a power of two of epochs, so the small timing
+        differences between two runs of the same config do not change the schedule."""
         if self.plan.time_budget_s is None:
             return
-        left = self.plan.time_budget_s - self.elapsed()
-        fit = state.global_step + int(max(0.0, left) / per_step)
-        horizon = min(self.plan.max_steps, fit)
+        left = max(0.0, self.plan.time_budget_s - self.elapsed())
+        fit = state.global_step + left / per_step
+        epochs = 2 ** math.floor(math.log2(max(fit, 1) / self.plan.steps_per_epoch))
+        horizon = min(self.plan.max_steps, math.ceil(epochs * self.plan.steps_per_epoch))
         warmup = warmup_steps(self.plan.warmup_ratio, horizon, self.plan.steps_per_epoch)
         if warmup < self.s.warmup:
             log.info(
-                "about %d steps fit in the time budget (%.2f s a step): warmup %d steps",
+                "about %d steps fit in the time budget (%.2f s a step): warmup %d steps "
+                "(%s of %g epochs)",
                 fit,
                 per_step,
                 warmup,
+                self.plan.warmup_ratio,
+                epochs,
             )
             self.s.warmup = max(warmup, min(self.s.warmup, state.global_step))
 
