@@ -73,12 +73,11 @@ def few_shot(source: Path, k: int | None, seed: int, dest: Path) -> Path:
     else:
         pool_val = None
     assert k is not None
-    picked = train.groupby("label", group_keys=False).sample(n=k, random_state=seed)
-    rest = train.drop(picked.index)
+    shuffled = train.sample(frac=1.0, random_state=seed)
+    picked = shuffled.groupby("label").head(k)  # k per class (fewer where a class has fewer)
+    rest = shuffled.drop(picked.index)
     val_from = pool_val if pool_val is not None else rest
-    val = val_from.groupby("label", group_keys=False).apply(
-        lambda g: g.sample(n=min(k, len(g)), random_state=seed)
-    )
+    val = val_from.sample(frac=1.0, random_state=seed).groupby("label").head(k)
     picked[["text", "label"]].to_csv(dest / "train.csv", index=False)
     val[["text", "label"]].to_csv(dest / "validation.csv", index=False)
     shutil.copy(source / "test.csv", dest / "test.csv")

@@ -112,6 +112,12 @@ def test_flip_rate_counts_only_changed_texts() -> None:
     (row,) = examples.to_dict("records")
     assert row["perturbed_text"] == "Mei needs a refund"
     assert row["perturbed_prediction"] == "account"
+    seen: list[str] = []
+    capped = config(
+        {"error_analysis.robustness.tests": ["casing"], "error_analysis.robustness.max_texts": 2}
+    ).error_analysis.robustness
+    table, _ = R.run_invariance(preds, lambda b: seen.extend(b) or predict(b), LABELS, capped, 0)
+    assert table.set_index("test").loc["casing", "applicable"] == 2 and len(seen) == 2
 
 
 def test_cleanlab_ranks_flipped_labels_first() -> None:

@@ -182,7 +182,12 @@ def run_invariance(
     spec: RobustnessConfig,
     seed: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Perturb every text, predict the edited ones in one batched call, compare."""
+    """Perturb every text (or a seeded sample of ``spec.max_texts``), predict the edited ones in
+    one batched call, compare. Each test edits most texts, so on the whole split of long texts
+    this was several forward passes over it; flip rates need far fewer texts."""
+    if spec.max_texts is not None and len(predictions) > spec.max_texts:
+        rows = np.random.default_rng(seed).choice(len(predictions), spec.max_texts, replace=False)
+        predictions = predictions.iloc[np.sort(rows)].reset_index(drop=True)
     texts = predictions["text"].tolist()
     perturbed = perturb(texts, list(spec.tests), seed)
     original = predictions[prob_columns(labels)].to_numpy()

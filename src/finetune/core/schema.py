@@ -286,6 +286,7 @@ class LabelErrorsConfig(Section):
 class RobustnessConfig(Section):
     tests: list[RobustnessTest]
     examples: NonNegative
+    max_texts: Positive | None
 
 
 class ExplanationsConfig(Section):
