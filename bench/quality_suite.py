@@ -113,8 +113,14 @@ def workspace(dest: Path) -> Path:
 
 
 def sh(cmd: list[str], cwd: Path, log_path: Path) -> float:
-    """Run ``cmd``, its output appended to ``log_path``; seconds taken. Fails loudly."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    """Run ``cmd`` in the workspace ``cwd`` with its own copy of the code first on the path (an
+    edit of this tree while the suite runs cannot reach a running case), its output appended
+    to ``log_path``; seconds taken. Fails loudly."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(cwd / "src"),
+    }
     began = time.perf_counter()
     with log_path.open("a") as log:
         log.write(f"$ {' '.join(cmd)}\n")

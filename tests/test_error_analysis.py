@@ -236,6 +236,7 @@ def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     banner = page.index('id="baseline-warning"')
     assert banner < page.index('<section id="summary">')
     assert "does NOT beat the TF-IDF baseline" in page[banner : banner + 600]
+    assert "require_beat_baseline is false: it may still become champion" in page  # tests' cfg
     md = Path(paths["error_report"]).read_text().splitlines()
     assert md[2].startswith("> **Warning.** The fine-tuned model does NOT beat")
     tables = Path(paths["error_tables"])

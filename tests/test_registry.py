@@ -186,10 +186,12 @@ def test_gate_without_registered_name_says_what_to_set(trained_cfg: dict[str, An
 
 
 def test_a_model_below_the_baseline_is_refused_by_the_gate() -> None:
-    gap = registry.baseline_gap({"val_f1_macro": 0.50, "baseline_val_f1_macro": 0.91})
+    from finetune.evaluation.baseline import baseline_gap
+
+    gap = baseline_gap({"val_f1_macro": 0.50, "baseline_val_f1_macro": 0.91})
     assert gap is not None and "0.5000 vs 0.9100" in gap
-    assert registry.baseline_gap({"val_f1_macro": 0.92, "baseline_val_f1_macro": 0.91}) is None
-    assert registry.baseline_gap({"val_f1_macro": 0.92}) is None  # a run from before the guard
+    assert baseline_gap({"val_f1_macro": 0.92, "baseline_val_f1_macro": 0.91}) is None
+    assert baseline_gap({"val_f1_macro": 0.92}) is None  # a run from before the guard
     on = GateSpec(require_beat_baseline=True)
     first = decide(s("1", 0.5, a=0.5), None, on, below_baseline=gap)
     better = decide(s("2", 0.95, a=0.95), s("1", 0.5, a=0.5), on, below_baseline=gap)

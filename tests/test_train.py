@@ -378,6 +378,8 @@ def test_learning_rate_warms_up_holds_and_cools_down() -> None:
     assert [lr_factor(i, s) for i in (0, 5, 10, 500)] == [0.0, 0.5, 1.0, 1.0]
     s.cooldown_start, s.cooldown_end = 100, 120
     assert [lr_factor(i, s) for i in (99, 100, 110, 120, 130)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+    early = ScheduleState(warmup=10, cooldown_start=4, cooldown_end=8)  # a stop during warmup
+    assert [lr_factor(i, early) for i in (2, 4, 6, 8)] == [0.2, 0.4, 0.2, 0.0]
 
 
 @pytest.mark.parametrize(
@@ -439,3 +441,13 @@ def test_time_budget_stops_training_and_keeps_the_best(splits: dict[str, Any], e
         assert m["cooldown_start_step"] is not None
         lr = _lr_at(result)
         assert lr[m["steps"]] < lr[m["cooldown_start_step"]]
+
+
+def test_the_stop_reason_of_a_completed_fixed_run_and_of_max_steps(splits: dict[str, Any]) -> None:
+    # evaluations at epochs 1, 2, 3 without a gain are 2 of patience 3: the run completes its
+    # epochs; the evaluation of the reloaded best model afterwards must not count as a third
+    spec = _spec(epochs=3, learning_rate=1e-12, early_stopping_patience=3)
+    result = _fine_tune(splits, spec)
+    assert result.metrics["stop_reason"] == "epochs" and result.metrics["early_stopped"] is False
+    steps = _fine_tune(splits, _spec(epochs="auto", max_steps=6, early_stopping_patience=None))
+    assert steps.metrics["stop_reason"] == "max_steps" and steps.metrics["steps"] == 6

@@ -124,7 +124,14 @@ def inspect(path_or_glob: str) -> Inspection:
     tables = []
     named = {p: split_of(p) for p in files}
     left_out: list[str] = []
-    if "train" in named.values() and not all(named.values()):
+    splits_named = [s for s in named.values() if s]
+    in_folder = Path(path_or_glob).is_dir() and all(p.parent == Path(path_or_glob) for p in files)
+    if (
+        in_folder
+        and "train" in splits_named
+        and not all(named.values())
+        and len(splits_named) == len(set(splits_named))  # one file per split
+    ):
         # train.csv, test.csv and also oos_test.csv: keep the predefined splits (pooling
         # would lose them, and published figures are for them); the others are named
         left_out = [p.name for p in files if not named[p]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -60,17 +61,36 @@ def fit_predict_baseline(
     return out
 
 
+def baseline_gap(metrics: Mapping[str, Any]) -> str | None:
+    """Why a model with these train metrics must not be champion (it does not beat the TF-IDF
+    baseline on validation macro-F1), or None when it may be."""
+    model, baseline = metrics.get("val_f1_macro"), metrics.get("baseline_val_f1_macro")
+    if model is None or baseline is None or float(model) > float(baseline):
+        return None
+    return (
+        f"does not beat the TF-IDF baseline on validation macro-F1 ({float(model):.4f} vs "
+        f"{float(baseline):.4f}): promotion.require_beat_baseline is true"
+    )
+
+
 def verdict(
     model_val_f1: float,
     baseline_val_f1: float,
-    train: dict[str, Any],
+    train: Mapping[str, Any],
     train_counts: np.ndarray,
     truncated_share: float,
+    required: bool,
 ) -> dict[str, Any]:
     """Whether the model beats the TF-IDF baseline on validation macro-F1 and, when it does not,
     one message with the figures and what to try, derived from this run (why training stopped,
-    examples per class, truncation). ``train`` is the train stage's metrics."""
-    beats = bool(model_val_f1 > baseline_val_f1)
+    examples per class, truncation). ``train`` is the train stage's metrics: their validation
+    figures, when there, are the ones judged (the gate reads the same); ``required``:
+    promotion.require_beat_baseline."""
+    if "baseline_val_f1_macro" in train and "val_f1_macro" in train:
+        model_val_f1 = float(train["val_f1_macro"])
+        baseline_val_f1 = float(train["baseline_val_f1_macro"])
+    beats = baseline_gap({"val_f1_macro": model_val_f1,
+                          "baseline_val_f1_macro": baseline_val_f1}) is None  # fmt: skip
     if beats:
         return {"beats_baseline": True, "baseline_warning": None, "what_to_try": []}
     tips: list[str] = []
@@ -99,8 +119,12 @@ def verdict(
         "beats_baseline": False,
         "baseline_warning": (
             f"The fine-tuned model does NOT beat the TF-IDF baseline on validation macro-F1 "
-            f"({model_val_f1:.4f} vs {baseline_val_f1:.4f}). It is not made champion "
-            "(promotion.require_beat_baseline)."
+            f"({model_val_f1:.4f} vs {baseline_val_f1:.4f}). "
+            + (
+                "It is not made champion (promotion.require_beat_baseline)."
+                if required
+                else "promotion.require_beat_baseline is false: it may still become champion."
+            )
         ),
         "what_to_try": tips,
     }

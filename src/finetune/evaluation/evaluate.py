@@ -78,6 +78,7 @@ def evaluate(
     max_length: int,
     seed: int,
     train_metrics: dict[str, Any] | None = None,
+    require_beat_baseline: bool = True,
 ) -> dict[str, Any]:
     """Pure step: model + splits in; metrics, predictions and plot data out (no file I/O).
     ``train_metrics`` (the train stage's) explain a model that loses to the baseline."""
@@ -127,6 +128,7 @@ def evaluate(
             train_metrics,
             np.bincount(train_df["label_id"].to_numpy().astype(int), minlength=len(labels)),
             float((counts > max_length).mean()) if len(counts) else 0.0,
+            require_beat_baseline,
         ),
         "split": eval_name,
         **{k: head[k] for k in (*HEADLINE, "ece", "ece_temperature_scaled")},
@@ -219,7 +221,16 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     max_length = inference_max_length(cfg.model.max_length, tokenizer)
     train_metrics = read_json(paths.train_report) if Path(paths.train_report).is_file() else {}
     res = evaluate(
-        model, tokenizer, splits, train_df, labels, ev, max_length, cfg.seed, train_metrics
+        model,
+        tokenizer,
+        splits,
+        train_df,
+        labels,
+        ev,
+        max_length,
+        cfg.seed,
+        train_metrics,
+        cfg.promotion.require_beat_baseline,
     )
     metrics, frame, y, probs = res["metrics"], res["frame"], res["y"], res["probs"]
     if not metrics["beats_baseline"]:

@@ -331,7 +331,7 @@ def _train_and_gate(
     run_dvc(root, ["repro"], spec.repro_timeout_s)
     run_id = str(read_json(root / cfg.paths.run_info)["run_id"])
     # Also when DVC restored `train` from its run cache: the model that matches the data.
-    mark_challenger(cfg.tracking, run_id)
+    mark_challenger(cfg.tracking, run_id, cfg.promotion.require_beat_baseline)
     if spec.push:
         run_dvc(root, ["push"], spec.repro_timeout_s)
     gate = apply_gate(cfg, gate_spec)

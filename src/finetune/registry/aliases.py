@@ -7,6 +7,7 @@ from typing import Any
 
 from finetune.core.errors import ConfigError, PipelineError
 from finetune.core.schema import TrackingConfig
+from finetune.evaluation.baseline import baseline_gap
 
 log = logging.getLogger(__name__)
 
@@ -14,18 +15,6 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG_PREFIX = "promotion."
 FIRST_MODEL_REASON = "first model: there is no champion yet"
-
-
-def baseline_gap(metrics: dict[str, Any]) -> str | None:
-    """Why a model with these train metrics must not be champion (it does not beat the TF-IDF
-    baseline on validation macro-F1), or None when it may be."""
-    model, baseline = metrics.get("val_f1_macro"), metrics.get("baseline_val_f1_macro")
-    if model is None or baseline is None or float(model) > float(baseline):
-        return None
-    return (
-        f"does not beat the TF-IDF baseline on validation macro-F1 ({float(model):.4f} vs "
-        f"{float(baseline):.4f}): promotion.require_beat_baseline is true"
-    )
 
 
 class RegistryError(PipelineError):
@@ -86,12 +75,12 @@ def alias_version(mlflow_client: Any, name: str, alias: str) -> Any | None:
 
 
 def mark_challenger(
-    tracking_cfg: TrackingConfig, run_id: str, refuse_champion: str | None = None
+    tracking_cfg: TrackingConfig, run_id: str, require_beat_baseline: bool
 ) -> str | None:
-    """Right after training: the run's new version becomes ``challenger``; the first, also
-    ``champion``, unless ``refuse_champion`` says why it must not be (then it is tagged with
-    that reason and there stays no champion). Returns the version, or None when models are
-    not registered."""
+    """Right after training (train, retrain): the run's new version becomes ``challenger``; the
+    first, also ``champion``, unless ``require_beat_baseline`` and the run's train metrics say
+    it does not beat the TF-IDF baseline (then it is tagged with that reason and there stays
+    no champion). Returns the version, or None when models are not registered."""
     if not tracking_cfg.registered_model_name or not tracking_cfg.log_model:
         return None
     name = model_name(tracking_cfg)
@@ -101,6 +90,9 @@ def mark_challenger(
         log.warning("run %s registered no version of %r; no alias set", run_id, name)
         return None
     champion = alias_version(mlflow_client, name, CHAMPION)  # before anything moves
+    refuse_champion = (
+        baseline_gap(mlflow_client.get_run(run_id).data.metrics) if require_beat_baseline else None
+    )
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
     log.info("model %s version %s is the challenger", name, version.version)
     if champion is None:

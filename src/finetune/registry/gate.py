@@ -25,6 +25,7 @@ import numpy as np
 
 from finetune.core.errors import PipelineError
 from finetune.core.schema import PipelineConfig, PromotionConfig
+from finetune.evaluation.baseline import baseline_gap
 from finetune.modeling.backbones import load_logged
 from finetune.registry.aliases import (
     CHALLENGER,
@@ -33,7 +34,6 @@ from finetune.registry.aliases import (
     TAG_PREFIX,
     RegistryError,
     alias_version,
-    baseline_gap,
     client,
     model_name,
 )
@@ -85,7 +85,7 @@ def decide(
 ) -> Decision:
     """The gate, a pure function of the two scores (the champion None: the first model) and of
     ``below_baseline``: why the challenger loses to the TF-IDF baseline on validation
-    macro-F1, if it does (``registry.aliases.baseline_gap`` of its train metrics)."""
+    macro-F1, if it does (``evaluation.baseline.baseline_gap`` of its train metrics)."""
     if below_baseline is not None and spec.require_beat_baseline:
         return Decision(
             False,

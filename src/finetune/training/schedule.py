@@ -69,7 +69,9 @@ class Plan:
     adaptive: bool  # epochs: auto (warmup, constant, cool-down)
     epochs: float  # the maximum (adaptive) or the configured number
     steps_per_epoch: int
+    samples_per_step: int  # batch x accumulation x processes
     max_steps: int  # planned optimizer steps (epochs x steps per epoch, or train.max_steps)
+    by_max_steps: bool  # train.max_steps > 0 set the length
     eval_steps: int | None  # None: once per epoch
     patience: int | None
     min_delta: float
@@ -110,11 +112,12 @@ def make_plan(spec: TrainConfig, n_train: int, n_validation: int, world: int = 1
         eval_steps = spec.eval_steps
     if eval_steps is None and spec.max_steps > 0:
         eval_steps = spec.max_steps  # one evaluation, at the end
-    min_delta = (
-        1.0 / max(n_validation, 1)
-        if spec.early_stopping_min_delta == "auto"
-        else float(spec.early_stopping_min_delta)
-    )
+    if spec.early_stopping_min_delta != "auto":
+        min_delta = float(spec.early_stopping_min_delta)
+    elif spec.metric_for_best_model == "loss":
+        min_delta = 0.0  # one example's worth has no meaning for a loss
+    else:
+        min_delta = 1.0 / max(n_validation, 1)
     budget = (
         parse_duration(spec.time_budget, "train.time_budget").total_seconds()
         if spec.time_budget
@@ -124,7 +127,9 @@ def make_plan(spec: TrainConfig, n_train: int, n_validation: int, world: int = 1
         adaptive=adaptive,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
+        samples_per_step=samples_per_step,
         max_steps=max_steps,
+        by_max_steps=spec.max_steps > 0,
         eval_steps=eval_steps,
         patience=spec.early_stopping_patience,
         min_delta=min_delta,
@@ -153,24 +158,31 @@ class ScheduleState:
 
 
 def lr_factor(step: int, s: ScheduleState) -> float:
-    """Warmup (linear from 0), constant, then a linear cool-down to 0."""
-    if step < s.warmup:
-        return step / max(1, s.warmup)
+    """Warmup (linear from 0), constant, then a linear cool-down to 0 (a cool-down that starts
+    during the warmup takes the rate down from where the warmup had got)."""
+    warm = step / max(1, s.warmup) if step < s.warmup else 1.0
     if s.cooldown_start is None or s.cooldown_end is None or step < s.cooldown_start:
-        return 1.0
+        return warm
     span = max(1, s.cooldown_end - s.cooldown_start)
-    return max(0.0, (s.cooldown_end - step) / span)
+    start = s.cooldown_start / max(1, s.warmup) if s.cooldown_start < s.warmup else 1.0
+    return max(0.0, start * (s.cooldown_end - step) / span)
 
 
 def _synced(value: float) -> float:
     """Rank 0's ``value`` on every process (DDP): decisions that depend on a clock must agree,
-    or the processes would stop at different steps and wait for each other forever."""
+    or the processes would stop at different steps and wait for each other forever. The
+    tensor lives where the process group's backend works (NCCL: the GPU; gloo: the CPU)."""
     import torch
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return value
-    tensor = torch.tensor([value], dtype=torch.float64)
+    device = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.broadcast(tensor, src=0)
     return float(tensor.item())
 
@@ -194,6 +206,8 @@ class TrainingLength(TrainerCallback):
         self.probed = False
         self.eval_seconds: list[float] = []
         self._eval_began: float | None = None
+        self.ended = False
+        self._stopped_at: int | None = None
 
     def attach(self, trainer: Any) -> None:
         self.trainer = trainer
@@ -214,11 +228,11 @@ class TrainingLength(TrainerCallback):
         return _synced(per_step if self.eval_seconds else per_step * (1 + EVAL_SHARE))
 
     def _final_eval_s(self, per_step: float) -> float:
-        """Seconds the last evaluation and checkpoint will take (measured once there was one)."""
+        """Seconds the last evaluation and checkpoint will take (measured once there was one;
+        before, a trained example's share of a step times EVAL_COST per validation row, x2)."""
         if self.eval_seconds:
             return max(self.eval_seconds)
-        batch = self.trainer.args.per_device_train_batch_size if self.trainer else 32
-        return per_step / batch * EVAL_COST * self.n_validation * 2
+        return per_step / self.plan.samples_per_step * EVAL_COST * self.n_validation * 2
 
     # ---------------------------------------------------------------- schedule
 
@@ -272,6 +286,8 @@ class TrainingLength(TrainerCallback):
         if self._eval_began is not None:
             self.eval_seconds.append(time.perf_counter() - self._eval_began)
             self._eval_began = None
+        if self.ended:  # the evaluation of the reloaded best model after training
+            return
         key = args.metric_for_best_model
         key = key if key.startswith("eval_") else f"eval_{key}"
         if not metrics or key not in metrics:
@@ -279,7 +295,7 @@ class TrainingLength(TrainerCallback):
         value = float(metrics[key]) * (1 if args.greater_is_better else -1)
         if self.s.best is None or value > self.s.best + self.plan.min_delta:
             self.s.best, self.s.bad_evals = value, 0
-        else:
+        elif state.global_step >= self.s.warmup:  # a flat start during warmup is no plateau
             self.s.bad_evals += 1
         if not self.plan.patience or self.s.bad_evals < self.plan.patience:
             return
@@ -299,19 +315,21 @@ class TrainingLength(TrainerCallback):
                 self.probed = True
                 self._fit_warmup(state, per_step)
             if self.s.cooldown_start is None and step * (1 + COOLDOWN_SHARE) >= self.plan.max_steps:
-                self._cool_down(state, MAX_EPOCHS, self.plan.max_steps - step)
+                reason = MAX_STEPS if self.plan.by_max_steps else MAX_EPOCHS
+                self._cool_down(state, reason, self.plan.max_steps - step)
             if self.s.cooldown_start is None and budget is not None and per_step is not None:
-                left = budget - self.elapsed() - self._final_eval_s(per_step)
+                # synced as a whole: each process measured its own evaluations
+                left = _synced(budget - self.elapsed() - self._final_eval_s(per_step))
                 if left / per_step <= self._cooldown_steps(state):
                     self._cool_down(state, TIME_BUDGET, int(left / per_step))
             if self.s.cooldown_end is not None and step >= self.s.cooldown_end:
-                self._stop(control)
+                self._stop(state, control)
                 return
         if budget is not None and self.elapsed() >= budget:
             if self.s.reason is None or self.plan.adaptive:
                 self.s.reason = TIME_BUDGET
             log.info("time budget of %.0f s spent at step %d: stopping", budget, step)
-            self._stop(control)
+            self._stop(state, control)
 
     def _fit_warmup(self, state: Any, per_step: float) -> None:
         """Once the first steps are timed: the warmup as a share of the steps that fit in the
@@ -336,10 +354,21 @@ class TrainingLength(TrainerCallback):
             )
             self.s.warmup = max(warmup, min(self.s.warmup, state.global_step))
 
-    def _stop(self, control: Any) -> None:
+    def _stop(self, state: Any, control: Any) -> None:
         control.should_training_stop = True
         control.should_evaluate = True  # the last weights are considered for the best model
         control.should_save = True
+        self._stopped_at = state.global_step
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        """A stop mid-epoch was evaluated and saved already: not again at the epoch's end
+        (``eval_steps: null`` evaluates at every epoch end)."""
+        if self._stopped_at == state.global_step:
+            control.should_evaluate = False
+            control.should_save = False
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.ended = True
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if not state.is_world_process_zero:
@@ -354,11 +383,20 @@ class TrainingLength(TrainerCallback):
         """Why the run ended: the reason recorded, or the planned end (all epochs or steps)."""
         if self.s.reason is not None:
             return self.s.reason
-        return MAX_STEPS if self.trainer and self.trainer.args.max_steps > 0 else EPOCHS
+        return MAX_STEPS if self.plan.by_max_steps else EPOCHS
 
 
 def load_state(checkpoint: Path | None) -> ScheduleState | None:
     """The schedule's state saved with ``checkpoint`` (None: a fresh run or none saved)."""
-    if checkpoint is None or not (checkpoint / STATE_FILE).is_file():
+    if checkpoint is None:
+        return None
+    if not (checkpoint / STATE_FILE).is_file():
+        log.warning(
+            "%s has no %s (killed between the trainer's files and ours, or written by an "
+            "older version): the schedule starts afresh from this checkpoint (time budget, "
+            "plateau count, cool-down)",
+            checkpoint,
+            STATE_FILE,
+        )
         return None
     return ScheduleState(**json.loads((checkpoint / STATE_FILE).read_text()))

@@ -28,10 +28,10 @@ from finetune.core.io import StagedOutputs, file_md5, write_json
 from finetune.core.schema import PipelineConfig
 from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
-from finetune.evaluation.baseline import fit_predict_baseline
+from finetune.evaluation.baseline import baseline_gap, fit_predict_baseline
 from finetune.modeling.backbones import load_tokenizer, position_limit
 from finetune.modeling.inference import token_counts
-from finetune.registry.aliases import baseline_gap, mark_challenger
+from finetune.registry.aliases import mark_challenger
 from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
 from finetune.tracking.buffer import MetricsLog
@@ -148,15 +148,15 @@ def baseline_check(
             f1_score(y, pred, labels=list(range(len(labels))), average="macro", zero_division=0)
         ),
     }
-    figures["beats_baseline"] = bool(metrics["val_f1_macro"] > figures["baseline_val_f1_macro"])
-    if not figures["beats_baseline"]:
+    gap = baseline_gap({**metrics, **figures})
+    figures["beats_baseline"] = gap is None
+    if gap is not None:
         log.warning(
-            "the model does NOT beat the TF-IDF baseline on validation macro-F1 (%.4f vs %.4f); "
-            "it is registered but not made champion (promotion.require_beat_baseline=%s); "
-            "evaluate's report says what to try",
-            metrics["val_f1_macro"],
-            figures["baseline_val_f1_macro"],
-            cfg.promotion.require_beat_baseline,
+            "the model %s%s; evaluate's report says what to try",
+            gap.replace(": promotion.require_beat_baseline is true", ""),
+            ": it is not made champion"
+            if cfg.promotion.require_beat_baseline
+            else " (promotion.require_beat_baseline is false: it may become champion)",
         )
     return figures
 
@@ -254,11 +254,7 @@ def _finish_run(
         card = (Path(cfg.paths.model_dir) / "README.md").read_text()
         log_model(result.model, result.tokenizer, cfg.tracking, example, card)
         # alias: challenger (+ champion for the first model that beats the baseline)
-        mark_challenger(
-            cfg.tracking,
-            run_id,
-            baseline_gap(result.metrics) if cfg.promotion.require_beat_baseline else None,
-        )
+        mark_challenger(cfg.tracking, run_id, cfg.promotion.require_beat_baseline)
 
 
 def _lost(

@@ -102,7 +102,7 @@ def _training_args(
         load_best_model_at_end=True,
         metric_for_best_model=spec.metric_for_best_model,
         greater_is_better=spec.metric_for_best_model != "loss",
-        restore_callback_states_from_checkpoint=True,  # early-stopping counter survives a kill
+        restore_callback_states_from_checkpoint=True,  # ExportableState callbacks
         logging_steps=spec.logging_steps,
         logging_first_step=True,
         train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
