@@ -61,15 +61,27 @@ def fit_predict_baseline(
     return out
 
 
-def baseline_gap(metrics: Mapping[str, Any]) -> str | None:
-    """Why a model with these train metrics must not be champion (it does not beat the TF-IDF
-    baseline on validation macro-F1), or None when it may be."""
+def baseline_standing(metrics: Mapping[str, Any]) -> str | None:
+    """``beats``, ``ties`` or ``loses``: the model's validation macro-F1 against the TF-IDF
+    baseline's, from train metrics; a difference within ``baseline_tolerance`` (one validation
+    example's worth, 1 / rows) is a tie. None for a run from before the baseline was fitted."""
     model, baseline = metrics.get("val_f1_macro"), metrics.get("baseline_val_f1_macro")
-    if model is None or baseline is None or float(model) > float(baseline):
+    if model is None or baseline is None:
+        return None
+    tolerance = float(metrics.get("baseline_tolerance", 0.0))
+    diff = float(model) - float(baseline)
+    return "beats" if diff > tolerance else ("loses" if diff < -tolerance else "ties")
+
+
+def baseline_gap(metrics: Mapping[str, Any]) -> str | None:
+    """Why a model with these train metrics must not be champion (its validation macro-F1 is
+    below the TF-IDF baseline's by more than one validation example's worth), or None."""
+    if baseline_standing(metrics) != "loses":
         return None
     return (
-        f"does not beat the TF-IDF baseline on validation macro-F1 ({float(model):.4f} vs "
-        f"{float(baseline):.4f}): promotion.require_beat_baseline is true"
+        f"is worse than the TF-IDF baseline on validation macro-F1 "
+        f"({float(metrics['val_f1_macro']):.4f} vs {float(metrics['baseline_val_f1_macro']):.4f})"
+        ": promotion.require_beat_baseline is true"
     )
 
 
@@ -86,12 +98,13 @@ def verdict(
     examples per class, truncation). ``train`` is the train stage's metrics: their validation
     figures, when there, are the ones judged (the gate reads the same); ``required``:
     promotion.require_beat_baseline."""
+    figures = {"val_f1_macro": model_val_f1, "baseline_val_f1_macro": baseline_val_f1}
     if "baseline_val_f1_macro" in train and "val_f1_macro" in train:
+        figures = dict(train)
         model_val_f1 = float(train["val_f1_macro"])
         baseline_val_f1 = float(train["baseline_val_f1_macro"])
-    beats = baseline_gap({"val_f1_macro": model_val_f1,
-                          "baseline_val_f1_macro": baseline_val_f1}) is None  # fmt: skip
-    if beats:
+    standing = baseline_standing(figures)
+    if standing == "beats":
         return {"beats_baseline": True, "baseline_warning": None, "what_to_try": []}
     tips: list[str] = []
     reason = train.get("stop_reason")
@@ -115,16 +128,21 @@ def verdict(
         "try a higher train.learning_rate (the new classification head starts from random), "
         "a larger backbone (conf/model/), or deploy the TF-IDF baseline, which wins on this data"
     )
-    return {
-        "beats_baseline": False,
-        "baseline_warning": (
+    figures_text = f"({model_val_f1:.4f} vs {baseline_val_f1:.4f})"
+    if standing == "ties":
+        warning = (
+            f"The fine-tuned model does NOT clearly beat the TF-IDF baseline on validation "
+            f"macro-F1 {figures_text}: within one validation example's worth, a tie. It is not "
+            "refused; compare the two on the test split below."
+        )
+    else:
+        warning = (
             f"The fine-tuned model does NOT beat the TF-IDF baseline on validation macro-F1 "
-            f"({model_val_f1:.4f} vs {baseline_val_f1:.4f}). "
+            f"{figures_text}. "
             + (
                 "It is not made champion (promotion.require_beat_baseline)."
                 if required
                 else "promotion.require_beat_baseline is false: it may still become champion."
             )
-        ),
-        "what_to_try": tips,
-    }
+        )
+    return {"beats_baseline": False, "baseline_warning": warning, "what_to_try": tips}

@@ -79,7 +79,7 @@ def mark_challenger(
 ) -> str | None:
     """Right after training (train, retrain): the run's new version becomes ``challenger``; the
     first, also ``champion``, unless ``require_beat_baseline`` and the run's train metrics say
-    it does not beat the TF-IDF baseline (then it is tagged with that reason and there stays
+    it is worse than the TF-IDF baseline (then it is tagged with that reason and there stays
     no champion). Returns the version, or None when models are not registered."""
     if not tracking_cfg.registered_model_name or not tracking_cfg.log_model:
         return None

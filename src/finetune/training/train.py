@@ -28,7 +28,7 @@ from finetune.core.io import StagedOutputs, file_md5, write_json
 from finetune.core.schema import PipelineConfig
 from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
-from finetune.evaluation.baseline import baseline_gap, fit_predict_baseline
+from finetune.evaluation.baseline import baseline_gap, baseline_standing, fit_predict_baseline
 from finetune.modeling.backbones import load_tokenizer, position_limit
 from finetune.modeling.inference import token_counts
 from finetune.registry.aliases import mark_challenger
@@ -127,8 +127,9 @@ def baseline_check(
     cfg: PipelineConfig, validation_df: pd.DataFrame, labels: list[str], metrics: dict[str, Any]
 ) -> dict[str, Any]:
     """The in-run TF-IDF baseline on the validation split (the same one evaluate fits) and
-    whether the model beats it on macro-F1: a model that does not is never made champion
-    (``promotion.require_beat_baseline``), and evaluate and the error report say so first."""
+    whether the model beats it on macro-F1 by more than one validation example's worth: a model
+    below it by more than that is never made champion (``promotion.require_beat_baseline``); one
+    that does not clearly beat it is named first by evaluate and the error report."""
     from sklearn.metrics import accuracy_score, f1_score
 
     train = load_split(cfg.paths.processed_dir, "train")
@@ -147,9 +148,10 @@ def baseline_check(
         "baseline_val_f1_macro": float(
             f1_score(y, pred, labels=list(range(len(labels))), average="macro", zero_division=0)
         ),
+        "baseline_tolerance": 1.0 / max(len(y), 1),  # one validation example's worth
     }
     gap = baseline_gap({**metrics, **figures})
-    figures["beats_baseline"] = gap is None
+    figures["beats_baseline"] = baseline_standing({**metrics, **figures}) == "beats"
     if gap is not None:
         log.warning(
             "the model %s%s; evaluate's report says what to try",
