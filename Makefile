@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: setup run repro params test test-fast lint format mlflow-ui services services-down services-status clean
+.PHONY: setup run repro params deps test test-fast lint format mlflow-ui services services-down services-status clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ repro: run
 params: setup
 	$(BIN)/python -m finetune.core.config compose $(O)
 
+# Rewrite each dvc.yaml stage's code deps (the files its imports reach) from the code: after
+# adding or moving an import. tests/test_dvc_deps.py and `make lint` fail while they differ.
+deps: setup
+	$(BIN)/python tools/dvc_deps.py
+
 test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
@@ -43,6 +48,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/dvc_deps.py --check
 
 format: setup
 	$(BIN)/ruff format .

@@ -1,9 +1,10 @@
-"""dvc.yaml cannot drift from the code: each stage depends on exactly the package directories
-its entry point imports, directly or through other modules (imports inside functions too)."""
+"""dvc.yaml cannot drift from the code: each stage depends on exactly the files of its entry
+point's import closure (imports inside functions too), as tools/dvc_deps.py (`make deps`) writes
+them, so an edit reruns only the stages whose code can see it."""
 
 from __future__ import annotations
 
-import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,99 +12,136 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+DVC_YAML = REPO / "dvc.yaml"
+STAGES = yaml.safe_load(DVC_YAML.read_text())["stages"]
 
 
-def module_file(module: str) -> Path | None:
-    """The file of a ``finetune...`` module (a package's ``__init__.py``), or None."""
-    base = SRC.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
+def load_tool():
+    spec = importlib.util.spec_from_file_location("dvc_deps", REPO / "tools" / "dvc_deps.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every ``finetune`` module ``path`` imports, at module level or inside functions; for
-    ``from finetune.x import y`` that is ``finetune.x.y`` when y is a module, else finetune.x."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "finetune"}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] != "finetune":
-                continue
-            found.add(node.module)
-            for alias in node.names:
-                submodule = f"{node.module}.{alias.name}"
-                if module_file(submodule) is not None:
-                    found.add(submodule)
-    return found
+dvc_deps = load_tool()
 
 
-def import_closure(entry: Path) -> set[Path]:
-    """The files of every finetune module reachable from ``entry`` (parent packages too)."""
-    seen: set[Path] = set()
-    todo = [entry]
-    while todo:
-        path = todo.pop()
-        for module in imported_modules(path):
-            parts = module.split(".")
-            for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/ and a/b/ too
-                file = module_file(".".join(parts[:depth]))
-                if file is not None and file not in seen:
-                    seen.add(file)
-                    todo.append(file)
-    return seen
-
-
-def package_dirs(files: set[Path]) -> set[str]:
-    """The ``src/finetune/<package>`` directories holding ``files`` (top-level modules by file)."""
-    out = set()
-    for file in files:
-        rel = file.relative_to(REPO)
-        if rel.parent == Path("src/finetune"):
-            if rel.name != "__init__.py":
-                out.add(rel.as_posix())
-        else:
-            out.add(Path(*rel.parts[:3]).as_posix())
-    return out
-
-
-def entry_point(cmd: str) -> Path:
-    words = cmd.split()
-    if words[:2] == ["python", "-m"]:
-        file = module_file(words[2])
-        assert file is not None, cmd
-        return file
-    assert words[0] == "python" and words[1].endswith(".py"), f"unexpected cmd {cmd!r}"
-    return REPO / words[1]
+def test_dvc_yaml_code_deps_are_what_make_deps_writes() -> None:
+    text = DVC_YAML.read_text()
+    generated = dvc_deps.render(text)
+    assert generated == text, (
+        "dvc.yaml's code deps differ from the imports: run `make deps`\n"
+        + dvc_deps.diff(text, generated)
+    )
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_stage_deps_are_the_packages_it_imports(stage: str) -> None:
-    entry = entry_point(STAGES[stage]["cmd"])
-    needed = package_dirs(import_closure(entry))
-    declared = {d for d in STAGES[stage]["deps"] if str(d).startswith("src/")}
-    assert needed - declared == set(), f"dvc.yaml {stage}: add these deps"
-    assert declared - needed == set(), f"dvc.yaml {stage}: these deps are not imported"
-    if entry.is_relative_to(REPO / "stages"):
-        assert entry.relative_to(REPO).as_posix() in STAGES[stage]["deps"], "its script too"
+def test_each_stage_depends_on_files_not_package_directories(stage: str) -> None:
+    deps = [str(d) for d in STAGES[stage]["deps"]]
+    code = [d for d in deps if d.startswith(("src/", "stages/"))]
+    assert code, stage
+    for dep in code:
+        assert (REPO / dep).is_file(), f"dvc.yaml {stage}: {dep} is not a file"
+    entry = dvc_deps.entry_point(STAGES[stage]["cmd"]).relative_to(REPO).as_posix()
+    assert entry in code, f"dvc.yaml {stage}: its entry point {entry} is not a dep"
+
+
+# An edit to each file, and the stages `dvc repro` reruns for it (issue 24, part 1). Before,
+# deps were package directories: the first reran all six stages, the second all six and
+# check_config, the fourth train.
+RERUNS = {
+    # the served ONNX wrapper: only export logs it
+    "src/finetune/modeling/onnx_pyfunc.py": {"export"},
+    # `finetune monitor --since`, `finetune tune --timeout`, and train.time_budget, which the
+    # training schedule parses with it (finetune.training.schedule); error_analysis trains its
+    # cross-validated models with the same trainer (finetune.training.kfold)
+    "src/finetune/core/durations.py": {"train", "error_analysis"},
+    # the stages whose reports are Markdown tables
+    "src/finetune/reporting/markdown.py": {"preprocess", "error_analysis", "export"},
+    # `finetune promote`'s report: no stage
+    "src/finetune/registry/report.py": set(),
+    # every stage parses params.yaml and checks conf/ with it
+    "src/finetune/core/schema.py": set(STAGES),
+}
+
+
+@pytest.mark.parametrize("edited", sorted(RERUNS))
+def test_an_edit_reruns_only_the_stages_that_import_it(edited: str) -> None:
+    assert (REPO / edited).is_file(), edited
+    reruns = {stage for stage, spec in STAGES.items() if edited in spec["deps"]}
+    assert reruns == RERUNS[edited]
 
 
 def test_the_closure_follows_imports_inside_functions() -> None:
-    """The train stage imports the registry only inside a function; it is still a dep."""
-    closure = import_closure(REPO / "stages" / "train.py")
-    assert SRC / "finetune" / "registry" / "aliases.py" in closure
+    """backbones imports pooling_model only inside its loading functions; still a dep of train."""
+    closure = dvc_deps.import_closure(REPO / "stages" / "train.py")
     assert SRC / "finetune" / "modeling" / "pooling_model.py" in closure
+    assert SRC / "finetune" / "modeling" / "backbones.py" in closure
 
 
 def test_every_stage_runs_through_the_runner_and_its_config_check() -> None:
     """Each stage script starts with the runner's checks (schema, conf/ freshness), so
     `dvc repro <stage>` is guarded even when check_config does not run."""
     for stage, spec in STAGES.items():
-        entry = entry_point(spec["cmd"])
+        entry = dvc_deps.entry_point(spec["cmd"])
         if stage == "check_config":
             continue
-        assert SRC / "finetune" / "core" / "runner.py" in import_closure(entry), stage
+        assert SRC / "finetune" / "core" / "runner.py" in dvc_deps.import_closure(entry), stage
         assert "run_stage(" in entry.read_text(), stage
+
+
+def fake_repo(root: Path, dvc_yaml: str) -> Path:
+    """src/finetune with a stage module importing another inside a function, and ``dvc_yaml``."""
+    pkg = root / "src" / "finetune"
+    (pkg / "low").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low" / "__init__.py").write_text("")
+    (pkg / "low" / "leaf.py").write_text("X = 1\n")
+    (pkg / "low" / "other.py").write_text("Y = 2\n")
+    (pkg / "stage.py").write_text("def run():\n    from finetune.low import leaf\n")
+    (root / "dvc.yaml").write_text(dvc_yaml)
+    return root
+
+
+KEPT = """# a comment kept as it is
+stages:
+  one:
+    cmd: python -m finetune.stage
+    deps:
+      - data/raw   # a data dep, kept
+      {begin}
+      - src/finetune/low/other.py
+      {end}
+      - ${{paths.processed}}
+    outs:
+      - out
+"""
+
+
+def test_make_deps_rewrites_only_the_marked_blocks(tmp_path: Path) -> None:
+    text = KEPT.format(begin=dvc_deps.BEGIN, end=dvc_deps.END)
+    root = fake_repo(tmp_path, text)
+    rendered = dvc_deps.render(text, root)
+    block = [
+        "      - src/finetune/stage.py",
+        "      - src/finetune/__init__.py",
+        "      - src/finetune/low/__init__.py",
+        "      - src/finetune/low/leaf.py",
+    ]
+    assert rendered == text.replace("      - src/finetune/low/other.py", "\n".join(block))
+    assert dvc_deps.render(rendered, root) == rendered
+    assert dvc_deps.main(["--check", "--file", str(root / "dvc.yaml")]) == 1
+    assert dvc_deps.main(["--file", str(root / "dvc.yaml")]) == 0
+    assert (root / "dvc.yaml").read_text() == rendered
+    assert dvc_deps.main(["--check", "--file", str(root / "dvc.yaml")]) == 0
+
+
+def test_a_stage_without_the_markers_is_refused(tmp_path: Path) -> None:
+    text = KEPT.format(begin="# no marker", end="# none")
+    root = fake_repo(tmp_path, text)
+    with pytest.raises(dvc_deps.DepsError, match="stages one: no code deps block"):
+        dvc_deps.render(text, root)
+    unclosed = KEPT.format(begin=dvc_deps.BEGIN, end="# not the end marker")
+    with pytest.raises(dvc_deps.DepsError, match="without"):
+        dvc_deps.render(unclosed, root)
