@@ -7,7 +7,8 @@
 
 ``fixed`` is what the defaults were before ``auto``: 4 epochs, augmentation on, max length 128.
 ``auto`` is the default now (``train.epochs``, ``augment.enabled`` and ``model.max_length`` all
-``auto``, resolved from the data by ``finetune.core.auto``). Each run is the pipeline's own
+``auto``, resolved from the data by ``finetune.modeling.tokens``, ``finetune.augment.augment``
+and ``finetune.training.schedule``). Each run is the pipeline's own
 preprocess, augment, train and evaluate stages, in-process in a temporary workspace, with the
 default backbone; wall time counts the four stages. demo is data/raw/support_tickets.csv;
 sms_spam and sst2 come from ../shared/datasets (the generic base config, as `finetune

@@ -124,7 +124,8 @@ def run_tutorial(df: Any, labels: list[str], cfg: Any, steps: int, warmup: int, 
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from finetune.modeling.backbones import load_classifier, load_tokenizer
+    from finetune.modeling.backbones import load_classifier
+    from finetune.modeling.tokens import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     model = load_classifier(cfg.model.name_or_path, labels, "cls")

@@ -7,12 +7,8 @@ from pathlib import Path
 import pytest
 
 from finetune.core.errors import ModelNotFoundError
-from finetune.modeling.backbones import (
-    load_classifier,
-    load_tokenizer,
-    load_trained,
-    resolve_model_path,
-)
+from finetune.modeling.backbones import load_classifier, load_trained
+from finetune.modeling.tokens import load_tokenizer, resolve_model_path
 
 
 def test_packaged_default_resolves_to_weights_in_the_wheel() -> None:

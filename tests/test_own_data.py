@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from finetune.core import auto
+from finetune.augment.augment import augment_enabled
 from finetune.core.errors import ConfigError, DataError
 from finetune.core.labels import prob_columns, safe_names
+from finetune.modeling.tokens import max_length
 from tests.conftest import CLASS_WORDS, FILLER, make_stage_cfg
 from tests.helpers import BIN
 
@@ -193,14 +194,14 @@ def test_a_class_with_one_example_is_named_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_auto_settings_follow_the_dataset() -> None:
-    assert auto.augment_enabled("auto", 1067) is True
-    assert auto.augment_enabled("auto", 52000) is False
-    assert auto.augment_enabled(False, 10) is False
+    assert augment_enabled("auto", 1067) is True
+    assert augment_enabled("auto", 52000) is False
+    assert augment_enabled(False, 10) is False
     lengths = [*range(1, 101), 500]
-    assert auto.max_length("auto", lengths, 512) == 104  # p99 = 100 -> multiple of 8
-    assert auto.max_length("auto", [5, 6], 512) == 16
-    assert auto.max_length("auto", [900], 512) == 512
-    assert auto.max_length(64, lengths, 512) == 64
+    assert max_length("auto", lengths, 512) == 104  # p99 = 100 -> multiple of 8
+    assert max_length("auto", [5, 6], 512) == 16
+    assert max_length("auto", [900], 512) == 512
+    assert max_length(64, lengths, 512) == 64
 
 
 def test_auto_is_resolved_recorded_and_reproducible(

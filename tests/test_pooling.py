@@ -19,10 +19,10 @@ from finetune.modeling.backbones import (
     _head_dropout,
     load_classifier,
     load_logged,
-    load_tokenizer,
     load_trained,
 )
 from finetune.modeling.pooling_model import MeanPoolingForSequenceClassification
+from finetune.modeling.tokens import load_tokenizer
 from finetune.training import train
 from finetune.training.layers import add_lora, merge_adapter
 from tests.conftest import run_pipeline

@@ -18,7 +18,7 @@ from finetune.data import report as data_report
 from finetune.data.sources import as_raw
 from finetune.data.splits import hash_fractions
 from finetune.data.validation import validate
-from finetune.modeling.inference import token_counts
+from finetune.modeling.tokens import token_counts
 from finetune.tracking import inputs
 from tests.conftest import data_config, typed
 
@@ -388,7 +388,7 @@ def test_run_writes_splits_label_map_and_report(stage_cfg: dict[str, Any]) -> No
 
 
 def test_truncation_rate_at_max_length(tiny_model_dir: Path) -> None:
-    from finetune.modeling.backbones import load_tokenizer
+    from finetune.modeling.tokens import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir))
     lengths = token_counts(tok, ["refund", "refund card price payment invoice"])

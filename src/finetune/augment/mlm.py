@@ -15,7 +15,7 @@ class MaskedLM:
     def __init__(self, path: str, top_k: int = 5) -> None:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-        from finetune.modeling.backbones import resolve_model_path
+        from finetune.modeling.tokens import resolve_model_path
 
         resolved = resolve_model_path(path)
         try:

@@ -30,7 +30,8 @@ AugmentMethod = Literal[
     "contextual",
 ]
 RobustnessTest = Literal["typos", "casing", "punctuation", "contractions", "person_names"]
-Auto = Literal["auto"]  # resolved from the data (finetune.core.auto), recorded where it ran
+# resolved from the data (finetune.modeling.tokens, finetune.augment.augment), recorded where it ran
+Auto = Literal["auto"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Pooling = Literal["cls", "mean"]
 

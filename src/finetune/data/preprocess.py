@@ -256,7 +256,7 @@ def write_outputs(result: Preprocessed, paths: PathsConfig, out: StagedOutputs) 
 def run(cfg: PipelineConfig | Mapping[str, Any]) -> Preprocessed:
     """Stage entry: read the source, write paths.processed_dir and the data report."""
     from finetune.data import sources
-    from finetune.modeling.backbones import load_tokenizer
+    from finetune.modeling.tokens import load_tokenizer
 
     cfg = parse(cfg)
     raw = sources.load(cfg.data)

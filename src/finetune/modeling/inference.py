@@ -105,20 +105,3 @@ def embed_and_predict(
         embeddings[idx] = _mean_pool(out.hidden_states[-1], enc["attention_mask"])
         probs[idx] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
     return embeddings, probs
-
-
-def token_counts(tokenizer: Any, texts: list[str], batch_size: int = 2048) -> np.ndarray:
-    """Tokens per text including special tokens, without truncation (fast tokenizers batch
-    in Rust): to find truncated texts and to choose ``model.max_length: auto``."""
-    out: list[int] = []
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            texts[start : start + batch_size],
-            add_special_tokens=True,
-            truncation=False,
-            verbose=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        out.extend(len(ids) for ids in enc["input_ids"])
-    return np.asarray(out, dtype=np.int64)

@@ -22,15 +22,13 @@ from typing import Any
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from finetune.core import auto
 from finetune.core.artifacts import LABEL_MAP, load_labels, load_split
 from finetune.core.io import StagedOutputs, file_md5, write_json
 from finetune.core.schema import PipelineConfig
 from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
 from finetune.evaluation.baseline import baseline_gap, baseline_standing, fit_predict_baseline
-from finetune.modeling.backbones import load_tokenizer, position_limit
-from finetune.modeling.inference import token_counts
+from finetune.modeling import tokens
 from finetune.registry.aliases import mark_challenger
 from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
@@ -167,14 +165,14 @@ def resolve_settings(
     cfg: PipelineConfig, train_df: pd.DataFrame, n_validation: int
 ) -> dict[str, Any]:
     """What this training uses for the settings that may be ``auto``: the max length from the
-    train texts' token lengths (finetune.core.auto), the training length from the row counts
+    train texts' token lengths (finetune.modeling.tokens), the training length from the row counts
     (finetune.training.schedule; the epochs are the most it may train)."""
-    tokenizer = load_tokenizer(cfg.model.name_or_path)
-    lengths = token_counts(tokenizer, train_df["text"].tolist())
+    tokenizer = tokens.load_tokenizer(cfg.model.name_or_path)
+    lengths = tokens.token_counts(tokenizer, train_df["text"].tolist())
     plan = make_plan(cfg.train, len(train_df), n_validation, dist_info()[1])
     resolved = {
-        "model.max_length": auto.max_length(
-            cfg.model.max_length, lengths, position_limit(tokenizer)
+        "model.max_length": tokens.max_length(
+            cfg.model.max_length, lengths, tokens.position_limit(tokenizer)
         ),
         **plan.resolved(),
     }

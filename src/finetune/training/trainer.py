@@ -14,7 +14,8 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
 from finetune.core.schema import ModelConfig, Pooling, TrainConfig
-from finetune.modeling.backbones import load_classifier, load_tokenizer
+from finetune.modeling.backbones import load_classifier
+from finetune.modeling.tokens import load_tokenizer
 from finetune.training.callbacks import Progress
 from finetune.training.checkpoints import drop_incomplete_checkpoints, latest_checkpoint
 from finetune.training.distill import (
