@@ -21,9 +21,9 @@ from finetune.augment.methods import (
     random_swap,
     synonym_replacement,
 )
+from finetune.augment.text import is_negation
 from finetune.core.errors import ConfigError
 from finetune.core.schema import AugmentConfig, AugmentMethod, choices
-from finetune.core.text import is_negation
 from finetune.data import preprocess
 from tests.conftest import config
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from finetune.augment.text import match_case, swap_adjacent
 from finetune.core.labels import prob_columns
 from finetune.core.schema import RobustnessConfig
-from finetune.core.text import match_case, swap_adjacent
 
 CONTRACTIONS = {
     "can't": "cannot",

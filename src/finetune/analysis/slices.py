@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from finetune.augment.text import NEGATION_RE
 from finetune.core.schema import SlicesConfig
-from finetune.core.text import NEGATION_RE
 
 
 def has_negation(texts: pd.Series) -> pd.Series:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from finetune.core.text import is_negation, match_case, split_punct, typo
+from finetune.augment.text import is_negation, match_case, split_punct, typo
 
 AEDA_PUNCTUATION = (".", ";", "?", ":", "!", ",")
 

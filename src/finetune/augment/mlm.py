@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from finetune.augment.methods import _touch
+from finetune.augment.text import is_negation, match_case, split_punct
 from finetune.core.errors import ConfigError
-from finetune.core.text import is_negation, match_case, split_punct
 
 
 class MaskedLM:

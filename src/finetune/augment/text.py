@@ -1,27 +1,11 @@
-"""Text helpers: input cells as texts (prediction, monitoring); what augmentation and the
-robustness tests share: negation words, a word's punctuation and case, and typo generation,
-seeded by the caller's ``random.Random``."""
+"""Word-level text edits augmentation makes and the error report's robustness tests and slices
+share: negation words, a word's punctuation and case, and typo generation, seeded by the
+caller's ``random.Random``."""
 
 from __future__ import annotations
 
-import math
 import random
 import re
-from collections.abc import Iterable
-from typing import Any
-
-
-def column_texts(values: Iterable[Any]) -> list[str]:
-    """Cells of a text column (a Series or any iterable): None/NaN -> "", everything else as
-    str, whitespace stripped."""
-    out = []
-    for value in list(values):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            out.append("")
-        else:
-            out.append(str(value).strip())
-    return out
-
 
 # Words that flip a sentence's meaning: augmentation never deletes, moves or replaces them, and
 # the error report slices texts by whether they hold one.

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -128,6 +131,18 @@ def codes(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a * (int(b.max(initial=0)) + 1) + b
+
+
+def column_texts(values: Iterable[Any]) -> list[str]:
+    """Cells of a text column (a Series or any iterable): None/NaN -> "", everything else as
+    str, whitespace stripped."""
+    out = []
+    for value in list(values):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out.append("")
+        else:
+            out.append(str(value).strip())
+    return out
 
 
 @dataclass

@@ -31,7 +31,7 @@ import pandas as pd
 
 from finetune.core.errors import DataError, ModelNotFoundError
 from finetune.core.labels import prob_columns
-from finetune.core.text import column_texts
+from finetune.data.cleaning import column_texts
 from finetune.modeling.inference import Predictions
 
 if TYPE_CHECKING:

@@ -52,7 +52,7 @@ def batch_from_frame(
     seed: int,
 ) -> Batch:
     """The non-empty texts (and labels) of ``df``; at most ``max_texts`` (a seeded sample)."""
-    from finetune.core.text import column_texts
+    from finetune.data.cleaning import column_texts
 
     if text_column not in df.columns:
         raise DataError(
