@@ -34,10 +34,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from finetune.core.dvccli import dvc_command, dvc_env
 from finetune.core.errors import ConfigError, DataError, PipelineError
 from finetune.core.io import file_md5
 from finetune.core.schema import DataConfig, PipelineConfig, PromotionConfig, RetrainConfig
+from finetune.lifecycle.dvccli import dvc_command, dvc_env
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.core.dvccli import dvc_command, dvc_env
 from finetune.core.errors import PipelineError
+from finetune.lifecycle.dvccli import dvc_command, dvc_env
 
 log = logging.getLogger(__name__)
 
