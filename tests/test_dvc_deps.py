@@ -73,6 +73,15 @@ def test_an_edit_reruns_only_the_stages_that_import_it(edited: str) -> None:
     assert reruns == RERUNS[edited]
 
 
+def test_export_depends_on_the_served_models_code_it_logs_by_path() -> None:
+    """MLflow runs the entry file of the ONNX pyfunc from its path: no import reaches it."""
+    from finetune.export.registration import entry_file
+
+    entry = Path(entry_file()).resolve().relative_to(REPO).as_posix()
+    assert entry == "src/finetune/serving/onnx_pyfunc_entry.py"
+    assert entry in STAGES["export"]["deps"]
+
+
 def test_the_closure_follows_imports_inside_functions() -> None:
     """backbones imports pooling_model only inside its loading functions; still a dep of train."""
     closure = dvc_deps.import_closure(REPO / "stages" / "train.py")

@@ -4,14 +4,24 @@ version tags that say it is ONNX, which variant and how it is quantized."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from importlib.util import find_spec
 
 import mlflow
 
-from finetune.modeling import onnx_pyfunc
-from finetune.modeling.onnx_pyfunc import ARTIFACT_KEY, ARTIFACT_PATH, ENTRY_FILE, predictions_table
+from finetune.modeling.onnx_pyfunc import ARTIFACT_KEY, ARTIFACT_PATH, predictions_table
 
 log = logging.getLogger(__name__)
+
+# MLflow "models from code": the file MLflow stores with the model and runs to load it. Located,
+# not imported (importing it sets MLflow's model); it is in the export stage's deps in dvc.yaml.
+ENTRY_MODULE = "finetune.serving.onnx_pyfunc_entry"
+
+
+def entry_file() -> str:
+    spec = find_spec(ENTRY_MODULE)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"{ENTRY_MODULE}: not found in the installed finetune package")
+    return spec.origin
 
 
 def log_onnx_model(
@@ -33,7 +43,7 @@ def log_onnx_model(
     output = predictions_table(classifier.predict_proba(example).probabilities, classifier.labels)
     info = mlflow.pyfunc.log_model(
         name=ARTIFACT_PATH,
-        python_model=str(Path(onnx_pyfunc.__file__).with_name(ENTRY_FILE)),  # models from code
+        python_model=entry_file(),  # models from code
         artifacts={ARTIFACT_KEY: export_dir},
         signature=infer_signature(example, output),
         input_example=example,

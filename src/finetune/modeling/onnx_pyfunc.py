@@ -1,6 +1,7 @@
 """The exported ONNX classifier as an MLflow pyfunc: raw texts in; label, confidence and every
 class probability out. The export stage logs and registers it
-(:mod:`finetune.export.registration`); ``mlflow models serve`` serves it and
+(:mod:`finetune.export.registration`, with :mod:`finetune.serving.onnx_pyfunc_entry` as its
+code); ``mlflow models serve`` serves it and
 ``finetune predict -m models:/<name>-onnx/<version>`` runs it."""
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_KEY = "onnx_model"
 ARTIFACT_PATH = "onnx_model"
-ENTRY_FILE = "onnx_pyfunc_entry.py"  # MLflow "models from code": runs it to load the model
 
 
 def as_texts(model_input: Any) -> list[str]:

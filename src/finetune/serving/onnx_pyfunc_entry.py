@@ -1,6 +1,7 @@
 """The ONNX pyfunc as MLflow "models from code": MLflow stores this file with the model and runs
 it when the model is loaded (``mlflow models serve``, ``mlflow.pyfunc.load_model``). Nothing in
 finetune imports it; :func:`finetune.export.registration.log_onnx_model` passes its path.
+Models registered before it moved here hold their own copy, which imports the same modules.
 
 What only a served model does lives here: with ``FINETUNE_PREDICTION_LOG`` set, every call
 appends what it predicted to that prediction log (:mod:`finetune.monitoring.predlog`).
