@@ -49,6 +49,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python tools/dvc_deps.py --check
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .
@@ -72,4 +73,4 @@ services-status: setup
 	$(BIN)/finetune services status $(SERVICES_O)
 
 clean:
-	rm -rf data/processed data/augmented models reports .pytest_cache .ruff_cache
+	rm -rf data/processed data/augmented models reports .pytest_cache .ruff_cache .import_linter_cache
