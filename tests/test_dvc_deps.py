@@ -5,6 +5,7 @@ them, so an edit reruns only the stages whose code can see it."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,34 @@ def test_an_edit_reruns_only_the_stages_that_import_it(edited: str) -> None:
     assert (REPO / edited).is_file(), edited
     reruns = {stage for stage, spec in STAGES.items() if edited in spec["deps"]}
     assert reruns == RERUNS[edited]
+
+
+def test_dvc_itself_sees_each_edit_only_in_those_stages(tmp_path: Path) -> None:
+    """DVC's own change detection on a copy of the code: each stage's code deps hashed as
+    dvc.lock records them, one file edited, then which stages DVC finds changed."""
+    from dvc.repo import Repo
+
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    for name in ("src", "stages"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    Repo.init(str(tmp_path), no_scm=True).close()
+    with Repo(str(tmp_path)) as repo:
+        code = {
+            stage.name: [d for d in stage.deps if str(d.def_path).startswith(("src/", "stages/"))]
+            for stage in repo.index.stages
+        }
+        assert set(code) == set(STAGES)
+        for edited, expected in RERUNS.items():
+            for deps in code.values():
+                for dep in deps:
+                    dep.save()
+            path = tmp_path / edited
+            before = path.read_text()
+            path.write_text(before + "# an edit\n")
+            changed = {name for name, deps in code.items() if any(d.changed() for d in deps)}
+            path.write_text(before)
+            assert changed == expected, edited
 
 
 def test_export_depends_on_the_served_models_code_it_logs_by_path() -> None:
