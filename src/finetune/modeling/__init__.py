@@ -1,1 +1,3 @@
-"""Backbones and models: resolving and loading them, the mean-pooling head, batched inference."""
+"""Backbones and models: tokenizers and token lengths (``tokens``, all that preprocess needs),
+resolving and loading models, the mean-pooling head, batched inference, ONNX Runtime inference
+and its MLflow pyfunc."""
