@@ -116,6 +116,28 @@ def test_registered_as_onnx_version_with_tags(exported: dict[str, Any]) -> None:
     assert "export_pytorch_accuracy" in run.data.metrics
 
 
+def test_logged_artifacts_carry_the_final_names(exported: dict[str, Any], tmp_path: Path) -> None:
+    """The run's export files and the ONNX model's folder are logged under their own names, not
+    the staged temp names (``.metrics.json.<random>.tmp``)."""
+    cfg, paths = exported["cfg"], exported["cfg"]["paths"]
+    mlflow.set_tracking_uri(cfg["tracking"]["uri"])
+    client = mlflow.MlflowClient()
+    name = f"{cfg['tracking']['registered_model_name']}-onnx"
+    (version,) = client.search_model_versions(f"name='{name}'")
+    logged = {Path(a.path).name for a in client.list_artifacts(version.run_id, "export")}
+    finals = ("export_metrics", "export_report", "export_plot", "export_image")
+    assert logged == {Path(paths[key]).name for key in finals}
+    model = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{name}/{version.version}", dst_path=str(tmp_path)
+        )
+    )
+    stored = [p.relative_to(model).as_posix() for p in model.rglob("*")]
+    assert not [p for p in stored if ".tmp" in p], stored
+    deployed = model / "artifacts" / Path(paths["export_dir"]).name
+    assert (deployed / "model.onnx").is_file(), stored
+
+
 def test_predict_on_onnx_matches_pytorch(exported: dict[str, Any], tmp_path: Path) -> None:
     cfg = exported["cfg"]
     texts = ["my card was charged twice refund please", "", "parcel not arrived", "reset email"]

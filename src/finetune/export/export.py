@@ -240,6 +240,19 @@ def write_deployment(
     return info
 
 
+def under_final_name(staged: Path, final: str | Path, into: Path) -> Path:
+    """A copy of the staged output ``staged`` (a file or folder) named as its final path
+    ``final``, in ``into``: MLflow logs a file or folder under its own name, and a staged one
+    has a temp name (``.metrics.json.<random>.tmp``) until the stage succeeds."""
+    into.mkdir(parents=True, exist_ok=True)
+    named = into / Path(final).name
+    if staged.is_dir():
+        shutil.copytree(staged, named)
+    else:
+        shutil.copy2(staged, named)
+    return named
+
+
 def log_to_mlflow(
     rows: list[dict[str, Any]],
     decision: ExportDecision,
@@ -328,12 +341,13 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             deployed = out.dir(paths.export_dir)
             deployed.mkdir(parents=True, exist_ok=True)
             write_deployment(deployed, work, graph, chosen, cfg, decision)
-            files = {
-                "metrics": out.file(paths.export_metrics),
-                "report": out.file(paths.export_report),
-                "plot": out.file(paths.export_plot),
-                "image": out.file(paths.export_image),
+            finals = {
+                "metrics": paths.export_metrics,
+                "report": paths.export_report,
+                "plot": paths.export_plot,
+                "image": paths.export_image,
             }
+            files = {key: out.file(final) for key, final in finals.items()}
             write_json(files["metrics"], metrics)
             files["report"].write_text(table(rows, decision), encoding="utf-8")
             pd.DataFrame(
@@ -351,7 +365,13 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             figure.savefig(files["image"], format="png", dpi=110)
             plt.close(figure)
             example = df["text"].head(2).tolist()
-            log_to_mlflow(
-                rows, decision, cfg, files, deployed if graph is not None else None, example
+            # logged while still staged (a failure to log leaves no outputs), under final names
+            named = Path(tmp) / "logged"
+            logged = {k: under_final_name(files[k], finals[k], named / k) for k in files}
+            model = (
+                under_final_name(deployed, paths.export_dir, named / "model")
+                if graph is not None
+                else None
             )
+            log_to_mlflow(rows, decision, cfg, logged, model, example)
     return metrics
