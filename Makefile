@@ -17,11 +17,13 @@ PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 setup: $(VENV)/.installed
 
-# torch first, pinned: this picks the local CPU wheel instead of several GB of CUDA packages.
+# torch first, at pyproject.toml's pin (written only there): this picks the local CPU wheel
+# instead of several GB of CUDA packages.
+TORCH_PIN = $(shell $(PYTHON) -c 'import tomllib; print(next(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"] if d.startswith("torch==")))')
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet "$(TORCH_PIN)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 

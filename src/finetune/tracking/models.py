@@ -10,6 +10,21 @@ from finetune.core.schema import TrackingConfig
 log = logging.getLogger(__name__)
 
 
+def pip_requirements() -> list[str]:
+    """What a logged model needs installed: the torch and transformers it was trained with
+    (torch's local build tag, ``+cpu``, dropped: pip matches the release) and this package."""
+    import torch
+    import transformers
+
+    from finetune import __version__
+
+    return [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"transformers=={transformers.__version__}",
+        f"finetune-pipeline=={__version__}",
+    ]
+
+
 def log_model(
     model: Any, tokenizer: Any, tracking_cfg: TrackingConfig, example: list[str], card: str
 ) -> None:
@@ -21,10 +36,7 @@ def log_model(
     Hub, which an offline machine cannot reach anyway.
     """
     import mlflow
-    import transformers
     from huggingface_hub import ModelCard
-
-    from finetune import __version__
 
     mlflow.transformers.log_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
@@ -33,10 +45,6 @@ def log_model(
         input_example=example,
         model_card=ModelCard(card),
         registered_model_name=tracking_cfg.registered_model_name,
-        pip_requirements=[
-            "torch==2.13.0",
-            f"transformers=={transformers.__version__}",
-            f"finetune-pipeline=={__version__}",
-        ],
+        pip_requirements=pip_requirements(),
     )
     log.info("logged the model to MLflow run %s", mlflow.active_run().info.run_id)
