@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from finetune.analysis import label_errors as L
 from finetune.analysis.confusions import (
     confusion_examples,
     confusion_pairs,
@@ -99,17 +100,15 @@ def analyse_all(
     seed: int,
     split_name: str,
     slice_columns: list[str],
-    kfold: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    sources: Mapping[str, L.Source],
 ) -> dict[str, Any]:
     """Every section's data (no file I/O). ``labelled``: rows ranked for label errors, with a
     ``split`` column; ``predictions``: evaluate's per-example output for the evaluated split
-    (``split_name``); ``slice_columns``: the data columns to slice by; ``kfold``: out-of-fold
-    probabilities of the labelled rows from fine-tuning (label_errors.method finetuned or
-    ensemble)."""
-    from finetune.analysis import label_errors as L
+    (``split_name``); ``slice_columns``: the data columns to slice by; ``sources``: the
+    out-of-sample probabilities of the labelled rows, by source (:func:`label_error_sources`)."""
     from finetune.analysis.robustness import run_invariance
     from finetune.analysis.slices import slice_metrics
-    from finetune.modeling.inference import predict_proba, sentence_embeddings
+    from finetune.modeling.inference import predict_proba
 
     timings: dict[str, float] = {}
     began = time.perf_counter()
@@ -128,20 +127,12 @@ def analyse_all(
     le = spec.label_errors
     bs = spec.batch_size
     y = labelled["label"].map(label_map).to_numpy()
-    parts = []
-    if le.method in ("embeddings", "ensemble"):
-        emb = sentence_embeddings(model, tokenizer, labelled["text"].tolist(), bs, max_length)
-        cv_probs = L.cross_validated_probs(emb, y, le.folds, seed, le.C)
-        parts.append(np.pad(cv_probs, ((0, 0), (0, len(labels) - cv_probs.shape[1]))))
-    if le.method in ("finetuned", "ensemble"):
-        if kfold is None:
-            raise ValueError("label_errors.method needs the k-fold fine-tuning function")
-        parts.append(kfold(labelled.assign(label_id=y)))
-    oos_probs = np.mean(parts, axis=0)
+    oos_probs, source_seconds = L.out_of_sample_probs(labelled, y, len(labels), sources)
     rows = len(labelled) if le.rows is None else le.rows
     li_cv = L.rank_label_issues(labelled, y, oos_probs, labels, rows)
     recall = L.manifest_recall(li_cv, manifest, set(labelled["id"].astype(str)))
     timings["label_errors"] = time.perf_counter() - began
+    timings.update({f"label_errors.{name}": s for name, s in source_seconds.items()})
 
     began = time.perf_counter()
 
@@ -221,6 +212,49 @@ def finish_report(ctx: dict[str, Any], previous: dict[str, Any] | None, source: 
     return render_html(ctx)
 
 
+def label_error_sources(
+    cfg: PipelineConfig, model: Any, tokenizer: Any, labels: list[str], max_length: int
+) -> dict[str, L.Source]:
+    """The out-of-sample probability sources ``error_analysis.label_errors.sources`` names, each
+    a function of the labelled rows and their label ids (models load when a source runs)."""
+    from functools import partial
+
+    from finetune.evaluation.baseline import build_baseline
+    from finetune.modeling.backbones import load_encoder
+    from finetune.modeling.inference import sentence_embeddings
+
+    le, bs, seed = cfg.error_analysis.label_errors, cfg.error_analysis.batch_size, cfg.seed
+
+    def on_embeddings(encoder: Any, rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        emb = sentence_embeddings(encoder, tokenizer, rows["text"].tolist(), bs, max_length)
+        return L.cross_validated_probs(emb, y, le.folds, seed, le.C)
+
+    def backbone(rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        return on_embeddings(load_encoder(cfg.model.name_or_path), rows, y)
+
+    def tfidf(rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        estimator = build_baseline(cfg.evaluate.baseline, seed)
+        return L.cross_validated_probs(
+            rows["text"].tolist(), y, le.folds, seed, estimator=estimator
+        )
+
+    def finetuned(rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        from finetune.training.kfold import out_of_fold_probs
+
+        return out_of_fold_probs(
+            rows.assign(label_id=y), labels, cfg.model, cfg.train, le.folds,
+            le.finetune_epochs, seed, max_length,
+        )  # fmt: skip
+
+    made: dict[str, L.Source] = {
+        "backbone": backbone,
+        "tfidf": tfidf,
+        "embeddings": partial(on_embeddings, model),
+        "finetuned": finetuned,
+    }
+    return {name: made[name] for name in dict.fromkeys(le.sources)}
+
+
 def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     """Stage entry: predictions + model + splits -> HTML report, Markdown, tables, summary."""
     import mlflow
@@ -255,22 +289,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         ignore_index=True,
     )
     manifest = load_manifest(cfg.data.known_mislabels)
-    kfold = None
-    if spec.label_errors.method != "embeddings":
-        from functools import partial
-
-        from finetune.training.kfold import out_of_fold_probs
-
-        kfold = partial(
-            out_of_fold_probs,
-            labels=labels,
-            model_cfg=cfg.model,
-            train_cfg=cfg.train,
-            folds=spec.label_errors.folds,
-            epochs=spec.label_errors.finetune_epochs,
-            seed=cfg.seed,
-            max_length=max_length,
-        )
+    sources = label_error_sources(cfg, model, tokenizer, labels, max_length)
     ctx = analyse_all(
         model,
         tokenizer,
@@ -284,7 +303,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         cfg.seed,
         cfg.evaluate.split,
         list(columns),
-        kfold,
+        sources,
     )
     ctx["confusion_uri"] = confusion_uri(predictions, labels)
     run_id = read_json(paths.run_info).get("run_id")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from finetune.analysis import label_errors as L
 from finetune.analysis.previous import LOWER_IS_BETTER
 from finetune.pages import html as H
 
@@ -77,6 +78,7 @@ def render_html(ctx: dict[str, Any]) -> str:
         slices=H.table(ctx["slices"], highlight="weak"),
         cv_splits=ctx["cv_splits"],
         folds=spec.label_errors.folds,
+        label_error_sources=[L.DESCRIPTIONS[name] for name in spec.label_errors.sources],
         recall=ctx["recall"],
         flagged_cv=int(li_cv["flagged"].sum()) if len(li_cv) else 0,
         label_issues_cv=H.table(

@@ -274,9 +274,13 @@ class SlicesConfig(Section):
         return self
 
 
+# Out-of-sample probabilities for ranking the labelled rows (finetune.analysis.label_errors).
+LabelErrorSource = Literal["backbone", "tfidf", "embeddings", "finetuned"]
+
+
 class LabelErrorsConfig(Section):
     splits: Annotated[list[SplitName], Field(min_length=1)]
-    method: Literal["embeddings", "finetuned", "ensemble"]
+    sources: Annotated[list[LabelErrorSource], Field(min_length=1)]
     folds: Annotated[int, Field(ge=2)]
     C: PositiveNumber
     finetune_epochs: PositiveNumber

@@ -67,6 +67,19 @@ def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") 
     return _mean_pooling_classifier(encoder, id2label, label2id)
 
 
+def load_encoder(name_or_path: str) -> Any:
+    """The pretrained backbone's encoder alone (no head), as it was before any fine-tuning: its
+    frozen sentence embeddings rank likely label errors without having seen the labels."""
+    from transformers import AutoModel
+
+    path = resolve_model_path(name_or_path)
+    try:
+        with own_loading_report():
+            return AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise model_not_found(name_or_path, exc) from exc
+
+
 # Weights a fresh classification head starts without (BERT/RoBERTa/DistilBERT/... heads).
 HEAD_PREFIXES = ("classifier.", "pre_classifier.", "score.")
 
