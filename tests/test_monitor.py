@@ -311,6 +311,33 @@ def test_bad_input_exits_1_with_the_file_and_the_fix(
     assert any(re.search(message, line) for line in logged), logged
 
 
+def test_a_model_trained_against_another_store_names_the_store_and_the_fix(
+    repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """models/model trained against one store, monitored against another: not MLflow's bare
+    'Run with id=... not found', but the URI searched and MLFLOW_TRACKING_URI / .services/env."""
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg = params(repo)
+    cfg["tracking"]["uri"] = f"sqlite:///{other / 'mlflow.db'}"
+    (other / "dvc.yaml").write_text("stages: {}\n")
+    (other / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (other / "same.csv").write_text((repo / "same.csv").read_text())
+    with caplog.at_level("ERROR"):
+        code, summary = monitor(other, monkeypatch, "elsewhere", "-i", "same.csv")
+    assert code == 1 and summary == {}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert re.search(
+        rf"training run \w+ of .* is not in the MLflow store searched, "
+        rf"{re.escape(cfg['tracking']['uri'])} .* likely trained against another tracking "
+        r"server.*`source \.services/env`.*MLFLOW_TRACKING_URI",
+        logged,
+    ), logged
+
+
 def test_predict_logs_and_monitor_reads_the_log(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
