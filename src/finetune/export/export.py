@@ -337,7 +337,10 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         }
         scored = [r for r in rows if r["status"] == "scored"]
         figure = tradeoff_figure(scored, decision.chosen)
-        with tracking.train_run(paths.run_info, cfg.tracking), StagedOutputs() as out:
+        with (
+            tracking.train_run(paths.run_info, cfg.tracking, stage="export"),
+            StagedOutputs() as out,
+        ):
             deployed = out.dir(paths.export_dir)
             deployed.mkdir(parents=True, exist_ok=True)
             write_deployment(deployed, work, graph, chosen, cfg, decision)
