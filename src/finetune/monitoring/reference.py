@@ -135,12 +135,13 @@ def _training_run(cfg: PipelineConfig, client: Any, source: str, run_id: str) ->
     """The model's training run; one that is not in this store names the store searched."""
     from mlflow.exceptions import MlflowException
 
+    from finetune.core.secrets import mask_url
     from finetune.core.store import tracking_uri
 
     try:
         return client.get_run(run_id)
     except MlflowException as exc:
-        uri = tracking_uri(cfg.tracking.uri)
+        uri = mask_url(tracking_uri(cfg.tracking.uri))
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise ModelNotFoundError(
                 f"cannot read run {run_id} of {source} from MLflow store {uri}: {exc}"

@@ -24,6 +24,7 @@ import yaml
 
 from finetune.core.io import read_json
 from finetune.core.schema import TrackingConfig
+from finetune.core.secrets import mask_url
 from finetune.core.store import artifact_location, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def setup(tracking_cfg: TrackingConfig) -> str:
             experiment_id = mlflow.get_experiment_by_name(name).experiment_id
     else:
         experiment_id = experiment.experiment_id
-    log.info("MLflow: %s, experiment %r", uri, name)
+    log.info("MLflow: %s, experiment %r", mask_url(uri), name)
     return experiment_id
 
 
@@ -230,7 +231,7 @@ def train_run(
             "MLflow run %s (from %s) is not in %s; logging into a new run instead",
             original,
             run_info_path,
-            mlflow.get_tracking_uri(),
+            mask_url(mlflow.get_tracking_uri()),
         )
         run_id = None
     if run_id is None:  # a run of this stage's own: it fails with the stage
