@@ -397,6 +397,9 @@ class MonitorConfig(Section):
     thresholds: MonitorThresholds
     experiment_name: str
     log_predictions: bool
+    log_flush_rows: Positive
+    log_flush_seconds: PositiveNumber
+    log_retention_days: Positive | None
 
     @model_validator(mode="after")
     def _reachable_p_value(self) -> MonitorConfig:
