@@ -340,7 +340,7 @@ def _unlabelled(ds: Any, label_column: str, datasets: Any) -> bool:
     feature = ds.features.get(label_column)
     if not isinstance(feature, datasets.ClassLabel) or ds.num_rows == 0:
         return False
-    column = ds.with_format("arrow").data.column(label_column)
+    column = ds.with_format("arrow")[label_column]  # through its indices, if any
     return bool(pc.all(pc.equal(column, -1)).as_py())
 
 
