@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from finetune.core.config import (
 from finetune.core.errors import ConfigError
 from finetune.core.schema import PipelineConfig
 from finetune.core.validate import parse
+from tests.conftest import config
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -240,3 +242,31 @@ def test_find_repo_root(tmp_path: Path) -> None:
     assert find_repo_root(REPO / "src" / "finetune") == REPO
     with pytest.raises(ConfigError, match="no dvc.yaml"):
         find_repo_root(tmp_path)
+
+
+@pytest.mark.parametrize("key", ["tune.storage", "tracking.uri"])
+def test_a_password_in_a_url_setting_is_refused_and_never_shown(key: str) -> None:
+    """params.yaml is committed and logged: a URL setting's password comes from the
+    environment (PGPASSWORD, MLFLOW_TRACKING_PASSWORD), and the error does not repeat it."""
+    with pytest.raises(
+        ConfigError,
+        match=rf'{re.escape(key)}="postgresql://me:\*\*\*@db/optuna": the URL holds a password.*'
+        r"PGPASSWORD.*MLFLOW_TRACKING_PASSWORD",
+    ) as refused:
+        config({key: "postgresql://me:s3cret@db/optuna"})
+    assert "s3cret" not in str(refused.value)
+    without = config({key: "postgresql://me@db/optuna"})
+    assert without.params()[key.split(".")[0]][key.split(".")[1]] == "postgresql://me@db/optuna"
+
+
+def test_a_password_in_any_logged_url_is_masked() -> None:
+    from finetune.core.store import TrackingUnavailable, check_uri
+
+    cfg = config({"data.hf.name": "https://me:s3cret@hub.internal/sets/x"})
+    assert cfg.params()["data"]["hf"]["name"] == "https://me:***@hub.internal/sets/x"
+    # MLFLOW_TRACKING_URI is not in params: one holding a password is masked in messages
+    with pytest.raises(
+        TrackingUnavailable, match=r"http://me:\*\*\*@127\.0\.0\.1:9 is unreach"
+    ) as e:
+        check_uri("http://me:s3cret@127.0.0.1:9", timeout_s=2)
+    assert "s3cret" not in str(e.value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,71 @@ def test_prediction_log_round_trip_by_day_and_window(tmp_path: Path) -> None:
         parse_duration("soon", "--since")
     with pytest.raises(DataError, match="holds no Parquet files"):
         predlog.read_log(tmp_path / "nothing", None)
+
+
+def _parts(log_dir: Path) -> list[Path]:
+    return sorted(log_dir.glob("date=*/*.parquet"))
+
+
+def _wait_for(condition: Any, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_the_served_models_writer_buffers_and_flushes_by_rows_seconds_and_at_close(
+    tmp_path: Path,
+) -> None:
+    """Not one Parquet file per request, written in the request: the writer buffers, and its
+    thread writes once flush_rows rows are held, once the oldest is flush_seconds old, and at
+    close (shutdown)."""
+    labels, probs = ["billing", "shipping"], np.array([[0.3, 0.7]])
+    by_rows = predlog.LogWriter(tmp_path / "rows", flush_rows=3, flush_seconds=3600)
+    for i in range(2):
+        by_rows.append([f"text {i}"], probs, labels, "m")
+    time.sleep(0.3)
+    assert _parts(tmp_path / "rows") == [], "two requests, three rows to flush: nothing yet"
+    by_rows.append(["text 2"], probs, labels, "m")
+    assert _wait_for(lambda: len(_parts(tmp_path / "rows")) == 1)
+    by_rows.append(["text 3"], probs, labels, "m")
+    by_rows.close()  # what the interpreter's exit runs: the last row is not lost
+    assert by_rows.close() is None  # twice is fine
+    assert predlog.read_log(tmp_path / "rows", None)["text"].tolist() == [
+        f"text {i}" for i in range(4)
+    ]
+    assert [len(pd.read_parquet(p)) for p in _parts(tmp_path / "rows")] in ([3, 1], [1, 3])
+
+    by_time = predlog.LogWriter(tmp_path / "time", flush_rows=1000, flush_seconds=0.3)
+    by_time.append(["quiet server"], probs, labels, "m")
+    assert _wait_for(lambda: len(_parts(tmp_path / "time")) == 1), "flushed by age"
+    by_time.close()
+    with pytest.raises(RuntimeError, match="the writer is closed"):
+        by_time.append(["late"], probs, labels, "m")
+    with pytest.raises(ValueError, match="flush_rows 0 must be >= 1"):
+        predlog.LogWriter(tmp_path, flush_rows=0, flush_seconds=1)
+
+
+def test_retention_deletes_old_days_and_monitor_ignores_older_rows(tmp_path: Path) -> None:
+    labels, probs = ["billing", "shipping"], np.array([[0.3, 0.7]])
+    now = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    for days in (40, 10, 7, 0):
+        when = now - timedelta(days=days, hours=1)
+        predlog.append(tmp_path, [f"{days} days old"], probs, labels, "m", now=when)
+    # monitor's read with monitor.log_retention_days 7: older days deleted, older rows ignored
+    frame = predlog.read_log(tmp_path, None, now=now, retention_days=7)
+    assert frame["text"].tolist() == ["0 days old"]  # 7 days and 1 hour old: ignored
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["date=2026-11-24", "date=2026-12-01"]
+    assert predlog.read_log(tmp_path, timedelta(days=1), now=now)["text"].tolist() == ["0 days old"]
+    # the served model's writer expires after each write
+    writer = predlog.LogWriter(tmp_path, flush_rows=1, flush_seconds=60, retention_days=1)
+    writer.append(["now"], probs, labels, "m")
+    writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == [f"date={datetime.now(UTC):%Y-%m-%d}"]
+    with pytest.raises(DataError, match=r"holds no Parquet files \(days older than 1 are del"):
+        predlog.read_log(tmp_path, None, now=now + timedelta(days=30), retention_days=1)
 
 
 # --------------------------------------------------------------------------- the batch
@@ -309,6 +375,33 @@ def test_bad_input_exits_1_with_the_file_and_the_fix(
     assert code == 1 and summary == {}
     logged = [r.getMessage() for r in caplog.records]
     assert any(re.search(message, line) for line in logged), logged
+
+
+def test_a_model_trained_against_another_store_names_the_store_and_the_fix(
+    repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """models/model trained against one store, monitored against another: not MLflow's bare
+    'Run with id=... not found', but the URI searched and MLFLOW_TRACKING_URI / .services/env."""
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg = params(repo)
+    cfg["tracking"]["uri"] = f"sqlite:///{other / 'mlflow.db'}"
+    (other / "dvc.yaml").write_text("stages: {}\n")
+    (other / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (other / "same.csv").write_text((repo / "same.csv").read_text())
+    with caplog.at_level("ERROR"):
+        code, summary = monitor(other, monkeypatch, "elsewhere", "-i", "same.csv")
+    assert code == 1 and summary == {}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert re.search(
+        rf"training run \w+ of .* is not in the MLflow store searched, "
+        rf"{re.escape(cfg['tracking']['uri'])} .* likely trained against another tracking "
+        r"server.*`source \.services/env`.*MLFLOW_TRACKING_URI",
+        logged,
+    ), logged
 
 
 def test_predict_logs_and_monitor_reads_the_log(

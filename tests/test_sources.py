@@ -165,6 +165,80 @@ def test_hf_saved_dataset_with_class_labels(tmp_path: Path) -> None:
     assert len(result.splits["validation"]) == 8 and len(result.splits["test"]) == 20
 
 
+def _glue_like(
+    tmp_path: Path, test_labels: list[int], train_labels: list[int] | None = None
+) -> Path:
+    """A saved dataset shaped like GLUE's: ClassLabel labels, a test split labelled -1."""
+    import datasets
+
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+    words = ["good", "bad", "fine", "awful", "great", "poor", "nice", "sad"]
+    texts = [f"{w} film {i}" for i in range(10) for w in words]
+    labels = train_labels or [i % 2 for _ in range(10) for i in range(len(words))]
+    ds = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {"sentence": texts, "label": labels}, features=features
+            ),
+            "validation": datasets.Dataset.from_dict(
+                {"sentence": [f"{t} (dev)" for t in texts[:8]], "label": labels[:8]},
+                features=features,
+            ),
+            "test": datasets.Dataset.from_dict(
+                {
+                    "sentence": [f"unseen {i}" for i in range(len(test_labels))],
+                    "label": test_labels,
+                },
+                features=features,
+            ),
+        }
+    )
+    ds.save_to_disk(tmp_path / "glue")
+    return tmp_path / "glue"
+
+
+def test_hf_unlabelled_test_split_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GLUE's test splits are labelled -1: found by name, such a split is skipped (documented in
+    conf/data/base.yaml) and the test split is carved from train, instead of an IndexError."""
+    path = _glue_like(tmp_path, test_labels=[-1] * 6)
+    spec = data_config(kind="hf", hf_name=str(path), text_column="sentence", test_size=0.25)
+    with caplog.at_level("WARNING"):
+        raw = sources.load(spec)
+    assert raw.files == [f"{path}[train]", f"{path}[validation]"]
+    assert "split 'test' is unlabelled" in caplog.text
+    result = preprocess.preprocess(raw, spec, seed=0)
+    assert result.labels == ["neg", "pos"] and len(result.splits["test"]) == 20
+
+
+def test_hf_unlabelled_split_named_in_config_is_an_error(tmp_path: Path) -> None:
+    path = _glue_like(tmp_path, test_labels=[-1] * 6)
+    spec = data_config(kind="hf", hf_name=str(path), text_column="sentence")
+    spec = spec.model_copy(
+        update={"hf": spec.hf.model_copy(update={"splits": {"train": "train", "test": "test"}})}
+    )
+    with pytest.raises(
+        DataError, match=r"split 'test' is unlabelled: column 'label' is -1 in all 6"
+    ):
+        sources.load(spec)
+
+
+def test_hf_rows_labelled_minus_one_are_named(tmp_path: Path) -> None:
+    labels = [i % 2 for i in range(80)]
+    labels[3] = labels[10] = -1
+    path = _glue_like(tmp_path, test_labels=[0, 1, 0, 1], train_labels=labels)
+    spec = data_config(kind="hf", hf_name=str(path), text_column="sentence")
+    with pytest.raises(
+        DataError,
+        match=r"label ids outside the dataset's classes 0..1 \['neg', 'pos'\] in 3 row\(s\) "
+        r"\(.*glue\[train\] data rows 4, 11; .*glue\[validation\] data row 4\); -1 means unl",
+    ):
+        preprocess.preprocess(sources.load(spec), spec, seed=0)
+
+
 def test_hf_unknown_dataset_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

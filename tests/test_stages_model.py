@@ -114,6 +114,33 @@ def test_evaluate_when_the_run_is_not_in_this_store(
     assert run.data.tags["finetune.train_run_id"] == original
 
 
+def test_a_failing_later_stage_is_recorded_without_failing_the_train_run(tmp_path: Path) -> None:
+    """export (or evaluate, error_analysis) failing leaves train's run FINISHED, with the
+    stage's outcome in its own tags; a later success clears the error."""
+    from finetune.tracking import runs as tracking
+
+    cfg = config({"tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}).tracking
+    experiment_id = tracking.setup(cfg)
+    with tracking.active_run(None, experiment_id) as run:  # what train leaves behind
+        run_id = run.info.run_id
+    info = tmp_path / "run_info.json"
+    info.write_text(json.dumps({"run_id": run_id}))
+    with (
+        pytest.raises(RuntimeError, match="onnx said no"),
+        tracking.train_run(info, cfg, stage="export"),
+    ):
+        raise RuntimeError("onnx said no")
+    run = MlflowClient(tracking_uri=cfg.uri).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["export.status"] == "failed"
+    assert run.data.tags["export.error"] == "RuntimeError: onnx said no"
+    with tracking.train_run(info, cfg, stage="export"):
+        pass
+    run = MlflowClient(tracking_uri=cfg.uri).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["export.status"] == "succeeded"
+    assert "export.error" not in run.data.tags
+
+
 def test_a_model_that_cannot_load_fails_before_any_run(stage_cfg: dict[str, Any]) -> None:
     preprocess.run(stage_cfg)
     augment.run(stage_cfg)

@@ -182,6 +182,23 @@ def test_the_pruner_stops_training_at_an_evaluation() -> None:
     assert frozen.user_attrs == {"planned_steps": 20, PRUNED_STEP_ATTR: 10}
 
 
+def test_the_pruner_does_not_fire_at_the_last_step() -> None:
+    """Pruned at step 20 of 20 saved nothing and lost the model: at the last step the value is
+    reported and the trial goes on to complete."""
+    spec = tune_spec(
+        pruner={**base_params()["tune"]["pruner"], "type": "threshold", "upper": 1.5}
+    ).pruner
+    study = optuna.create_study(direction="minimize", pruner=build_pruner(spec))
+    callback = ReportToTrial(TrialLink(study.ask(), "s", "s-trial-0", "val_loss", None))
+    state = type("State", (), {"global_step": 20, "max_steps": 20})()
+    callback.on_train_begin(None, state, None)
+    assert study.trials[0].user_attrs == {"planned_steps": 20}
+    callback.on_evaluate(None, state, None, metrics={"eval_loss": 1.8})  # lags: no TrialPruned
+    frozen = study.trials[0]
+    assert frozen.intermediate_values == {20: 1.8}
+    assert PRUNED_STEP_ATTR not in frozen.user_attrs
+
+
 def test_pruning_savings_count_the_steps_pruned_trials_did_not_train() -> None:
     rows = [
         TrialRow(0, "COMPLETE", 0.8, "s-trial-0", None, 100, 100, {}),

@@ -189,7 +189,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         source, text_column = str(args.input), args.text_column
     else:
         since = parse_duration(args.since, "--since") if args.since else None
-        frame = predlog.read_log(args.log, since)
+        frame = predlog.read_log(args.log, since, retention_days=cfg.monitor.log_retention_days)
         source = f"log {args.log}" + (f" since {args.since}" if args.since else "")
         text_column = "text"
     batch = batch_from_frame(

@@ -32,6 +32,13 @@ log = logging.getLogger("finetune")
 LOG_LEVEL_VAR = "FINETUNE_LOG_LEVEL"
 EXIT_FAILED = 1
 
+_current_stage: str | None = None
+
+
+def current_stage() -> str | None:
+    """The name of the stage :func:`run_stage` is running in this process (None outside one)."""
+    return _current_stage
+
 
 def configure_logging(level: str | None = None) -> None:
     logging.basicConfig(
@@ -92,6 +99,8 @@ def run_stage(
     and transformers are imported."""
     from omegaconf import OmegaConf
 
+    global _current_stage
+    _current_stage = name
     configure_logging()
     plain = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
     try:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from finetune.core.secrets import mask, refuse_password
 
 SplitName = Literal["train", "validation", "test"]
 # The names below are the keys of the registries that implement them (augment.methods,
@@ -337,8 +339,12 @@ class ExportConfig(Section):
 # --------------------------------------------------------------------------- tracking, lifecycle
 
 
+# A URL that may name a server with credentials: never with its password (core.secrets).
+UrlSetting = Annotated[str, AfterValidator(refuse_password)]
+
+
 class TrackingConfig(Section):
-    uri: str | None
+    uri: UrlSetting | None
     experiment_name: str
     registered_model_name: str | None
     log_model: bool
@@ -395,6 +401,9 @@ class MonitorConfig(Section):
     thresholds: MonitorThresholds
     experiment_name: str
     log_predictions: bool
+    log_flush_rows: Positive
+    log_flush_seconds: PositiveNumber
+    log_retention_days: Positive | None
 
     @model_validator(mode="after")
     def _reachable_p_value(self) -> MonitorConfig:
@@ -508,7 +517,7 @@ class TunePruner(Section):
 
 class TuneConfig(Section):
     study_name: StudyName
-    storage: str | None
+    storage: UrlSetting | None
     trials: Positive
     timeout: Annotated[str, Field(pattern=r"^\d+\s*[smhdw]$")] | None
     jobs: Positive
@@ -637,8 +646,9 @@ class PipelineConfig(Section):
 
     def params(self) -> dict[str, Any]:
         """Everything but ``paths`` and ``services`` (where things live, and the services'
-        passwords), as plain data: what MLflow records as the run's params."""
-        return self.model_dump(mode="json", exclude={"paths", "services"})
+        passwords), as plain data: what MLflow records as the run's params; a password in any
+        URL in them is masked."""
+        return mask(self.model_dump(mode="json", exclude={"paths", "services"}))
 
 
 def choices(literal: Any) -> tuple[str, ...]:

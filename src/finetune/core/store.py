@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from finetune.core.errors import PipelineError
 from finetune.core.schema import TrackingConfig
+from finetune.core.secrets import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def check_uri(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingUnavailable(
-                f"MLflow tracking server {uri} is unreachable ({reason}): {advice(uri)}"
+                f"MLflow tracking server {mask_url(uri)} is unreachable ({reason}): {advice(uri)}"
             ) from exc
     elif parsed.scheme in ("sqlite", "file", ""):
         local = parsed.path if parsed.scheme else uri
@@ -76,7 +77,7 @@ def check_uri(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
         existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
         if existing is None or not os.access(existing, os.W_OK):
             raise TrackingUnavailable(
-                f"MLflow store {uri} cannot be written ({existing or directory} is not "
+                f"MLflow store {mask_url(uri)} cannot be written ({existing or directory} is not "
                 f"writable): {advice(uri)}"
             )
 
@@ -88,7 +89,7 @@ def check_tracking(tracking_cfg: TrackingConfig) -> str:
     uri = tracking_uri(tracking_cfg.uri)
     check_uri(uri)
     initialise_sqlite(uri)
-    log.debug("MLflow store %s answers", uri)
+    log.debug("MLflow store %s answers", mask_url(uri))
     return uri
 
 
@@ -114,7 +115,7 @@ def initialise_sqlite(uri: str) -> None:
         try:
             SqlAlchemyStore(uri, artifact_location(uri) or db.parent.as_uri())
         except MlflowException as exc:
-            raise TrackingUnavailable(f"MLflow store {uri}: {exc}") from exc
+            raise TrackingUnavailable(f"MLflow store {mask_url(uri)}: {exc}") from exc
 
 
 STORE_DIR = ".mlflow"

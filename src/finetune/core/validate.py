@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from finetune.core.errors import ConfigError
 from finetune.core.schema import PipelineConfig
+from finetune.core.secrets import mask
 
 GLOBAL_PACKAGE = "# @package _global_"
 
@@ -151,7 +152,7 @@ def _line(problem: Problem, conf_dir: Path | None, overrides: Sequence[str]) -> 
         return f"missing key {problem.key}: set it in {target or 'conf/'}"
     if isinstance(problem.value, Mapping):  # a rule across the keys of a section
         return f"{prefix}{problem.key}: {problem.message}"
-    return f"{prefix}{problem.key}={json.dumps(problem.value)}: {problem.message}"
+    return f"{prefix}{problem.key}={json.dumps(mask(problem.value))}: {problem.message}"
 
 
 def _override_note(conf_dir: Path | None) -> str:

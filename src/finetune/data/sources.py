@@ -335,10 +335,23 @@ def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
 
 
+def _unlabelled(ds: Any, label_column: str, datasets: Any) -> bool:
+    """A split whose ClassLabel column is -1 in every row: the dataset's "no label" value."""
+    feature = ds.features.get(label_column)
+    if not isinstance(feature, datasets.ClassLabel) or ds.num_rows == 0:
+        return False
+    column = ds.with_format("arrow")[label_column]  # through its indices, if any
+    return bool(pc.all(pc.equal(column, -1)).as_py())
+
+
 def load_hf(spec: DataConfig) -> RawData:
     """A Hugging Face dataset: a Hub id (online, or the local cache with HF_HUB_OFFLINE=1), a
     local dataset directory (data files, as in a dataset repository) or a directory written by
-    ``save_to_disk``."""
+    ``save_to_disk``.
+
+    A split found by name whose ClassLabel column is -1 in every row (unlabelled, as in GLUE's
+    test splits) is skipped with a warning; one named in data.hf.splits, or the train split, is
+    an error. Rows labelled -1 in a labelled split are an error in validation (naming them)."""
     import datasets
 
     if not spec.hf.name:
@@ -381,11 +394,28 @@ def load_hf(spec: DataConfig) -> RawData:
             f"set data.hf.splits, e.g. {{train: train, test: test}}"
         )
     tables, files, label_names = [], [], None
-    for ours, theirs in wanted.items():
+    for ours, theirs in list(wanted.items()):
         ds = loaded[theirs]
         for feature_name, feature in ds.features.items():
             if isinstance(feature, datasets.ClassLabel) and label_names is None:
                 label_names = (feature_name, list(feature.names))
+        if _unlabelled(ds, spec.label_column, datasets):
+            if spec.hf.splits or ours == "train":
+                raise DataError(
+                    f"dataset {name!r} split {theirs!r} is unlabelled: column "
+                    f"{spec.label_column!r} is -1 in all {ds.num_rows} rows (as in GLUE test "
+                    "splits). Map only labelled splits in data.hf.splits, e.g. "
+                    "{train: train, validation: validation}"
+                )
+            log.warning(
+                "dataset %r split %r is unlabelled (%r is -1 in every row, as in GLUE test "
+                "splits): skipping it; the missing split is carved from train",
+                name,
+                theirs,
+                spec.label_column,
+            )
+            del wanted[ours]
+            continue
         table = ds.with_format("arrow")[:]
         table = _all_strings(pa.table(table))
         tables.append(_with_bookkeeping(table, ours, len(files)))

@@ -57,7 +57,17 @@ def label_values(raw: RawData, spec: DataConfig) -> pa.ChunkedArray:
     class_label = raw.notes.get("class_label")
     if class_label and class_label["column"] == spec.label_column:
         as_int = pc.cast(labels, pa.int64())
-        return pc.take(pa.array(class_label["names"]), as_int)
+        names = class_label["names"]
+        outside = _mask(pc.or_(pc.less(as_int, 0), pc.greater_equal(as_int, len(names))))
+        if outside.any():
+            raise DataError(
+                f"column {spec.label_column!r} holds label ids outside the dataset's classes "
+                f"0..{len(names) - 1} {names} in {int(outside.sum())} row(s) "
+                f"({_where(raw, outside)}); -1 means unlabelled (as in GLUE test splits). "
+                "Filter those rows out of the dataset, or map only labelled splits in "
+                "data.hf.splits"
+            )
+        return pc.take(pa.array(names), as_int)
     present = pc.drop_null(labels)
     if len(present) and _numeric(present).all():
         numbers = pc.cast(labels, pa.float64())

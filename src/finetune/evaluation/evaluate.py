@@ -254,7 +254,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             ]
         ),
     }
-    with tracking.train_run(paths.run_info, cfg.tracking), StagedOutputs() as out:
+    with tracking.train_run(paths.run_info, cfg.tracking, stage="evaluate"), StagedOutputs() as out:
         write_json(out.file(paths.evaluate_metrics), metrics)
         write_json(out.file(paths.evaluate_per_class), res["per_class"])
         write_parquet(out.file(paths.predictions), frame)

@@ -292,7 +292,13 @@ def log_to_mlflow(
         "source_run_id": run_id,
         "f1_drop": f"{decision.f1_drops[decision.chosen]:.4f}" if decision.chosen else "",
     }
-    version = log_onnx_model(str(deployed), example, name, tags)
+    spec = cfg.monitor
+    settings = {
+        "log_flush_rows": spec.log_flush_rows,
+        "log_flush_seconds": spec.log_flush_seconds,
+        "log_retention_days": spec.log_retention_days,
+    }
+    version = log_onnx_model(str(deployed), example, name, tags, settings)
     if version:
         mlflow.set_tag("export.registered", f"{name} v{version}")
 
@@ -337,7 +343,10 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         }
         scored = [r for r in rows if r["status"] == "scored"]
         figure = tradeoff_figure(scored, decision.chosen)
-        with tracking.train_run(paths.run_info, cfg.tracking), StagedOutputs() as out:
+        with (
+            tracking.train_run(paths.run_info, cfg.tracking, stage="export"),
+            StagedOutputs() as out,
+        ):
             deployed = out.dir(paths.export_dir)
             deployed.mkdir(parents=True, exist_ok=True)
             write_deployment(deployed, work, graph, chosen, cfg, decision)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from importlib.util import find_spec
+from typing import Any
 
 import mlflow
 
@@ -29,9 +30,12 @@ def log_onnx_model(
     example: list[str],
     registered_model_name: str | None,
     version_tags: dict[str, str],
+    log_settings: dict[str, Any] | None = None,
 ) -> str | None:
     """Log ``export_dir`` as a pyfunc into the active run; register it when a name is given.
-    Returns the new version (None when not registered)."""
+    ``log_settings`` (monitor.log_flush_rows, log_flush_seconds, log_retention_days) go into
+    the model's config: how the served model writes its prediction log. Returns the new version
+    (None when not registered)."""
     import onnxruntime
     import tokenizers
     from mlflow.models import infer_signature
@@ -49,7 +53,8 @@ def log_onnx_model(
         input_example=example,
         # what a served model writes as "model" in the prediction log
         model_config={
-            "log_name": f"{version_tags.get('source_model')} (onnx {version_tags.get('variant')})"
+            "log_name": f"{version_tags.get('source_model')} (onnx {version_tags.get('variant')})",
+            **(log_settings or {}),
         },
         registered_model_name=registered_model_name,
         pip_requirements=[

@@ -111,7 +111,7 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
         )
     if loader is load_logged:
         _require_transformers(source)
-    run = client.get_run(run_id)
+    run = _training_run(cfg, client, source, run_id)
     temperature = run.data.metrics.get(TEMPERATURE_METRIC)
     if temperature is None:
         raise ModelNotFoundError(
@@ -129,6 +129,30 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
         temperature=float(temperature),
     )
     return found_version, model, tokenizer
+
+
+def _training_run(cfg: PipelineConfig, client: Any, source: str, run_id: str) -> Any:
+    """The model's training run; one that is not in this store names the store searched."""
+    from mlflow.exceptions import MlflowException
+
+    from finetune.core.secrets import mask_url
+    from finetune.core.store import tracking_uri
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        uri = mask_url(tracking_uri(cfg.tracking.uri))
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise ModelNotFoundError(
+                f"cannot read run {run_id} of {source} from MLflow store {uri}: {exc}"
+            ) from exc
+        raise ModelNotFoundError(
+            f"the training run {run_id} of {source} is not in the MLflow store searched, {uri} "
+            "(tracking.uri, else MLFLOW_TRACKING_URI, else .mlflow/mlflow.db): the model was "
+            "likely trained against another tracking server. Point this command at that "
+            "store: `source .services/env` for the team server (it sets MLFLOW_TRACKING_URI), "
+            "or set MLFLOW_TRACKING_URI or tracking.uri to the URI training used"
+        ) from exc
 
 
 def _require_transformers(uri: str) -> None:

@@ -24,6 +24,7 @@ import yaml
 
 from finetune.core.io import read_json
 from finetune.core.schema import TrackingConfig
+from finetune.core.secrets import mask_url
 from finetune.core.store import artifact_location, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def setup(tracking_cfg: TrackingConfig) -> str:
             experiment_id = mlflow.get_experiment_by_name(name).experiment_id
     else:
         experiment_id = experiment.experiment_id
-    log.info("MLflow: %s, experiment %r", uri, name)
+    log.info("MLflow: %s, experiment %r", mask_url(uri), name)
     return experiment_id
 
 
@@ -193,22 +194,36 @@ def active_run(
     mlflow.end_run(status="FINISHED")
 
 
+STAGE_ERROR_CHARS = 4000  # an MLflow tag value holds 8000 characters at most
+
+
 @contextmanager
-def train_run(run_info_path: str | Path, tracking_cfg: TrackingConfig) -> Iterator[Any]:
-    """Resume the MLflow run the train stage opened, for evaluate and error_analysis.
+def train_run(
+    run_info_path: str | Path, tracking_cfg: TrackingConfig, stage: str | None = None
+) -> Iterator[Any]:
+    """Resume the MLflow run the train stage opened, for evaluate, error_analysis and export.
 
     The id comes from the train stage's run-info output, also when DVC restored that output
     from its cache. If the run is not in the current store (another machine or store), a new
     run is started, tagged with the original id, and a warning says so.
+
+    ``stage`` (default: the stage :func:`finetune.core.runner.run_stage` is running) records
+    its outcome on the run: ``<stage>.status`` is ``succeeded`` or ``failed``, with the error in
+    ``<stage>.error``. A failing stage leaves the training run's own status as train left it
+    (FINISHED): its model is trained and registered whatever a later stage does. The error is
+    re-raised.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from finetune.core.runner import current_stage
+
+    stage = stage or current_stage() or "stage"
     experiment_id = setup(tracking_cfg)
     original = str(read_json(run_info_path)["run_id"])
     run_id: str | None = original
     try:
-        mlflow.get_run(original)
+        status = mlflow.get_run(original).info.status
     except MlflowException as exc:
         if not is_missing(exc):
             raise
@@ -216,12 +231,45 @@ def train_run(run_info_path: str | Path, tracking_cfg: TrackingConfig) -> Iterat
             "MLflow run %s (from %s) is not in %s; logging into a new run instead",
             original,
             run_info_path,
-            mlflow.get_tracking_uri(),
+            mask_url(mlflow.get_tracking_uri()),
         )
         run_id = None
-    with active_run(run_id, experiment_id) as run:
-        if run_id is None:
+    if run_id is None:  # a run of this stage's own: it fails with the stage
+        with active_run(None, experiment_id) as run:
             mlflow.set_tags({**run_tags(), RUN_ID_TAG: original})
-        elif os.environ.get("DVC_EXP_NAME"):
+            with _stage_outcome(run, stage):
+                yield run
+        return
+    run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id)
+    try:
+        if os.environ.get("DVC_EXP_NAME"):
             mlflow.set_tag("dvc.experiment", os.environ["DVC_EXP_NAME"])
-        yield run
+        with _stage_outcome(run, stage):
+            yield run
+    finally:
+        try:
+            mlflow.end_run(status=status)  # train's status, not this stage's
+        except MlflowException as exc:
+            log.warning("could not end MLflow run %s: %s", run.info.run_id, exc)
+
+
+@contextmanager
+def _stage_outcome(run: Any, stage: str) -> Iterator[None]:
+    """``<stage>.status`` (and ``<stage>.error`` on failure) on ``run``; errors re-raised."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        yield
+    except BaseException as error:
+        message = f"{type(error).__name__}: {error}"[:STAGE_ERROR_CHARS]
+        try:
+            client.set_tag(run.info.run_id, f"{stage}.status", "failed")
+            client.set_tag(run.info.run_id, f"{stage}.error", message)
+        except MlflowException as exc:
+            log.warning("could not record %s's failure on run %s: %s", stage, run.info.run_id, exc)
+        raise
+    client.set_tag(run.info.run_id, f"{stage}.status", "succeeded")
+    if f"{stage}.error" in client.get_run(run.info.run_id).data.tags:
+        client.delete_tag(run.info.run_id, f"{stage}.error")  # from an earlier failed attempt

@@ -130,7 +130,8 @@ def current_trial() -> TrialLink | None:
 
 
 class ReportToTrial(TrainerCallback):
-    """At every evaluation: the validation metric to the trial; prune when the pruner says so.
+    """At every evaluation: the validation metric to the trial; prune when the pruner says so,
+    except at the last step, where pruning would save nothing.
 
     Raising :class:`TrialPruned` from the evaluation stops the Trainer at once, as Hugging
     Face's own Optuna integration does (no final evaluation, nothing saved)."""
@@ -147,6 +148,10 @@ class ReportToTrial(TrainerCallback):
             return
         value, step = float(metrics[self.key]), int(state.global_step)
         self.link.trial.report(value, step)
+        if step >= int(state.max_steps):
+            # The last evaluation: pruning here saves no step and throws the trained model
+            # away, so the trial completes with this value whatever the pruner would say.
+            return
         if self.link.trial.should_prune():
             self.link.trial.set_user_attr(PRUNED_STEP_ATTR, step)
             raise TrialPruned(
