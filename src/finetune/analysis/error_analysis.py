@@ -308,7 +308,10 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     ctx["confusion_uri"] = confusion_uri(predictions, labels)
     run_id = read_json(paths.run_info).get("run_id")
     ctx["run_id"] = run_id
-    with tracking.train_run(paths.run_info, cfg.tracking), StagedOutputs() as out:
+    with (
+        tracking.train_run(paths.run_info, cfg.tracking, stage="error_analysis"),
+        StagedOutputs() as out,
+    ):
         previous, source = (None, "comparison switched off (error_analysis.compare_to=none)")
         if spec.compare_to != "none":
             previous, source = previous_metrics(paths.evaluate_metrics, spec.compare_to, run_id)
