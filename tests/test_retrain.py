@@ -23,15 +23,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from finetune.core.errors import DataError
-from finetune.lifecycle.retrain import (
-    RetrainLocked,
-    exclusive_lock,
-    find_new_files,
-    holder_file,
-    ingest,
-    read_ledger,
-)
+from finetune.lifecycle.retrain import find_new_files, ingest, read_ledger
 from finetune.lifecycle.retrain import retrain as retrain_in_process
+from finetune.registry.lock import RegistryLocked, exclusive_lock, holder_file
 from tests.conftest import REPO, config, data_config
 from tests.helpers import BIN, sh, tiny_project
 
@@ -80,7 +74,11 @@ def test_lock_excludes_a_second_holder_and_says_who(tmp_path: Path) -> None:
     with exclusive_lock(lock):
         began = time.monotonic()
         with (
-            pytest.raises(RetrainLocked, match=r"another `finetune retrain` is running \(pid "),
+            pytest.raises(
+                RegistryLocked,
+                match=r"another `finetune retrain`, `finetune promote` "
+                r"or registration is running \(pid ",
+            ),
             exclusive_lock(lock, timeout_s=0.6, poll_s=0.1),
         ):
             pass
@@ -206,11 +204,19 @@ def test_concurrent_start_exits_with_a_message_or_waits(repo: Path) -> None:
     with hold_lock(repo):
         proc = retrain(repo)
         assert proc.returncode == 75, proc.stderr
-        assert "another `finetune retrain` is running (pid 4242 since test" in proc.stderr
+        assert "or registration is running (pid 4242 since test" in proc.stderr
         began = time.perf_counter()
         proc = retrain(repo, "--wait", "2")
         assert proc.returncode == 75 and "waited 2 s" in proc.stderr
         assert time.perf_counter() - began >= 2
+        # a promote during a retrain: the same lock, the same code, the aliases untouched
+        before = aliases(repo)
+        proc = sh(repo, str(BIN / "finetune"), "promote", check=False)
+        assert proc.returncode == 75, proc.stderr
+        assert "or registration is running (pid 4242 since test" in proc.stderr
+        proc = sh(repo, str(BIN / "finetune"), "promote", "--wait", "1", check=False)
+        assert proc.returncode == 75 and "waited 1 s" in proc.stderr
+        assert aliases(repo) == before
     # Waiting for a retrain that finishes meanwhile: the second one then runs.
     release = threading.Event()
 

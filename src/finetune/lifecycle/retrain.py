@@ -1,12 +1,13 @@
 """Scheduled retraining: new raw data -> DVC data version -> ``dvc repro`` -> promotion gate.
 
-``finetune retrain`` (cron, systemd timer, CI) does, holding an exclusive lock:
+``finetune retrain`` (cron, systemd timer, CI) does, holding the registry lock
+(``finetune.registry.lock``: no promote or other registration meanwhile):
 
 1. look for files matching ``retrain.incoming`` (default ``data/incoming/*.csv``) whose name and
    MD5 are not yet in the ledger ``paths.retrain_ledger``; none -> log and exit 0 at once;
 2. append their rows to the raw dataset ``data.path`` (same columns; ids already present are
    skipped), so ``dvc repro`` sees a new data version and records its hash in ``dvc.lock``;
-3. run ``dvc repro`` (a new model version is registered and becomes ``challenger``);
+3. run ``dvc repro``, then register the trained model: a new version, the ``challenger``;
 4. optionally ``dvc push`` data and models to the default DVC remote;
 5. apply the promotion gate (``finetune.registry.gate.apply_gate``) and write its report;
 6. record the files in the ledger.
@@ -24,11 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,58 +37,16 @@ from finetune.core.errors import ConfigError, DataError, PipelineError
 from finetune.core.io import file_md5
 from finetune.core.schema import DataConfig, PipelineConfig, PromotionConfig, RetrainConfig
 from finetune.lifecycle.dvccli import dvc_command, dvc_env
+from finetune.registry.lock import exclusive_lock, lock_path
+from finetune.registry.register import NO_REGISTER_VAR
 
 log = logging.getLogger(__name__)
 
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another retrain holds the lock; try again later
 APPENDABLE = {".csv": "csv", ".jsonl": "jsonl"}
-
-
-class RetrainLocked(PipelineError):
-    """Another retrain holds the lock."""
 
 
 class ReproFailed(PipelineError):
     """``dvc repro`` (or ``dvc push``) exited non-zero."""
-
-
-# --------------------------------------------------------------------------- lock
-
-
-def holder_file(lock_path: Path) -> Path:
-    """Who holds the lock (pid and since when): next to it, for the message a second sees."""
-    return lock_path.with_name(lock_path.name + ".holder")
-
-
-@contextmanager
-def exclusive_lock(path: str | Path, timeout_s: float = 0, poll_s: float = 0.5) -> Iterator[None]:
-    """A file lock (``filelock``: an OS lock the kernel drops when the holder exits, also on a
-    crash): waits up to ``timeout_s``, then raises RetrainLocked saying who holds it."""
-    from filelock import FileLock, Timeout
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path)
-    holder = holder_file(path)
-    if timeout_s:
-        log.info("waiting up to %g s for %s if another retrain holds it", timeout_s, path)
-    try:
-        lock.acquire(timeout=timeout_s, poll_interval=poll_s)
-    except Timeout as exc:
-        who = holder.read_text().strip() if holder.is_file() else "unknown process"
-        raise RetrainLocked(
-            f"another `finetune retrain` is running ({who}; lock {path}); "
-            + (f"waited {timeout_s:g} s. " if timeout_s else "")
-            + "Nothing was done: try again later, or pass --wait SECONDS to wait for it"
-        ) from exc
-    try:
-        holder.write_text(
-            f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}"
-        )
-        yield
-    finally:
-        holder.unlink(missing_ok=True)
-        lock.release()
 
 
 # --------------------------------------------------------------------------- new data
@@ -209,8 +166,10 @@ def append_rows(raw_path: Path, kind: str, rows: Any) -> None:
 
 
 def run_dvc(root: Path, args: list[str], timeout_s: float) -> None:
-    """Run ``dvc <args>`` in ``root`` with this interpreter's environment first on PATH."""
-    env = dvc_env()
+    """Run ``dvc <args>`` in ``root`` with this interpreter's environment first on PATH. The
+    train stage it runs does not register the model (:data:`NO_REGISTER_VAR`): the retrain
+    registers it itself, under the registry lock it holds."""
+    env = dvc_env(**{NO_REGISTER_VAR: "finetune retrain registers the model itself"})
     command = dvc_command(*args)
     log.info("running: dvc %s", " ".join(args))
     began = time.perf_counter()
@@ -252,7 +211,8 @@ def retrain(
     spec = spec or cfg.retrain
     paths = cfg.paths
     ledger_path = root / paths.retrain_ledger
-    with exclusive_lock(root / spec.lock_file, spec.lock_timeout_s):
+    lock = lock_path(cfg.model_copy(update={"retrain": spec}), root)
+    with exclusive_lock(lock, spec.lock_timeout_s):
         ledger = read_ledger(ledger_path)
         new = find_new_files(root, spec.incoming, ledger)
         drift = (
@@ -324,17 +284,16 @@ def _train_and_gate(
     gate_spec: PromotionConfig | None,
     files: list[Ingested],
 ) -> RetrainResult:
-    from finetune.core.io import read_json
-    from finetune.registry.aliases import mark_challenger
     from finetune.registry.gate import apply_gate
+    from finetune.registry.register import register_run, trained_run_id
 
     run_dvc(root, ["repro"], spec.repro_timeout_s)
-    run_id = str(read_json(root / cfg.paths.run_info)["run_id"])
-    # Also when DVC restored `train` from its run cache: the model that matches the data.
-    mark_challenger(cfg.tracking, run_id, cfg.promotion.require_beat_baseline)
+    # Also when DVC restored `train` from its run cache: the model that matches the data (its
+    # version is found, not registered twice). The retrain holds the registry lock.
+    register_run(cfg, trained_run_id(cfg, root), locked=True)
     if spec.push:
         run_dvc(root, ["push"], spec.repro_timeout_s)
-    gate = apply_gate(cfg, gate_spec)
+    gate = apply_gate(cfg, gate_spec, locked=True)
     if gate.decision is None:
         return RetrainResult(
             "already-champion", files, gate.challenger_version, gate.champion_after, gate.skipped
