@@ -17,24 +17,29 @@ the last ``finetune monitor`` verdict (``paths.monitor_latest``) flagging drift 
 has acted on yet (the ledger then records that verdict as handled); ``always``, every run. The
 default ``new-data`` is the behaviour above.
 
-Anything failing in steps 2-5 restores the raw file, leaves the ledger unchanged (so the next
-run retries), leaves the champion alias where it was, and exits non-zero.
+Anything failing in steps 2-5, SIGTERM included, restores the raw file, leaves the ledger
+unchanged (so the next run retries), leaves the champion alias where it was, and exits non-zero.
+The raw file is read and appended as the pipeline reads it: ``data.format``, ``data.encoding``,
+``data.delimiter`` (CSV, TSV or JSONL).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from finetune.core.errors import ConfigError, DataError, PipelineError
-from finetune.core.io import file_md5
+from finetune.core.io import atomic_path, file_md5
 from finetune.core.schema import DataConfig, PipelineConfig, PromotionConfig, RetrainConfig
 from finetune.lifecycle.dvccli import dvc_command, dvc_env
 from finetune.registry.lock import exclusive_lock, lock_path
@@ -42,11 +47,47 @@ from finetune.registry.register import NO_REGISTER_VAR
 
 log = logging.getLogger(__name__)
 
-APPENDABLE = {".csv": "csv", ".jsonl": "jsonl"}
+APPENDABLE = ("csv", "tsv", "jsonl")
 
 
 class ReproFailed(PipelineError):
     """``dvc repro`` (or ``dvc push``) exited non-zero."""
+
+
+# --------------------------------------------------------------------------- SIGTERM
+
+
+class Terminated(PipelineError):
+    """SIGTERM arrived during the retrain (a cancelled job, ``kill``, a stopped container)."""
+
+
+@contextmanager
+def sigterm_as_error() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread, so the retrain's cleanup runs (the raw
+    file restored, the ledger left unchanged, ``dvc repro`` stopped) instead of the process
+    dying mid-way with the rows appended and not recorded, to be appended again next time. A
+    second SIGTERM during that cleanup is logged, not obeyed. Outside the main thread (where
+    Python cannot set handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def terminate(signum: int, frame: Any) -> None:
+        if received:
+            log.warning("SIGTERM again: still cleaning up after the first one")
+            return
+        received.append(signum)
+        raise Terminated(
+            "finetune retrain received SIGTERM and stopped; nothing it did is kept (see below): "
+            "run it again"
+        )
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --------------------------------------------------------------------------- new data
@@ -90,35 +131,45 @@ class Ingested:
 
 
 def ingest(raw_path: Path, files: list[Path], data_cfg: DataConfig, root: Path) -> list[Ingested]:
-    """Append the rows of ``files`` to ``raw_path`` (CSV or JSONL) in its column order.
+    """Append the rows of ``files`` to ``raw_path`` (CSV, TSV or JSONL) in its column order.
 
-    The incoming file must have the text and label columns (and the id column when the data
-    has one); extra columns the raw data lacks are dropped, missing optional ones left empty.
-    Rows whose id is already in the raw data (or earlier in this batch) are skipped.
+    Both are read as the pipeline reads ``data.path``: ``data.format``, ``data.encoding`` and
+    ``data.delimiter`` (found from the header when null); the rows are appended in the raw
+    file's encoding with its separator. The incoming file must have the text and label columns
+    (and the id column when the data has one); extra columns the raw data lacks are dropped,
+    missing optional ones left empty. Rows whose id is already in the raw data (or earlier in
+    this batch) are skipped.
     """
     import pandas as pd
 
-    from finetune.data.sources import read_table
+    from finetune.data.sources import format_of, read_file, sniff_delimiter
 
-    kind = APPENDABLE.get(raw_path.suffix.lower())
-    if kind is None:
+    kind = format_of(raw_path, data_cfg.format)
+    if kind not in APPENDABLE:
         raise ConfigError(
-            f"data.path={raw_path} is not CSV or JSONL: retrain appends new rows and supports "
-            "only those two; convert the raw data or append to it yourself"
+            f"data.path={raw_path} is {kind}, not CSV, TSV or JSONL: retrain appends new rows "
+            "and supports only those; convert the raw data or append to it yourself"
         )
-    raw = read_table(raw_path, data_cfg.format)
+    encoding = data_cfg.encoding
+    delimiter = data_cfg.delimiter
+    if kind == "csv" and delimiter is None:
+        delimiter = sniff_delimiter(raw_path, encoding)
+    elif kind == "tsv" and delimiter is None:
+        delimiter = "\t"
+    raw = read_file(raw_path, kind, encoding, delimiter).to_pandas()
     label_col, id_col = data_cfg.label_column, data_cfg.id_column
     required = [*data_cfg.text_columns, label_col] + ([id_col] if id_col else [])
     known_ids = set(raw[id_col].astype(str)) if id_col and id_col in raw.columns else set()
     results = []
     frames = []
     for path in files:
-        df = read_table(path, "auto")
+        df = read_file(path, "auto", encoding, data_cfg.delimiter).to_pandas()
         missing = [c for c in required if c not in df.columns]
         if missing:
             raise DataError(
                 f"{path}: missing column(s) {missing} (found {list(df.columns)}); incoming files "
-                f"need the raw data's columns {list(raw.columns)}"
+                f"need the raw data's columns {list(raw.columns)} and are read with "
+                f"data.encoding={encoding!r}, data.delimiter={data_cfg.delimiter!r}"
             )
         dropped = [c for c in df.columns if c not in raw.columns]
         if dropped:
@@ -144,18 +195,22 @@ def ingest(raw_path: Path, files: list[Path], data_cfg: DataConfig, root: Path) 
         results.append(Ingested(rel, file_md5(path), len(df) + len(skipped), len(df), skipped))
     new_rows = pd.concat(frames, ignore_index=True) if frames else raw.iloc[:0]
     if len(new_rows):
-        append_rows(raw_path, kind, new_rows)
+        append_rows(raw_path, kind, new_rows, encoding, delimiter)
     return results
 
 
-def append_rows(raw_path: Path, kind: str, rows: Any) -> None:
-    """Append without rewriting the existing bytes (a small, reviewable diff)."""
+def append_rows(
+    raw_path: Path, kind: str, rows: Any, encoding: str = "utf-8", delimiter: str | None = ","
+) -> None:
+    """Append without rewriting the existing bytes (a small, reviewable diff), in the file's
+    ``encoding`` and, for CSV/TSV, with its ``delimiter``."""
     data = raw_path.read_bytes()
-    with raw_path.open("a", encoding="utf-8", newline="") as fh:
+    # The new rows were read in the same encoding (ingest), so each of their characters fits it.
+    with raw_path.open("a", encoding=encoding, newline="") as fh:
         if data and not data.endswith(b"\n"):
             fh.write("\n")
-        if kind == "csv":
-            rows.to_csv(fh, header=False, index=False, lineterminator="\n")
+        if kind in {"csv", "tsv"}:
+            rows.to_csv(fh, header=False, index=False, lineterminator="\n", sep=delimiter or ",")
         else:
             rows.to_json(fh, orient="records", lines=True, force_ascii=False)
             fh.write("\n")
@@ -168,18 +223,31 @@ def append_rows(raw_path: Path, kind: str, rows: Any) -> None:
 def run_dvc(root: Path, args: list[str], timeout_s: float) -> None:
     """Run ``dvc <args>`` in ``root`` with this interpreter's environment first on PATH. The
     train stage it runs does not register the model (:data:`NO_REGISTER_VAR`): the retrain
-    registers it itself, under the registry lock it holds."""
+    registers it itself, under the registry lock it holds. Stopped (a timeout, SIGTERM), the
+    command is sent SIGTERM and given 30 s to stop before it is killed."""
     env = dvc_env(**{NO_REGISTER_VAR: "finetune retrain registers the model itself"})
     command = dvc_command(*args)
     log.info("running: dvc %s", " ".join(args))
     began = time.perf_counter()
-    try:
-        proc = subprocess.run(command, cwd=root, env=env, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ReproFailed(f"`dvc {' '.join(args)}` took longer than {timeout_s:g} s") from exc
-    if proc.returncode != 0:
+    with subprocess.Popen(command, cwd=root, env=env) as proc:
+        try:
+            returncode = proc.wait(timeout=timeout_s)
+        except BaseException as exc:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise ReproFailed(
+                    f"`dvc {' '.join(args)}` took longer than {timeout_s:g} s "
+                    "(retrain.repro_timeout_s)"
+                ) from exc
+            raise
+    if returncode != 0:
         raise ReproFailed(
-            f"`dvc {' '.join(args)}` failed with exit code {proc.returncode} (see its output above)"
+            f"`dvc {' '.join(args)}` failed with exit code {returncode} (see its output above)"
         )
     log.info("dvc %s done in %.1f s", " ".join(args), time.perf_counter() - began)
 
@@ -212,7 +280,7 @@ def retrain(
     paths = cfg.paths
     ledger_path = root / paths.retrain_ledger
     lock = lock_path(cfg.model_copy(update={"retrain": spec}), root)
-    with exclusive_lock(lock, spec.lock_timeout_s):
+    with exclusive_lock(lock, spec.lock_timeout_s), sigterm_as_error():
         ledger = read_ledger(ledger_path)
         new = find_new_files(root, spec.incoming, ledger)
         drift = (
@@ -254,6 +322,7 @@ def retrain(
             )
         raw_path = root / str(cfg.data.path)
         backup = raw_path.read_bytes() if raw_path.is_file() else None
+        result = None
         try:
             files = ingest(raw_path, new, cfg.data, root)
             if sum(f.added for f in files) == 0:
@@ -263,9 +332,18 @@ def retrain(
                 result = _train_and_gate(root, cfg, spec, gate_spec, files)
             _write_ledger(ledger_path, ledger, files, result, root, drift)
         except BaseException:
+            # Also on SIGTERM (sigterm_as_error): the rows go, so the next run appends them once.
             if backup is not None:
-                raw_path.write_bytes(backup)
-            log.error("retrain failed: %s restored, ledger unchanged, champion unchanged", raw_path)
+                with atomic_path(raw_path) as staged:
+                    staged.write_bytes(backup)
+            log.error(
+                "retrain failed: %s restored, ledger %s unchanged, %s",
+                raw_path,
+                ledger_path,
+                "champion unchanged"
+                if result is None or result.status == "no-new-rows"
+                else f"the gate's decision stands ({result.status})",
+            )
             raise
     result.seconds = time.perf_counter() - began
     log.info(
@@ -350,4 +428,5 @@ def _write_ledger(
     if drift is not None:  # this retrain acted on that verdict: the next one does not again
         ledger["drift_handled"] = drift.get("mlflow_run_id")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, ledger)
+    with atomic_path(path) as staged:  # a crash mid-write leaves the previous ledger whole
+        write_json(staged, ledger)
