@@ -316,6 +316,12 @@ def test_concurrent_start_exits_with_a_message_or_waits(repo: Path) -> None:
         proc = sh(repo, str(BIN / "finetune"), "promote", "--wait", "1", check=False)
         assert proc.returncode == 75 and "waited 1 s" in proc.stderr
         assert aliases(repo) == before
+    # `finetune register` of the workspace's model, which the retrain registered: found again,
+    # not registered twice, the aliases where they were
+    count = versions(repo)
+    proc = sh(repo, str(BIN / "finetune"), "register", check=False)
+    assert proc.returncode == 0 and "is version 1, the challenger" in proc.stderr, proc.stderr
+    assert versions(repo) == count and aliases(repo) == before
     # Waiting for a retrain that finishes meanwhile: the second one then runs.
     release = threading.Event()
 
