@@ -206,7 +206,22 @@ def make_stage_cfg(workspace: Path, model_dir: Path, data: pd.DataFrame) -> dict
     cfg["data"]["known_mislabels"] = None
     # the tiny model never beats the TF-IDF baseline; the guard has tests of its own
     cfg["promotion"]["require_beat_baseline"] = False
+    cfg["retrain"]["lock_file"] = str(workspace / "registry.lock")  # the registry lock
     return cfg
+
+
+def train_and_register(cfg: dict[str, Any]) -> Any:
+    """What the train stage runs (stages/train.py): training, then the registration step
+    (``finetune.training.train.run`` alone only logs the model to its run)."""
+    from stages.train import load
+
+    return load()(cfg)
+
+
+class train_stage:  # lower case: used like the stage modules, `for stage in (...): stage.run`
+    """The train stage as the pipeline runs it: trains, then registers (see train_and_register)."""
+
+    run = staticmethod(train_and_register)
 
 
 @pytest.fixture
@@ -224,10 +239,9 @@ def train_tiny(cfg: dict[str, Any]) -> dict[str, Any]:
     """preprocess, augment (off) and train on ``cfg`` (from make_stage_cfg); ``cfg`` back."""
     from finetune.augment import augment
     from finetune.data import preprocess
-    from finetune.training import train
 
     cfg["augment"]["enabled"] = False
-    for stage in (preprocess, augment, train):
+    for stage in (preprocess, augment, train_stage):
         stage.run(cfg)
     return cfg
 
@@ -238,11 +252,10 @@ def run_pipeline(workspace: Path, model_dir: Path, **model: Any) -> dict[str, An
     from finetune.augment import augment
     from finetune.data import preprocess
     from finetune.evaluation import evaluate
-    from finetune.training import train
 
     cfg = make_stage_cfg(workspace, model_dir, make_texts())
     cfg["model"].update(model)
-    for stage in (preprocess, augment, train, evaluate, error_analysis):
+    for stage in (preprocess, augment, train_stage, evaluate, error_analysis):
         stage.run(cfg)
     return cfg
 

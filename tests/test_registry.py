@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,7 @@ from finetune.data import preprocess
 from finetune.registry import aliases as registry
 from finetune.registry import gate, report
 from finetune.registry.gate import Decision, ModelScore, decide
-from finetune.training import train
-from tests.conftest import config, make_stage_cfg, make_texts, typed
+from tests.conftest import REPO, config, make_stage_cfg, make_texts, train_stage, typed
 
 
 def s(version: str, f1: float, **recall: float) -> ModelScore:
@@ -102,7 +105,7 @@ def trained_cfg(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) 
     cfg["train"]["epochs"] = 1
     cfg["paths"]["promotion_report"] = str(Path(cfg["paths"]["model_dir"]).parent / "promo.md")
     cfg["paths"]["promotion_decision"] = str(Path(cfg["paths"]["model_dir"]).parent / "promo.json")
-    for stage in (preprocess, augment, train):
+    for stage in (preprocess, augment, train_stage):
         stage.run(cfg)
     return cfg
 
@@ -119,7 +122,7 @@ def aliases(cfg: dict[str, Any]) -> dict[str, str | None]:
 def train_again(cfg: dict[str, Any], lr: float) -> str:
     again = copy.deepcopy(cfg)
     again["train"]["learning_rate"] = lr
-    train.run(again)
+    train_stage.run(again)
     return json.loads(Path(cfg["paths"]["run_info"]).read_text())["run_id"]
 
 
@@ -223,7 +226,7 @@ def test_first_model_below_the_baseline_is_not_made_champion(
     cfg["promotion"]["require_beat_baseline"] = True
     cfg["paths"]["promotion_report"] = str(tmp_path / "promo.md")
     cfg["paths"]["promotion_decision"] = str(tmp_path / "promo.json")
-    for stage in (preprocess, augment, train):
+    for stage in (preprocess, augment, train_stage):
         stage.run(cfg)
     metrics = json.loads(Path(cfg["paths"]["train_report"]).read_text())
     assert metrics["beats_baseline"] is False
@@ -242,3 +245,155 @@ def test_first_model_below_the_baseline_is_not_made_champion(
     assert list(ev)[:3] == ["beats_baseline", "baseline_warning", "what_to_try"]
     assert ev["beats_baseline"] is False and "does NOT beat" in ev["baseline_warning"]
     assert any("examples per class" in tip for tip in ev["what_to_try"])
+
+
+# --------------------------------------------------------------------------- one owner, one lock
+
+
+@pytest.mark.slow
+def test_a_study_trial_or_dvc_experiment_leaves_the_challenger_unchanged(
+    trained_cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tune trial is a `dvc exp run`, for which DVC sets DVC_EXP_NAME: the train stage logs
+    the model to its run but registers nothing, so after a study the challenger is what it was
+    (not the trial that finished last). Unchanged rather than the best trial: a trial's model
+    is one point of a search; it becomes a candidate once its settings are applied and trained
+    in the workspace (`dvc exp apply`, `dvc repro`), which registers it."""
+    client = MlflowClient(trained_cfg["tracking"]["uri"])
+    name = trained_cfg["tracking"]["registered_model_name"]
+    before = aliases(trained_cfg), len(client.search_model_versions(f"name='{name}'"))
+    trial = copy.deepcopy(trained_cfg)
+    for key in ("model_dir", "run_info", "train_report"):  # the trial's own workspace outputs
+        trial["paths"][key] = str(Path(trial["paths"][key]).with_name(f"trial-{key}"))
+    monkeypatch.setenv("DVC_EXP_NAME", "study-trial-3")
+    train_stage.run(trial)
+    run_id = json.loads(Path(trial["paths"]["run_info"]).read_text())["run_id"]
+    assert client.list_artifacts(run_id, "model"), "the trial's model is logged to its run"
+    assert (aliases(trained_cfg), len(client.search_model_versions(f"name='{name}'"))) == before
+
+
+@pytest.fixture(scope="module")
+def two_trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
+    """Preprocessed data in a workspace whose registry is empty; and a config for a second
+    training with its own outputs, sharing the store and the registry lock."""
+    cfg = make_stage_cfg(tmp_path_factory.mktemp("concurrent"), tiny_model_dir, make_texts())
+    cfg["augment"]["enabled"] = False
+    cfg["train"].update({"epochs": 1, "progress_bar": False})
+    for stage in (preprocess, augment):
+        stage.run(cfg)
+    second = copy.deepcopy(cfg)
+    second["train"]["learning_rate"] = 3e-3
+    for key in ("model_dir", "run_info", "train_report", "checkpoints_dir"):
+        second["paths"][key] = str(Path(cfg["paths"][key]).with_name(f"second-{key}"))
+    return {"first": cfg, "second": second}
+
+
+TRAIN_STAGE = """
+import json, sys
+from finetune.core.runner import configure_logging
+from finetune.core.store import check_tracking
+from tests.conftest import train_and_register, typed
+configure_logging()
+cfg = json.loads(open(sys.argv[1]).read())
+check_tracking(typed(cfg).tracking)  # as the stage runner does first
+train_and_register(cfg)
+"""
+
+
+@pytest.mark.slow
+def test_two_concurrent_trainings_on_an_empty_registry_make_one_champion(
+    two_trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two train stages (two queue workers, two clones on one store) finish at the same time on
+    an empty registry: the registry lock makes one the first model (champion) and the other
+    find it, so exactly one version carries the first-model decision."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("DVC_EXP_NAME", None)
+    procs = []
+    for which in ("first", "second"):
+        params = tmp_path / f"{which}.json"
+        params.write_text(json.dumps(two_trained[which]))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", TRAIN_STAGE, str(params)],
+                cwd=REPO,
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    errors = [p.communicate(timeout=900)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    cfg = two_trained["first"]
+    client = MlflowClient(cfg["tracking"]["uri"])
+    name = cfg["tracking"]["registered_model_name"]
+    versions = client.search_model_versions(f"name='{name}'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]
+    first_models = [
+        str(v.version) for v in versions if v.tags.get("promotion.outcome") == "promoted"
+    ]
+    assert len(first_models) == 1, "exactly one version was made the first champion"
+    (champion,) = first_models
+    assert aliases(cfg) == {"champion": champion, "challenger": {"1": "2", "2": "1"}[champion]}
+
+
+@pytest.mark.slow
+def test_the_gate_aborts_with_nothing_moved_when_the_champion_moves_meanwhile(
+    two_trained: dict[str, Any],
+) -> None:
+    """The gate reads the champion, scores, and reads both aliases again before it moves one:
+    a champion moved in between (another machine on a remote server, a manual move) stops it
+    with nothing recorded, written or moved."""
+    import mlflow
+
+    cfg = typed(two_trained["first"])
+    name = registry.model_name(cfg.tracking)
+    client = registry.client(cfg.tracking)
+    before = aliases(two_trained["first"])
+    spec = GateSpec(min_f1_gain=-1, max_recall_drop=1)  # it would promote
+    pending = gate.evaluate_aliases(cfg, spec, name, client)
+    assert isinstance(pending, gate.Pending) and pending.decision.promote
+    # meanwhile, outside the lock: the champion's model registered again and made champion
+    champion_run = client.get_model_version(name, before["champion"]).run_id
+    moved = mlflow.register_model(f"runs:/{champion_run}/model", name).version
+    client.set_registered_model_alias(name, "champion", moved)
+    with pytest.raises(
+        gate.ChampionMoved,
+        match=rf"moved while the gate compared challenger v{before['challenger']} with champion "
+        rf"v{before['champion']} \(champion v{before['champion']} -> v{moved}; .*nothing was "
+        r"recorded or moved",
+    ):
+        gate.commit(cfg, spec, name, client, pending)
+    assert aliases(two_trained["first"]) == {
+        "champion": str(moved),
+        "challenger": before["challenger"],
+    }
+    tags = client.get_model_version(name, before["challenger"]).tags
+    assert "promotion.decided_at" not in tags, "no decision recorded"
+    assert not Path(cfg.paths.promotion_report).exists(), "no report written"
+
+
+def test_promote_during_a_retrain_waits_for_the_lock_then_says_who_holds_it(
+    tmp_path: Path,
+) -> None:
+    """The gate takes the registry lock a retrain holds for its whole run: without waiting it
+    stops at once (`finetune promote` exits 75), with --wait it waits, and it never reads the
+    registry meanwhile (this store does not exist)."""
+    from finetune.registry.lock import RegistryLocked, exclusive_lock, holder_file, lock_path
+
+    cfg = config(
+        {
+            "retrain.lock_file": str(tmp_path / "registry.lock"),
+            "tracking.uri": f"sqlite:///{tmp_path / 'never-opened.db'}",
+        }
+    )
+    path = lock_path(cfg)
+    with exclusive_lock(path):  # as `finetune retrain` holds it
+        holder_file(path).write_text("pid 4242 since test: finetune retrain")
+        with pytest.raises(RegistryLocked, match=r"\(pid 4242 since test: finetune retrain; "):
+            gate.apply_gate(cfg, wait_s=0)
+        began = time.monotonic()
+        with pytest.raises(RegistryLocked, match=r"waited 1 s\. Nothing was done"):
+            gate.apply_gate(cfg, wait_s=1)
+        assert time.monotonic() - began >= 1
+    assert not (tmp_path / "never-opened.db").exists()

@@ -23,15 +23,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from finetune.core.errors import DataError
-from finetune.lifecycle.retrain import (
-    RetrainLocked,
-    exclusive_lock,
-    find_new_files,
-    holder_file,
-    ingest,
-    read_ledger,
-)
+from finetune.lifecycle.retrain import find_new_files, ingest, read_ledger
 from finetune.lifecycle.retrain import retrain as retrain_in_process
+from finetune.registry.lock import RegistryLocked, exclusive_lock, holder_file
 from tests.conftest import REPO, config, data_config
 from tests.helpers import BIN, sh, tiny_project
 
@@ -80,7 +74,11 @@ def test_lock_excludes_a_second_holder_and_says_who(tmp_path: Path) -> None:
     with exclusive_lock(lock):
         began = time.monotonic()
         with (
-            pytest.raises(RetrainLocked, match=r"another `finetune retrain` is running \(pid "),
+            pytest.raises(
+                RegistryLocked,
+                match=r"another `finetune retrain`, `finetune promote` "
+                r"or registration is running \(pid ",
+            ),
             exclusive_lock(lock, timeout_s=0.6, poll_s=0.1),
         ):
             pass
@@ -114,6 +112,105 @@ def test_retrain_warns_when_the_split_reshuffles_as_data_grows(
         assert warned and "set data.split.method: hash" in warned[0]
     else:
         assert not warned
+
+
+def test_ingest_reads_and_appends_in_the_data_encoding_and_delimiter(tmp_path: Path) -> None:
+    """A latin-1, `;`-separated source (data.encoding, data.delimiter) is read and appended as
+    the pipeline reads it: same encoding, same separator, the existing bytes untouched."""
+    cfg = data_config(id_column="id", encoding="latin-1", delimiter=";")
+    raw = tmp_path / "raw.csv"
+    raw.write_bytes("id;text;label\nm1;café, crème;billing\n".encode("latin-1"))
+    before = raw.read_bytes()
+    new = tmp_path / "new.csv"
+    new.write_bytes("id;text;label\nm2;déjà vu, again;shipping\n".encode("latin-1"))
+    (result,) = ingest(raw, [new], cfg, tmp_path)
+    assert (result.rows, result.added) == (1, 1)
+    assert raw.read_bytes().startswith(before)
+    df = pd.read_csv(raw, sep=";", encoding="latin-1", keep_default_na=False)
+    assert df["text"].tolist() == ["café, crème", "déjà vu, again"]
+
+
+def test_ingest_appends_to_a_tsv_source(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.tsv"
+    raw.write_text("id\ttext\tlabel\nm1\thello, there\tbilling\n")
+    new = tmp_path / "new.tsv"
+    new.write_text("id\ttext\tlabel\nm2\tsemi; colon\tshipping\n")
+    (result,) = ingest(raw, [new], DATA_CFG, tmp_path)
+    assert result.added == 1
+    df = pd.read_csv(raw, sep="\t", keep_default_na=False)
+    assert df["text"].tolist() == ["hello, there", "semi; colon"]
+
+
+def test_the_ledger_is_replaced_whole_not_rewritten_in_place(tmp_path: Path) -> None:
+    """The ledger is written to a temporary sibling and renamed over the old one: a reader (or
+    a crash) meets the old ledger or the new one, never a truncated one. A reader that opened
+    the old file still reads it whole after the write, which a write in place would truncate."""
+    from finetune.lifecycle.retrain import Ingested, RetrainResult, _write_ledger
+
+    path = tmp_path / "ingested.json"
+    path.write_text('{"files": {"a.csv": {"md5": "x"}}}\n')
+    before = path.read_bytes()
+    result = RetrainResult("kept", challenger_version="2", champion_version="1")
+    with path.open("rb") as reader:
+        _write_ledger(path, read_ledger(path), [Ingested("b.csv", "y", 1, 1)], result, tmp_path)
+        assert reader.read() == before, "the old ledger was replaced, not rewritten in place"
+    assert set(read_ledger(path)["files"]) == {"a.csv", "b.csv"}
+    assert sorted(tmp_path.iterdir()) == [path], "no temporary file left behind"
+
+
+RETRAIN_CHILD = """
+import sys
+from pathlib import Path
+from finetune.core.runner import configure_logging
+from finetune.lifecycle.retrain import retrain
+from tests.conftest import config
+configure_logging()
+root = Path(sys.argv[1])
+cfg = config({"paths.retrain_ledger": "ingested.json", "data.path": "raw.csv",
+              "data.id_column": "id", "data.extra_columns": [], "data.split.method": "hash"})
+spec = cfg.retrain.model_copy(update={"incoming": "in/*.csv", "lock_file": "r.lock"})
+retrain(root, cfg, spec)
+"""
+
+
+def test_sigterm_during_a_retrain_restores_the_data_and_leaves_the_ledger(tmp_path: Path) -> None:
+    """A real `retrain` process sent SIGTERM while `dvc repro` runs (here a stage that sleeps):
+    it stops dvc, restores the raw file, leaves the ledger unwritten and exits non-zero, so the
+    next retrain appends the new rows once."""
+    import os
+    import signal
+
+    (tmp_path / "raw.csv").write_text("id,text,label\nm1,hi,billing\n")
+    before = (tmp_path / "raw.csv").read_bytes()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "b.csv").write_text("id,text,label\nm2,new text,shipping\n")
+    sh(tmp_path, sys.executable, "-m", "dvc", "init", "--no-scm", "-q")
+    (tmp_path / "dvc.yaml").write_text(
+        'stages:\n  slow:\n    cmd: python -c "import time; time.sleep(25)"\n    deps: [raw.csv]\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RETRAIN_CHILD, str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # until dvc repro has started (the rows are appended by then)
+        seen.append(line)
+        if "running: dvc repro" in line:
+            break
+    assert any("running: dvc repro" in line for line in seen), "".join(seen)
+    assert (tmp_path / "raw.csv").read_bytes() != before, "the new rows are appended"
+    time.sleep(3)  # dvc is running the stage
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 1, "".join(seen) + rest
+    assert "received SIGTERM" in rest and "raw.csv restored, ledger" in rest
+    assert (tmp_path / "raw.csv").read_bytes() == before
+    assert not (tmp_path / "ingested.json").exists()
 
 
 # --------------------------------------------------------------------------- real retrains
@@ -206,11 +303,25 @@ def test_concurrent_start_exits_with_a_message_or_waits(repo: Path) -> None:
     with hold_lock(repo):
         proc = retrain(repo)
         assert proc.returncode == 75, proc.stderr
-        assert "another `finetune retrain` is running (pid 4242 since test" in proc.stderr
+        assert "or registration is running (pid 4242 since test" in proc.stderr
         began = time.perf_counter()
         proc = retrain(repo, "--wait", "2")
         assert proc.returncode == 75 and "waited 2 s" in proc.stderr
         assert time.perf_counter() - began >= 2
+        # a promote during a retrain: the same lock, the same code, the aliases untouched
+        before = aliases(repo)
+        proc = sh(repo, str(BIN / "finetune"), "promote", check=False)
+        assert proc.returncode == 75, proc.stderr
+        assert "or registration is running (pid 4242 since test" in proc.stderr
+        proc = sh(repo, str(BIN / "finetune"), "promote", "--wait", "1", check=False)
+        assert proc.returncode == 75 and "waited 1 s" in proc.stderr
+        assert aliases(repo) == before
+    # `finetune register` of the workspace's model, which the retrain registered: found again,
+    # not registered twice, the aliases where they were
+    count = versions(repo)
+    proc = sh(repo, str(BIN / "finetune"), "register", check=False)
+    assert proc.returncode == 0 and "is version 1, the challenger" in proc.stderr, proc.stderr
+    assert versions(repo) == count and aliases(repo) == before
     # Waiting for a retrain that finishes meanwhile: the second one then runs.
     release = threading.Event()
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import make_stage_cfg, make_texts, typed
+from tests.conftest import make_stage_cfg, make_texts, train_stage, typed
 from tests.helpers import BIN, MlflowServer, env_with_venv, free_port, sh, tiny_project
 
 pytestmark = pytest.mark.slow
@@ -129,7 +129,6 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
     """A real server whose registry holds v1 (champion) and v2 (challenger)."""
     from finetune.augment import augment
     from finetune.data import preprocess
-    from finetune.training import train
 
     tmp_path = tmp_path_factory.mktemp("registry")
     server = MlflowServer(tmp_path / "server").start()
@@ -137,10 +136,10 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
     cfg["tracking"]["uri"] = server.url
     cfg["augment"]["enabled"] = False
     cfg["train"].update({"epochs": 1, "progress_bar": False})
-    for stage in (preprocess, augment, train):
+    for stage in (preprocess, augment, train_stage):
         stage.run(cfg)
     cfg["train"]["learning_rate"] = 3e-3
-    train.run(cfg)
+    train_stage.run(cfg)
     try:
         yield server, typed(cfg)
     finally:

@@ -24,8 +24,9 @@ from finetune.core.io import file_md5
 from finetune.core.schema import TrainConfig
 from finetune.data import preprocess
 from finetune.modeling.backbones import load_trained
+from finetune.registry.register import register_run
 from finetune.training import checkpoints, loss, train, trainer
-from tests.conftest import config
+from tests.conftest import config, train_and_register, typed
 
 # Wall-clock figures differ between runs; everything else must match exactly.
 TIMING = {"train_seconds", "train_samples_per_second", "train_tokens_per_second"}
@@ -235,9 +236,13 @@ def test_stage_writes_model_card_and_registers_versions(splits: dict[str, Any]) 
     info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
     assert info.signature is not None and info.signature.inputs.input_types()
     assert info.saved_input_example_info is not None
-    train.run(cfg)  # a newly trained model: a new registry version
     name = cfg["tracking"]["registered_model_name"]
-    assert sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'")) == [1, 2]
+    assert client.search_model_versions(f"name='{name}'") == [], "training alone registers none"
+    train_and_register(cfg)  # the train stage: a newly trained model, then a new version
+    register_run(typed(cfg), run_id)  # the first run's model too (as `finetune register` does)
+    versions = client.search_model_versions(f"name='{name}'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert {v.run_id for v in versions if v.version == "2"} == {run_id}
     assert not any(Path(cfg["paths"]["checkpoints_dir"]).iterdir()), "cleaned after success"
 
 

@@ -1,8 +1,9 @@
-"""``finetune`` command line: retrain, promote, predict, monitor, tune, aliases, services.
+"""``finetune`` command line: retrain, promote, register, predict, monitor, tune, aliases, services.
 
 Exit codes: 0 success (also "no new data" and "gate kept the champion"), 1 failure (the
 champion is unchanged; for monitor: bad input), 2 bad usage, 3 monitor flagged drift or a
-performance drop, 75 another retrain holds the lock (nothing was done).
+performance drop, 75 another retrain, promote or registration holds the registry lock (nothing
+was done).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def _gate_spec(cfg: PipelineConfig, args: argparse.Namespace) -> PromotionConfig
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from finetune.lifecycle.retrain import EXIT_LOCKED, RetrainLocked, retrain
+    from finetune.lifecycle.retrain import retrain
+    from finetune.registry.lock import EXIT_LOCKED, RegistryLocked
 
     root, cfg = _load_cfg(args.repo)
     spec = cfg.retrain
@@ -66,7 +68,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"when": args.when})
     try:
         result = retrain(root, cfg, spec, _gate_spec(cfg, args))
-    except RetrainLocked as exc:
+    except RegistryLocked as exc:
         log.warning("%s", exc)
         return EXIT_LOCKED
     summary = {
@@ -84,9 +86,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from finetune.registry.gate import apply_gate
+    from finetune.registry.lock import EXIT_LOCKED, RegistryLocked
 
     _, cfg = _load_cfg(args.repo)
-    result = apply_gate(cfg, _gate_spec(cfg, args))
+    wait = cfg.retrain.lock_timeout_s if args.wait is None else max(0.0, float(args.wait))
+    try:
+        result = apply_gate(cfg, _gate_spec(cfg, args), wait_s=wait)
+    except RegistryLocked as exc:
+        log.warning("%s", exc)
+        return EXIT_LOCKED
     if result.decision is None:
         log.info("promote: %s", result.skipped)
     else:
@@ -97,6 +105,28 @@ def cmd_promote(args: argparse.Namespace) -> int:
             result.decision.reason,
             result.champion_after,
         )
+    return EXIT_OK
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from finetune.registry.lock import EXIT_LOCKED, RegistryLocked
+    from finetune.registry.register import register_run, trained_run_id
+
+    root, cfg = _load_cfg(args.repo)
+    run_id = args.run_id or trained_run_id(cfg, root)
+    wait = cfg.retrain.lock_timeout_s if args.wait is None else max(0.0, float(args.wait))
+    try:
+        version = register_run(cfg, run_id, wait_s=wait, root=root)
+    except RegistryLocked as exc:
+        log.warning("%s", exc)
+        return EXIT_LOCKED
+    if version is None:
+        log.warning(
+            "register: nothing registered: tracking.registered_model_name is null or "
+            "tracking.log_model is false"
+        )
+    else:
+        log.info("register: run %s is version %s, the challenger", run_id, version)
     return EXIT_OK
 
 
@@ -314,15 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--min-f1-gain", type=float, help="override promotion.min_f1_gain")
         p.add_argument("--max-recall-drop", type=float, help="override promotion.max_recall_drop")
 
+    lock_wait = (
+        "seconds to wait for the registry lock while a retrain, promote or registration holds "
+        "it (default retrain.lock_timeout_s); then exit 75"
+    )
     p = sub.add_parser(
         "retrain",
         help="ingest new data, dvc repro, apply the promotion gate (for cron/CI)",
         description="Ingest new files from retrain.incoming, run `dvc repro`, apply the gate. "
-        "Exit 0: done or nothing to do; 1: failed (champion unchanged); 75: another retrain runs.",
+        "Exit 0: done or nothing to do; 1: failed (champion unchanged); 75: another retrain, "
+        "promote or registration holds the registry lock.",
     )
     repo_arg(p)
     gate_args(p)
-    p.add_argument("--wait", type=float, help="seconds to wait for a running retrain's lock")
+    p.add_argument("--wait", type=float, help=lock_wait)
     p.add_argument("--push", action="store_true", help="dvc push data and models on success")
     p.add_argument(
         "--when",
@@ -394,10 +429,29 @@ def build_parser() -> argparse.ArgumentParser:
     repo_arg(p)
     p.set_defaults(func=cmd_init_data)
 
-    p = sub.add_parser("promote", help="apply the promotion gate to the current challenger")
+    p = sub.add_parser(
+        "promote",
+        help="apply the promotion gate to the current challenger",
+        description="Exit 0: promoted or kept; 1: failed (champion unchanged); 75: a retrain, "
+        "promote or registration holds the registry lock.",
+    )
     repo_arg(p)
     gate_args(p)
+    p.add_argument("--wait", type=float, help=lock_wait)
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser(
+        "register",
+        help="register the workspace's trained model as the challenger",
+        description="Registers the model logged to the run of paths.run_info (or --run-id) as "
+        "a new version and makes it the challenger (the first one also champion). For a model "
+        "trained by `dvc exp run` or a tune trial, which are not registered: `dvc exp apply` "
+        "and `dvc repro` first. Exit 75: the registry lock is held.",
+    )
+    repo_arg(p)
+    p.add_argument("--run-id", help="the MLflow run whose logged model to register")
+    p.add_argument("--wait", type=float, help=lock_wait)
+    p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("aliases", help="show which versions are champion and challenger")
     repo_arg(p)

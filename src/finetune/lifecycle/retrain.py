@@ -1,12 +1,13 @@
 """Scheduled retraining: new raw data -> DVC data version -> ``dvc repro`` -> promotion gate.
 
-``finetune retrain`` (cron, systemd timer, CI) does, holding an exclusive lock:
+``finetune retrain`` (cron, systemd timer, CI) does, holding the registry lock
+(``finetune.registry.lock``: no promote or other registration meanwhile):
 
 1. look for files matching ``retrain.incoming`` (default ``data/incoming/*.csv``) whose name and
    MD5 are not yet in the ledger ``paths.retrain_ledger``; none -> log and exit 0 at once;
 2. append their rows to the raw dataset ``data.path`` (same columns; ids already present are
    skipped), so ``dvc repro`` sees a new data version and records its hash in ``dvc.lock``;
-3. run ``dvc repro`` (a new model version is registered and becomes ``challenger``);
+3. run ``dvc repro``, then register the trained model: a new version, the ``challenger``;
 4. optionally ``dvc push`` data and models to the default DVC remote;
 5. apply the promotion gate (``finetune.registry.gate.apply_gate``) and write its report;
 6. record the files in the ledger.
@@ -16,16 +17,19 @@ the last ``finetune monitor`` verdict (``paths.monitor_latest``) flagging drift 
 has acted on yet (the ledger then records that verdict as handled); ``always``, every run. The
 default ``new-data`` is the behaviour above.
 
-Anything failing in steps 2-5 restores the raw file, leaves the ledger unchanged (so the next
-run retries), leaves the champion alias where it was, and exits non-zero.
+Anything failing in steps 2-5, SIGTERM included, restores the raw file, leaves the ledger
+unchanged (so the next run retries), leaves the champion alias where it was, and exits non-zero.
+The raw file is read and appended as the pipeline reads it: ``data.format``, ``data.encoding``,
+``data.delimiter`` (CSV, TSV or JSONL).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,61 +39,55 @@ from pathlib import Path
 from typing import Any
 
 from finetune.core.errors import ConfigError, DataError, PipelineError
-from finetune.core.io import file_md5
+from finetune.core.io import atomic_path, file_md5
 from finetune.core.schema import DataConfig, PipelineConfig, PromotionConfig, RetrainConfig
 from finetune.lifecycle.dvccli import dvc_command, dvc_env
+from finetune.registry.lock import exclusive_lock, lock_path
+from finetune.registry.register import NO_REGISTER_VAR
 
 log = logging.getLogger(__name__)
 
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another retrain holds the lock; try again later
-APPENDABLE = {".csv": "csv", ".jsonl": "jsonl"}
-
-
-class RetrainLocked(PipelineError):
-    """Another retrain holds the lock."""
+APPENDABLE = ("csv", "tsv", "jsonl")
 
 
 class ReproFailed(PipelineError):
     """``dvc repro`` (or ``dvc push``) exited non-zero."""
 
 
-# --------------------------------------------------------------------------- lock
+# --------------------------------------------------------------------------- SIGTERM
 
 
-def holder_file(lock_path: Path) -> Path:
-    """Who holds the lock (pid and since when): next to it, for the message a second sees."""
-    return lock_path.with_name(lock_path.name + ".holder")
+class Terminated(PipelineError):
+    """SIGTERM arrived during the retrain (a cancelled job, ``kill``, a stopped container)."""
 
 
 @contextmanager
-def exclusive_lock(path: str | Path, timeout_s: float = 0, poll_s: float = 0.5) -> Iterator[None]:
-    """A file lock (``filelock``: an OS lock the kernel drops when the holder exits, also on a
-    crash): waits up to ``timeout_s``, then raises RetrainLocked saying who holds it."""
-    from filelock import FileLock, Timeout
+def sigterm_as_error() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread, so the retrain's cleanup runs (the raw
+    file restored, the ledger left unchanged, ``dvc repro`` stopped) instead of the process
+    dying mid-way with the rows appended and not recorded, to be appended again next time. A
+    second SIGTERM during that cleanup is logged, not obeyed. Outside the main thread (where
+    Python cannot set handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path)
-    holder = holder_file(path)
-    if timeout_s:
-        log.info("waiting up to %g s for %s if another retrain holds it", timeout_s, path)
-    try:
-        lock.acquire(timeout=timeout_s, poll_interval=poll_s)
-    except Timeout as exc:
-        who = holder.read_text().strip() if holder.is_file() else "unknown process"
-        raise RetrainLocked(
-            f"another `finetune retrain` is running ({who}; lock {path}); "
-            + (f"waited {timeout_s:g} s. " if timeout_s else "")
-            + "Nothing was done: try again later, or pass --wait SECONDS to wait for it"
-        ) from exc
-    try:
-        holder.write_text(
-            f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}"
+    def terminate(signum: int, frame: Any) -> None:
+        if received:
+            log.warning("SIGTERM again: still cleaning up after the first one")
+            return
+        received.append(signum)
+        raise Terminated(
+            "finetune retrain received SIGTERM and stopped; nothing it did is kept (see below): "
+            "run it again"
         )
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
         yield
     finally:
-        holder.unlink(missing_ok=True)
-        lock.release()
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --------------------------------------------------------------------------- new data
@@ -133,35 +131,45 @@ class Ingested:
 
 
 def ingest(raw_path: Path, files: list[Path], data_cfg: DataConfig, root: Path) -> list[Ingested]:
-    """Append the rows of ``files`` to ``raw_path`` (CSV or JSONL) in its column order.
+    """Append the rows of ``files`` to ``raw_path`` (CSV, TSV or JSONL) in its column order.
 
-    The incoming file must have the text and label columns (and the id column when the data
-    has one); extra columns the raw data lacks are dropped, missing optional ones left empty.
-    Rows whose id is already in the raw data (or earlier in this batch) are skipped.
+    Both are read as the pipeline reads ``data.path``: ``data.format``, ``data.encoding`` and
+    ``data.delimiter`` (found from the header when null); the rows are appended in the raw
+    file's encoding with its separator. The incoming file must have the text and label columns
+    (and the id column when the data has one); extra columns the raw data lacks are dropped,
+    missing optional ones left empty. Rows whose id is already in the raw data (or earlier in
+    this batch) are skipped.
     """
     import pandas as pd
 
-    from finetune.data.sources import read_table
+    from finetune.data.sources import format_of, read_file, sniff_delimiter
 
-    kind = APPENDABLE.get(raw_path.suffix.lower())
-    if kind is None:
+    kind = format_of(raw_path, data_cfg.format)
+    if kind not in APPENDABLE:
         raise ConfigError(
-            f"data.path={raw_path} is not CSV or JSONL: retrain appends new rows and supports "
-            "only those two; convert the raw data or append to it yourself"
+            f"data.path={raw_path} is {kind}, not CSV, TSV or JSONL: retrain appends new rows "
+            "and supports only those; convert the raw data or append to it yourself"
         )
-    raw = read_table(raw_path, data_cfg.format)
+    encoding = data_cfg.encoding
+    delimiter = data_cfg.delimiter
+    if kind == "csv" and delimiter is None:
+        delimiter = sniff_delimiter(raw_path, encoding)
+    elif kind == "tsv" and delimiter is None:
+        delimiter = "\t"
+    raw = read_file(raw_path, kind, encoding, delimiter).to_pandas()
     label_col, id_col = data_cfg.label_column, data_cfg.id_column
     required = [*data_cfg.text_columns, label_col] + ([id_col] if id_col else [])
     known_ids = set(raw[id_col].astype(str)) if id_col and id_col in raw.columns else set()
     results = []
     frames = []
     for path in files:
-        df = read_table(path, "auto")
+        df = read_file(path, "auto", encoding, data_cfg.delimiter).to_pandas()
         missing = [c for c in required if c not in df.columns]
         if missing:
             raise DataError(
                 f"{path}: missing column(s) {missing} (found {list(df.columns)}); incoming files "
-                f"need the raw data's columns {list(raw.columns)}"
+                f"need the raw data's columns {list(raw.columns)} and are read with "
+                f"data.encoding={encoding!r}, data.delimiter={data_cfg.delimiter!r}"
             )
         dropped = [c for c in df.columns if c not in raw.columns]
         if dropped:
@@ -187,18 +195,22 @@ def ingest(raw_path: Path, files: list[Path], data_cfg: DataConfig, root: Path) 
         results.append(Ingested(rel, file_md5(path), len(df) + len(skipped), len(df), skipped))
     new_rows = pd.concat(frames, ignore_index=True) if frames else raw.iloc[:0]
     if len(new_rows):
-        append_rows(raw_path, kind, new_rows)
+        append_rows(raw_path, kind, new_rows, encoding, delimiter)
     return results
 
 
-def append_rows(raw_path: Path, kind: str, rows: Any) -> None:
-    """Append without rewriting the existing bytes (a small, reviewable diff)."""
+def append_rows(
+    raw_path: Path, kind: str, rows: Any, encoding: str = "utf-8", delimiter: str | None = ","
+) -> None:
+    """Append without rewriting the existing bytes (a small, reviewable diff), in the file's
+    ``encoding`` and, for CSV/TSV, with its ``delimiter``."""
     data = raw_path.read_bytes()
-    with raw_path.open("a", encoding="utf-8", newline="") as fh:
+    # The new rows were read in the same encoding (ingest), so each of their characters fits it.
+    with raw_path.open("a", encoding=encoding, newline="") as fh:
         if data and not data.endswith(b"\n"):
             fh.write("\n")
-        if kind == "csv":
-            rows.to_csv(fh, header=False, index=False, lineterminator="\n")
+        if kind in {"csv", "tsv"}:
+            rows.to_csv(fh, header=False, index=False, lineterminator="\n", sep=delimiter or ",")
         else:
             rows.to_json(fh, orient="records", lines=True, force_ascii=False)
             fh.write("\n")
@@ -209,18 +221,33 @@ def append_rows(raw_path: Path, kind: str, rows: Any) -> None:
 
 
 def run_dvc(root: Path, args: list[str], timeout_s: float) -> None:
-    """Run ``dvc <args>`` in ``root`` with this interpreter's environment first on PATH."""
-    env = dvc_env()
+    """Run ``dvc <args>`` in ``root`` with this interpreter's environment first on PATH. The
+    train stage it runs does not register the model (:data:`NO_REGISTER_VAR`): the retrain
+    registers it itself, under the registry lock it holds. Stopped (a timeout, SIGTERM), the
+    command is sent SIGTERM and given 30 s to stop before it is killed."""
+    env = dvc_env(**{NO_REGISTER_VAR: "finetune retrain registers the model itself"})
     command = dvc_command(*args)
     log.info("running: dvc %s", " ".join(args))
     began = time.perf_counter()
-    try:
-        proc = subprocess.run(command, cwd=root, env=env, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ReproFailed(f"`dvc {' '.join(args)}` took longer than {timeout_s:g} s") from exc
-    if proc.returncode != 0:
+    with subprocess.Popen(command, cwd=root, env=env) as proc:
+        try:
+            returncode = proc.wait(timeout=timeout_s)
+        except BaseException as exc:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise ReproFailed(
+                    f"`dvc {' '.join(args)}` took longer than {timeout_s:g} s "
+                    "(retrain.repro_timeout_s)"
+                ) from exc
+            raise
+    if returncode != 0:
         raise ReproFailed(
-            f"`dvc {' '.join(args)}` failed with exit code {proc.returncode} (see its output above)"
+            f"`dvc {' '.join(args)}` failed with exit code {returncode} (see its output above)"
         )
     log.info("dvc %s done in %.1f s", " ".join(args), time.perf_counter() - began)
 
@@ -252,7 +279,8 @@ def retrain(
     spec = spec or cfg.retrain
     paths = cfg.paths
     ledger_path = root / paths.retrain_ledger
-    with exclusive_lock(root / spec.lock_file, spec.lock_timeout_s):
+    lock = lock_path(cfg.model_copy(update={"retrain": spec}), root)
+    with exclusive_lock(lock, spec.lock_timeout_s), sigterm_as_error():
         ledger = read_ledger(ledger_path)
         new = find_new_files(root, spec.incoming, ledger)
         drift = (
@@ -294,6 +322,7 @@ def retrain(
             )
         raw_path = root / str(cfg.data.path)
         backup = raw_path.read_bytes() if raw_path.is_file() else None
+        result = None
         try:
             files = ingest(raw_path, new, cfg.data, root)
             if sum(f.added for f in files) == 0:
@@ -303,9 +332,18 @@ def retrain(
                 result = _train_and_gate(root, cfg, spec, gate_spec, files)
             _write_ledger(ledger_path, ledger, files, result, root, drift)
         except BaseException:
+            # Also on SIGTERM (sigterm_as_error): the rows go, so the next run appends them once.
             if backup is not None:
-                raw_path.write_bytes(backup)
-            log.error("retrain failed: %s restored, ledger unchanged, champion unchanged", raw_path)
+                with atomic_path(raw_path) as staged:
+                    staged.write_bytes(backup)
+            log.error(
+                "retrain failed: %s restored, ledger %s unchanged, %s",
+                raw_path,
+                ledger_path,
+                "champion unchanged"
+                if result is None or result.status == "no-new-rows"
+                else f"the gate's decision stands ({result.status})",
+            )
             raise
     result.seconds = time.perf_counter() - began
     log.info(
@@ -324,17 +362,16 @@ def _train_and_gate(
     gate_spec: PromotionConfig | None,
     files: list[Ingested],
 ) -> RetrainResult:
-    from finetune.core.io import read_json
-    from finetune.registry.aliases import mark_challenger
     from finetune.registry.gate import apply_gate
+    from finetune.registry.register import register_run, trained_run_id
 
     run_dvc(root, ["repro"], spec.repro_timeout_s)
-    run_id = str(read_json(root / cfg.paths.run_info)["run_id"])
-    # Also when DVC restored `train` from its run cache: the model that matches the data.
-    mark_challenger(cfg.tracking, run_id, cfg.promotion.require_beat_baseline)
+    # Also when DVC restored `train` from its run cache: the model that matches the data (its
+    # version is found, not registered twice). The retrain holds the registry lock.
+    register_run(cfg, trained_run_id(cfg, root), locked=True)
     if spec.push:
         run_dvc(root, ["push"], spec.repro_timeout_s)
-    gate = apply_gate(cfg, gate_spec)
+    gate = apply_gate(cfg, gate_spec, locked=True)
     if gate.decision is None:
         return RetrainResult(
             "already-champion", files, gate.challenger_version, gate.champion_after, gate.skipped
@@ -391,4 +428,5 @@ def _write_ledger(
     if drift is not None:  # this retrain acted on that verdict: the next one does not again
         ledger["drift_handled"] = drift.get("mlflow_run_id")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, ledger)
+    with atomic_path(path) as staged:  # a crash mid-write leaves the previous ledger whole
+        write_json(staged, ledger)

@@ -74,21 +74,50 @@ def alias_version(mlflow_client: Any, name: str, alias: str) -> Any | None:
         ) from exc
 
 
+def register_version(mlflow_client: Any, name: str, run_id: str) -> Any:
+    """The version of ``name`` holding the model logged to ``run_id`` (``runs:/<run>/model``):
+    the one already registered for that run (a retrain after DVC restored ``train`` from its run
+    cache, a registration run twice), else a new one."""
+    import mlflow
+
+    from finetune.tracking.models import MODEL_ARTIFACT
+
+    version = version_for_run(mlflow_client, name, run_id)
+    if version is not None:
+        log.info("run %s is already %s version %s", run_id, name, version.version)
+        return version
+    from mlflow.exceptions import MlflowException
+
+    source = f"runs:/{run_id}/{MODEL_ARTIFACT}"
+    try:
+        registered = mlflow.register_model(source, name)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"cannot register {source} as a version of {name!r} in the registry at "
+            f"{mlflow_client.tracking_uri} ({str(exc).splitlines()[0][:300]}); no alias was "
+            "moved: check that the store answers and that the run logged its model "
+            "(tracking.log_model), then run `finetune register`"
+        ) from exc
+    log.info("registered the model of run %s as %s version %s", run_id, name, registered.version)
+    return mlflow_client.get_model_version(name, str(registered.version))
+
+
 def mark_challenger(
     tracking_cfg: TrackingConfig, run_id: str, require_beat_baseline: bool
 ) -> str | None:
-    """Right after training (train, retrain): the run's new version becomes ``challenger``; the
-    first, also ``champion``, unless ``require_beat_baseline`` and the run's train metrics say
-    it is worse than the TF-IDF baseline (then it is tagged with that reason and there stays
-    no champion). Returns the version, or None when models are not registered."""
+    """Register the model logged to ``run_id`` and make it ``challenger``; the first, also
+    ``champion``, unless ``require_beat_baseline`` and the run's train metrics say it is worse
+    than the TF-IDF baseline (then it is tagged with that reason and there stays no champion).
+    Returns the version, or None when models are not registered.
+
+    The caller holds the registry lock (:func:`finetune.registry.register.register_run` takes
+    it): the champion is read under it, so two registrations on an empty registry cannot both
+    find no champion and both make theirs the first one."""
     if not tracking_cfg.registered_model_name or not tracking_cfg.log_model:
         return None
     name = model_name(tracking_cfg)
     mlflow_client = client(tracking_cfg)
-    version = version_for_run(mlflow_client, name, run_id)
-    if version is None:
-        log.warning("run %s registered no version of %r; no alias set", run_id, name)
-        return None
+    version = register_version(mlflow_client, name, run_id)
     champion = alias_version(mlflow_client, name, CHAMPION)  # before anything moves
     refuse_champion = (
         baseline_gap(mlflow_client.get_run(run_id).data.metrics) if require_beat_baseline else None

@@ -1,8 +1,10 @@
 """Model registry lifecycle: ``challenger``/``champion`` aliases and the promotion gate.
 
-Every trained model is a new version of ``tracking.registered_model_name``. Right after
-training, the new version gets the alias ``challenger`` (the newest); the first version ever
-also becomes ``champion`` (there is nothing to compare it with). The promotion gate evaluates
+Every model trained in the workspace (not an experiment nor a tune trial) is registered as a new
+version of ``tracking.registered_model_name`` by ``finetune.registry.register``, which gives it
+the alias ``challenger``; the first version ever also becomes ``champion`` (there is nothing to
+compare it with). The gate holds the registry lock (``finetune.registry.lock``) and reads both
+aliases again before it moves the champion. The promotion gate evaluates
 the challenger and the champion on the SAME current test split and promotes only when:
 
 - challenger macro-F1 - champion macro-F1 >= ``promotion.min_f1_gain``, and
@@ -44,6 +46,10 @@ log = logging.getLogger(__name__)
 
 class PromotionError(PipelineError):
     """The gate could not be applied (no challenger, model not loadable, ...)."""
+
+
+class ChampionMoved(PromotionError):
+    """An alias moved between the gate's read and its move; nothing was recorded or moved."""
 
 
 @dataclass
@@ -272,36 +278,67 @@ class GateResult:
     skipped: str | None = None
 
 
-def apply_gate(cfg: PipelineConfig, spec: PromotionConfig | None = None) -> GateResult:
+def apply_gate(
+    cfg: PipelineConfig,
+    spec: PromotionConfig | None = None,
+    *,
+    locked: bool = False,
+    wait_s: float | None = 0,
+) -> GateResult:
     """Compare ``challenger`` with ``champion`` on the current split; move the alias if it wins.
 
-    Writes the report (markdown + JSON) and the tags. The champion alias only ever moves after
-    the decision is made and recorded; an error before that (the store not answering, say)
-    stops the gate with a RegistryError and leaves both aliases where they were.
+    Holds the registry lock (:mod:`finetune.registry.lock`) throughout, waiting up to ``wait_s``
+    for it (then RegistryLocked), unless the caller holds it (``locked``: the retrain). Writes
+    the report (markdown + JSON) and the tags. The champion alias only ever moves after the
+    decision is made, and only when both aliases still point where they did when the gate
+    read them (:func:`commit`); an error before that (the store not answering, say) stops the
+    gate with a RegistryError and leaves both aliases where they were.
     """
+    from contextlib import nullcontext
+
     from mlflow.exceptions import MlflowException
+
+    from finetune.registry.lock import exclusive_lock, lock_path
 
     spec = spec or cfg.promotion
     name = model_name(cfg.tracking)
-    mlflow_client = client(cfg.tracking)
-    try:
-        return _gate(cfg, spec, name, mlflow_client)
-    except MlflowException as exc:
-        raise RegistryError(
-            f"the promotion gate for {name!r} stopped: the registry at "
-            f"{mlflow_client.tracking_uri} failed ({str(exc).splitlines()[0][:300]}); the "
-            "aliases were not moved: check the tracking server and run `finetune promote` again"
-        ) from exc
+    with nullcontext() if locked else exclusive_lock(lock_path(cfg), wait_s):
+        mlflow_client = client(cfg.tracking)
+        try:
+            pending = evaluate_aliases(cfg, spec, name, mlflow_client)
+            if isinstance(pending, GateResult):
+                return pending
+            return commit(cfg, spec, name, mlflow_client, pending)
+        except MlflowException as exc:
+            raise RegistryError(
+                f"the promotion gate for {name!r} stopped: the registry at "
+                f"{mlflow_client.tracking_uri} failed ({str(exc).splitlines()[0][:300]}); the "
+                "aliases were not moved: check the tracking server and run `finetune promote` "
+                "again"
+            ) from exc
 
 
-def _gate(cfg: PipelineConfig, spec: PromotionConfig, name: str, mlflow_client: Any) -> GateResult:
+@dataclass
+class Pending:
+    """A decision made, nothing recorded or moved yet: what the gate read to make it."""
+
+    decision: Decision
+    challenger: Any  # the model version the challenger alias pointed at
+    champion_before: str | None
+
+
+def evaluate_aliases(
+    cfg: PipelineConfig, spec: PromotionConfig, name: str, mlflow_client: Any
+) -> Pending | GateResult:
+    """Read both aliases, score both versions and decide; a GateResult when there is nothing
+    to compare (the challenger is the champion)."""
     from finetune.core.artifacts import load_split
 
     challenger = alias_version(mlflow_client, name, CHALLENGER)
     if challenger is None:
         raise PromotionError(
             f"registered model {name!r} has no {CHALLENGER!r} alias: train a model first "
-            "(`dvc repro`)"
+            "(`dvc repro`, or `finetune register` for the workspace's trained model)"
         )
     champion = alias_version(mlflow_client, name, CHAMPION)
     champion_before = str(champion.version) if champion else None
@@ -347,6 +384,35 @@ def _gate(cfg: PipelineConfig, spec: PromotionConfig, name: str, mlflow_client: 
     )
     train_metrics = mlflow_client.get_run(challenger.run_id).data.metrics
     decision = decide(challenger_score, champion_score, spec, baseline_gap(train_metrics))
+    return Pending(decision, challenger, champion_before)
+
+
+def commit(
+    cfg: PipelineConfig, spec: PromotionConfig, name: str, mlflow_client: Any, pending: Pending
+) -> GateResult:
+    """Record the decision and move the champion, after reading both aliases again: when either
+    moved since the gate read them (someone outside the lock: another machine on a remote
+    server, a manual move), the decision compared the wrong pair and ChampionMoved stops the
+    gate with nothing recorded or moved."""
+    challenger, champion_before = pending.challenger, pending.champion_before
+    decision = pending.decision
+    now = {
+        alias: (str(v.version) if (v := alias_version(mlflow_client, name, alias)) else None)
+        for alias in (CHAMPION, CHALLENGER)
+    }
+    read = {CHAMPION: champion_before, CHALLENGER: str(challenger.version)}
+    if now != read:
+        moved = ", ".join(
+            f"{alias} {_v(read[alias])} -> {_v(now[alias])}"
+            for alias in read
+            if now[alias] != read[alias]
+        )
+        raise ChampionMoved(
+            f"the aliases of {name!r} moved while the gate compared challenger "
+            f"v{challenger.version} with champion {_v(champion_before)} ({moved}; another promote "
+            "or a manual move outside the registry lock): nothing was recorded or moved. Run "
+            "`finetune promote` again to compare the current pair"
+        )
     record_decision(mlflow_client, name, decision)
     report = write_report(decision, name, spec, cfg.paths)
     mlflow_client.log_artifact(challenger.run_id, str(report), "promotion")
@@ -361,3 +427,7 @@ def _gate(cfg: PipelineConfig, spec: PromotionConfig, name: str, mlflow_client: 
         after,
     )
     return GateResult(decision, str(challenger.version), champion_before, after, report)
+
+
+def _v(version: str | None) -> str:
+    return "none" if version is None else f"v{version}"

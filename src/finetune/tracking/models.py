@@ -1,13 +1,14 @@
-"""Logging the trained model to MLflow (transformers flavour, registered as a new version)."""
+"""Logging the trained model to its MLflow run (transformers flavour). Registering it as a
+version of the registered model is not done here: ``finetune.registry.register`` owns that."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from finetune.core.schema import TrackingConfig
-
 log = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "model"  # the run's artifact path of the model: runs:/<run_id>/model
 
 
 def pip_requirements() -> list[str]:
@@ -25,26 +26,23 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def log_model(
-    model: Any, tokenizer: Any, tracking_cfg: TrackingConfig, example: list[str], card: str
-) -> None:
+def log_model(model: Any, tokenizer: Any, example: list[str], card: str) -> None:
     """Log the saved model with MLflow's transformers flavour (pyfunc predicts on raw texts).
 
-    The input example gives the signature (string in, label + score out); with
-    ``tracking.registered_model_name`` each newly trained model becomes a new version. ``card``
-    is our model card (its licence from ``model.license``): MLflow then looks nothing up on the
-    Hub, which an offline machine cannot reach anyway.
+    The input example gives the signature (string in, label + score out). The model is logged
+    to the active run only; the registration step makes it a version (``runs:/<run>/model``).
+    ``card`` is our model card (its licence from ``model.license``): MLflow then looks nothing up
+    on the Hub, which an offline machine cannot reach anyway.
     """
     import mlflow
     from huggingface_hub import ModelCard
 
     mlflow.transformers.log_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
-        name="model",
+        name=MODEL_ARTIFACT,
         task="text-classification",
         input_example=example,
         model_card=ModelCard(card),
-        registered_model_name=tracking_cfg.registered_model_name,
         pip_requirements=pip_requirements(),
     )
     log.info("logged the model to MLflow run %s", mlflow.active_run().info.run_id)

@@ -29,7 +29,6 @@ from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
 from finetune.evaluation.baseline import baseline_gap, baseline_standing, fit_predict_baseline
 from finetune.modeling import tokens
-from finetune.registry.aliases import mark_challenger
 from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
 from finetune.tracking.buffer import MetricsLog
@@ -111,7 +110,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
         result.metrics.update(baseline_check(cfg, validation_df, labels, result.metrics))
         write_outputs(cfg, result, run_id, experiment_id, data_files, resolved)
         try:
-            _finish_run(cfg, result, metrics_log, run_id, train_df["text"][:2].tolist())
+            _finish_run(cfg, result, metrics_log, train_df["text"][:2].tolist())
         except MlflowException as exc:
             raise _lost(cfg, metrics_log, ckpt_dir, run_id, str(exc)) from exc
         if metrics_log.pending:
@@ -228,7 +227,6 @@ def _finish_run(
     cfg: PipelineConfig,
     result: TrainResult,
     metrics_log: MetricsLog,
-    run_id: str,
     example: list[str],
 ) -> None:
     """Everything the model's run still needs once training is over (needs the store)."""
@@ -252,9 +250,9 @@ def _finish_run(
         )
     if cfg.tracking.log_model:
         card = (Path(cfg.paths.model_dir) / "README.md").read_text()
-        log_model(result.model, result.tokenizer, cfg.tracking, example, card)
-        # alias: challenger (+ champion for the first model that beats the baseline)
-        mark_challenger(cfg.tracking, run_id, cfg.promotion.require_beat_baseline)
+        # to this run only: the train stage's registration step (finetune.registry.register)
+        # makes it a version and moves the aliases, tune trials and `dvc exp run` skip it
+        log_model(result.model, result.tokenizer, example, card)
 
 
 def _lost(
