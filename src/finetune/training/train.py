@@ -25,6 +25,7 @@ from mlflow.exceptions import MlflowException
 from finetune.core.artifacts import LABEL_MAP, load_labels, load_split
 from finetune.core.io import StagedOutputs, file_md5, write_json
 from finetune.core.schema import PipelineConfig
+from finetune.core.secrets import mask_url
 from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
 from finetune.evaluation.baseline import baseline_gap, baseline_standing, fit_predict_baseline
@@ -218,7 +219,7 @@ def write_outputs(
         run_info = {
             "run_id": run_id,
             "experiment_id": experiment_id,
-            "tracking_uri": mlflow.get_tracking_uri(),
+            "tracking_uri": mask_url(mlflow.get_tracking_uri()),  # informational
         }
         write_json(out.file(paths.run_info), run_info)
 
@@ -258,7 +259,7 @@ def _finish_run(
 def _lost(
     cfg: PipelineConfig, metrics_log: MetricsLog, ckpt_dir: Path, run_id: str, error: str
 ) -> TrackingLost:
-    uri = tracking_uri(cfg.tracking.uri)
+    uri = mask_url(tracking_uri(cfg.tracking.uri))
     waiting = (
         f"; {len(metrics_log.pending)} metric point(s) wait in {metrics_log.pending_path}"
         if metrics_log.pending

@@ -32,6 +32,7 @@ from finetune.core.durations import parse_duration
 from finetune.core.errors import ConfigError, PipelineError
 from finetune.core.io import StagedOutputs, write_json
 from finetune.core.schema import PipelineConfig, TuneConfig
+from finetune.core.secrets import mask_url
 from finetune.core.store import check_tracking
 from finetune.core.validate import parse
 from finetune.tracking import runs as tracking
@@ -216,7 +217,7 @@ def _parent_run(
         mlflow.set_tags(
             {
                 "tune.role": "parent",
-                "tune.storage": storage,
+                "tune.storage": mask_url(storage),
                 "tune.sampler": f"{spec.sampler.type} seed {spec.sampler.seed}",
                 "tune.pruner": spec.pruner.type,
             }
@@ -438,7 +439,7 @@ def summary(result: TuneResult, spec: TuneConfig) -> dict[str, Any]:
     best = result.best
     return {
         "study": result.study_name,
-        "storage": result.storage,
+        "storage": mask_url(result.storage),
         "objective": spec.objective.model_dump(mode="json"),
         "best": asdict(best) if best else None,
         "trials": result.counts(),
