@@ -242,7 +242,7 @@ def test_stage_writes_model_card_and_registers_versions(splits: dict[str, Any]) 
     register_run(typed(cfg), run_id)  # the first run's model too (as `finetune register` does)
     versions = client.search_model_versions(f"name='{name}'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
-    assert {v.run_id for v in versions if v.version == "2"} == {run_id}
+    assert {v.run_id for v in versions if int(v.version) == 2} == {run_id}
     assert not any(Path(cfg["paths"]["checkpoints_dir"]).iterdir()), "cleaned after success"
 
 
