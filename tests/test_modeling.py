@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from finetune.core.errors import ModelNotFoundError
-from finetune.modeling.backbones import load_classifier, load_trained
+from finetune.modeling.backbones import embedding_length, load_classifier, load_trained
 from finetune.modeling.tokens import load_tokenizer, resolve_model_path
 
 
@@ -59,3 +59,13 @@ def test_new_head_is_one_log_line_not_transformers_table(
     assert any(m.startswith("the checkpoint has no [CLS] pooler") for m in messages)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "LOAD REPORT" not in capfd.readouterr().err
+
+
+def test_backbone_embeds_no_longer_than_its_sentence_config_says(tmp_path: Path) -> None:
+    plain, sentence = tmp_path / "plain", tmp_path / "sentence"
+    plain.mkdir()
+    sentence.mkdir()
+    (sentence / "sentence_bert_config.json").write_text('{"max_seq_length": 256}')
+    assert embedding_length(str(plain), 512) == 512  # no sentence-transformers config
+    assert embedding_length(str(sentence), 512) == 256
+    assert embedding_length(str(sentence), 128) == 128

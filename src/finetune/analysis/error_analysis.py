@@ -220,17 +220,18 @@ def label_error_sources(
     from functools import partial
 
     from finetune.evaluation.baseline import build_baseline
-    from finetune.modeling.backbones import load_encoder
+    from finetune.modeling.backbones import embedding_length, load_encoder
     from finetune.modeling.inference import sentence_embeddings
 
     le, bs, seed = cfg.error_analysis.label_errors, cfg.error_analysis.batch_size, cfg.seed
 
-    def on_embeddings(encoder: Any, rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
-        emb = sentence_embeddings(encoder, tokenizer, rows["text"].tolist(), bs, max_length)
+    def on_embeddings(encoder: Any, length: int, rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+        emb = sentence_embeddings(encoder, tokenizer, rows["text"].tolist(), bs, length)
         return L.cross_validated_probs(emb, y, le.folds, seed, le.C)
 
     def backbone(rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
-        return on_embeddings(load_encoder(cfg.model.name_or_path), rows, y)
+        name = cfg.model.name_or_path
+        return on_embeddings(load_encoder(name), embedding_length(name, max_length), rows, y)
 
     def tfidf(rows: pd.DataFrame, y: np.ndarray) -> np.ndarray:
         estimator = build_baseline(cfg.evaluate.baseline, seed)
@@ -249,7 +250,7 @@ def label_error_sources(
     made: dict[str, L.Source] = {
         "backbone": backbone,
         "tfidf": tfidf,
-        "embeddings": partial(on_embeddings, model),
+        "embeddings": partial(on_embeddings, model, max_length),
         "finetuned": finetuned,
     }
     return {name: made[name] for name in dict.fromkeys(le.sources)}

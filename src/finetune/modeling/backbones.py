@@ -80,6 +80,20 @@ def load_encoder(name_or_path: str) -> Any:
         raise model_not_found(name_or_path, exc) from exc
 
 
+def embedding_length(name_or_path: str, max_length: int) -> int:
+    """The length to embed texts at with the pretrained backbone: ``max_length``, but no more
+    than a sentence-transformers model was trained to embed (``max_seq_length`` in its
+    ``sentence_bert_config.json``: 256 for all-MiniLM-L6-v2, whose positions go to 512). Longer
+    inputs cost more and give embeddings the model never learned to make."""
+    import json
+
+    config = Path(resolve_model_path(name_or_path)) / "sentence_bert_config.json"
+    if not config.is_file():
+        return max_length
+    trained = json.loads(config.read_text()).get("max_seq_length")
+    return min(max_length, int(trained)) if trained else max_length
+
+
 # Weights a fresh classification head starts without (BERT/RoBERTa/DistilBERT/... heads).
 HEAD_PREFIXES = ("classifier.", "pre_classifier.", "score.")
 
