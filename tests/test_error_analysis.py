@@ -267,3 +267,21 @@ def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     run_id = json.loads(Path(paths["run_info"]).read_text())["run_id"]
     names = {a.path for a in MlflowClient().list_artifacts(run_id, "error_analysis")}
     assert {"error_analysis/report.html", "error_analysis/tables"} <= names
+
+
+def test_the_mixture_weighs_the_source_that_explains_the_labels() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=400)
+    good = np.full((400, 3), 0.05)
+    good[np.arange(400), y] = 0.9
+    noise = rng.dirichlet(np.ones(3), size=400)
+    weights = L.mixture_weights([good, noise], y)
+    assert weights.sum() == pytest.approx(1.0) and weights[0] > 0.9
+    # a source fitted without the last class has fewer columns: padded with zeros
+    narrow = good[:, :2] / good[:, :2].sum(axis=1, keepdims=True)
+    mixed, _ = L.combine_probs([narrow, good], np.minimum(y, 1), 3)
+    assert mixed.shape == (400, 3) and np.allclose(mixed.sum(axis=1), 1.0)
+    (only,) = L.combine_probs([noise], y, 3)[1]
+    assert only == 1.0
+    with pytest.raises(ValueError, match="no out-of-sample probabilities"):
+        L.combine_probs([], y, 3)

@@ -127,7 +127,7 @@ def analyse_all(
     le = spec.label_errors
     bs = spec.batch_size
     y = labelled["label"].map(label_map).to_numpy()
-    oos_probs, source_seconds = L.out_of_sample_probs(labelled, y, len(labels), sources)
+    oos_probs, source_seconds, weights = L.out_of_sample_probs(labelled, y, len(labels), sources)
     rows = len(labelled) if le.rows is None else le.rows
     li_cv = L.rank_label_issues(labelled, y, oos_probs, labels, rows)
     recall = L.manifest_recall(li_cv, manifest, set(labelled["id"].astype(str)))
@@ -174,6 +174,7 @@ def analyse_all(
         "slices": slices,
         "label_issues_test": li_test,
         "label_issues_cv": li_cv,
+        "source_weights": weights,
         "cv_splits": sorted(labelled["split"].unique().tolist()) if len(labelled) else [],
         "recall": recall,
         "robustness": robustness,

@@ -6,8 +6,9 @@ Two rankings:
   were not trained on, so the probabilities are out-of-sample);
 - on the labelled data the model was trained on, with out-of-sample probabilities: each row
   predicted by a model that never saw it. The fine-tuned model itself saw (and partly memorised)
-  those labels, so its own probabilities would hide the errors. The sources, averaged as
-  ``error_analysis.label_errors.sources`` lists them:
+  those labels, so its own probabilities would hide the errors. The sources that
+  ``error_analysis.label_errors.sources`` lists, mixed with the weights that best explain the
+  given labels (:func:`mixture_weights`):
 
   - ``backbone``: a cross-validated logistic regression on the pretrained backbone's frozen,
     mean-pooled sentence embeddings (never trained on these labels, so nothing memorised);
@@ -132,28 +133,57 @@ def cross_validated_probs(
     return out
 
 
-def mean_probs(parts: list[np.ndarray], num_labels: int) -> np.ndarray:
-    """The sources' probabilities averaged, each padded to ``num_labels`` columns (a source
-    fitted on the labelled rows has columns only up to the highest label id present)."""
+def mixture_weights(parts: list[np.ndarray], y: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """The weights of the mixture of the sources' probabilities that best explains the given
+    labels (maximum likelihood, by EM): a source that predicts the labels poorly on this data
+    (frozen embeddings of long texts, say) gets little weight, one that predicts them well most.
+    Label errors are a few percent of the rows, so they barely move the weights."""
+    k = len(parts)
+    if k == 1:
+        return np.ones(1)
+    likelihood = np.stack([p[np.arange(len(y)), y] for p in parts], axis=1)  # (rows, sources)
+    likelihood = np.clip(likelihood, 1e-12, None)
+    weights = np.full(k, 1.0 / k)
+    for _ in range(iterations):
+        resp = likelihood * weights
+        resp /= resp.sum(axis=1, keepdims=True)
+        updated = resp.mean(axis=0)
+        if np.abs(updated - weights).max() < 1e-6:
+            return updated
+        weights = updated
+    return weights
+
+
+def combine_probs(
+    parts: list[np.ndarray], y: np.ndarray, num_labels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sources' probabilities (each padded to ``num_labels`` columns: a source fitted on the
+    labelled rows has columns only up to the highest label id present) mixed with
+    :func:`mixture_weights`; returns the mixture and the weights."""
     if not parts:
-        raise ValueError("no out-of-sample probabilities to average")
+        raise ValueError("no out-of-sample probabilities to combine")
     padded = [np.pad(p, ((0, 0), (0, num_labels - p.shape[1]))) for p in parts]
-    return np.mean(padded, axis=0)
+    weights = mixture_weights(padded, np.asarray(y, dtype=int))
+    return np.tensordot(weights, np.stack(padded), axes=1), weights
 
 
 def out_of_sample_probs(
     rows: pd.DataFrame, y: np.ndarray, num_labels: int, sources: Mapping[str, Source]
-) -> tuple[np.ndarray, dict[str, float]]:
-    """The mean of each source's probabilities for ``rows``, and the seconds each took."""
+) -> tuple[np.ndarray, dict[str, float], dict[str, float]]:
+    """Each source's probabilities for ``rows``, mixed (:func:`combine_probs`); the seconds
+    each source took and its weight in the mixture."""
     parts, seconds = [], {}
     for name, source in sources.items():
         began = time.perf_counter()
         parts.append(source(rows, y))
         seconds[name] = time.perf_counter() - began
-        log.info(
-            "label errors: %s probabilities for %d rows in %.0f s", name, len(rows), seconds[name]
-        )
-    return mean_probs(parts, num_labels), seconds
+        log.info("label errors: %s probabilities for %d rows in %.0f s", name, len(rows),
+                 seconds[name])  # fmt: skip
+    mixed, weights = combine_probs(parts, y, num_labels)
+    weight = dict(zip(sources, (round(float(w), 4) for w in weights), strict=True))
+    if len(weight) > 1:
+        log.info("label errors: the sources' weights in the mixture: %s", weight)
+    return mixed, seconds, weight
 
 
 def manifest_recall(

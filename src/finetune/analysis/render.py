@@ -78,7 +78,10 @@ def render_html(ctx: dict[str, Any]) -> str:
         slices=H.table(ctx["slices"], highlight="weak"),
         cv_splits=ctx["cv_splits"],
         folds=spec.label_errors.folds,
-        label_error_sources=[L.DESCRIPTIONS[name] for name in spec.label_errors.sources],
+        label_error_sources=[
+            L.DESCRIPTIONS[name] + (f" (weight {w:.2f})" if len(ctx["source_weights"]) > 1 else "")
+            for name, w in ctx["source_weights"].items()
+        ],
         recall=ctx["recall"],
         flagged_cv=int(li_cv["flagged"].sum()) if len(li_cv) else 0,
         label_issues_cv=H.table(
