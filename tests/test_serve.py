@@ -106,6 +106,9 @@ def test_onnx_model_served_over_http(champion_store: dict[str, Any], tmp_path: P
     with FINETUNE_PREDICTION_LOG set it appends each request to the prediction log."""
     cfg = copy.deepcopy(champion_store)
     cfg["export"].update({"max_f1_drop": 1.0, "latency_texts": 5, "variants": ["int8"]})
+    # each request written as it comes (the flush at shutdown, which a loaded machine's SIGKILL
+    # after 20 s can cut, is tested on the writer in test_monitor.py)
+    cfg["monitor"]["log_flush_rows"] = 1
     export.run(cfg)
     name = f"{cfg['tracking']['registered_model_name']}-onnx"
     log_dir = tmp_path / "predictions"

@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
@@ -255,9 +256,12 @@ def trials(repo: Path) -> list[optuna.trial.FrozenTrial]:
     storage = f"sqlite:///{repo / '.optuna' / 'studies.db'}"
     if not (repo / ".optuna" / "studies.db").is_file():
         return []
-    if "tiny" not in optuna.get_all_study_names(storage):
+    try:
+        if "tiny" not in optuna.get_all_study_names(storage):
+            return []
+        return optuna.load_study(study_name="tiny", storage=storage).get_trials()
+    except sqlalchemy.exc.IntegrityError:  # the tuner is creating the tables: not there yet
         return []
-    return optuna.load_study(study_name="tiny", storage=storage).get_trials()
 
 
 @pytest.fixture(scope="module")
