@@ -141,14 +141,41 @@ def test_class_too_small_to_stratify(tiny_data: pd.DataFrame) -> None:
         run_on(pd.concat([tiny_data, extra]))
 
 
-def test_eval_label_unseen_in_train(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
+def _unseen_label_source(tmp_path: Path, tiny_data: pd.DataFrame) -> sources.RawData:
     (tmp_path / "ds").mkdir()
     tiny_data.to_csv(tmp_path / "ds" / "train.csv", index=False)
-    test = pd.DataFrame({"id": ["t1"], "text": ["brand new"], "label": ["new"], "channel": ["x"]})
+    test = pd.DataFrame(
+        {
+            "id": ["t1", "t2", "t3"],
+            "text": ["brand new", "a refund please", "a newer one"],
+            "label": ["new", tiny_data["label"].iloc[0], "new"],
+            "channel": ["x"] * 3,
+        }
+    )
     test.to_csv(tmp_path / "ds" / "test.csv", index=False)
-    raw = sources.load(data_config(str(tmp_path / "ds")))
-    with pytest.raises(DataError, match=r"label\(s\) \['new'\] occur in the test split but not"):
-        preprocess.preprocess(raw, spec_for(), seed=0)
+    return sources.load(data_config(str(tmp_path / "ds")))
+
+
+def test_eval_label_unseen_in_train_error(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
+    raw = _unseen_label_source(tmp_path, tiny_data)
+    with pytest.raises(
+        DataError,
+        match=r"label\(s\) \['new'\] occur in the test split but not in train.*"
+        r"data\.unseen_labels: drop",
+    ):
+        preprocess.preprocess(raw, spec_for(unseen_labels="error"), seed=0)
+
+
+def test_eval_label_unseen_in_train_dropped(tmp_path: Path, tiny_data: pd.DataFrame) -> None:
+    raw = _unseen_label_source(tmp_path, tiny_data)
+    out = preprocess.preprocess(raw, spec_for(), seed=0)
+    assert out.labels == sorted(set(tiny_data["label"]))  # "new" is no class
+    assert out.report["unseen_label_rows_dropped"] == {"test": 2}
+    assert out.splits["test"]["text"].tolist() == ["a refund please"]
+    for split in out.splits.values():  # ids renumbered over the train classes
+        assert (split["label_id"] == split["label"].map(out.labels.index)).all()
+    report = data_report.build(out, None, 64, 0, 0)
+    assert "label never in train: removed from test | 2" in data_report.markdown(report, [])
 
 
 def test_bad_split_sizes() -> None:

@@ -114,6 +114,7 @@ class DataConfig(Section):
     known_mislabels: str | None
     split: SplitShares
     leakage: Literal["leave_train", "leave_evaluation"]
+    unseen_labels: Literal["drop", "error"]
     min_examples_per_class: Positive
     cleaning: Cleaning
     report: DataReport

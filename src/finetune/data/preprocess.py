@@ -84,6 +84,55 @@ def _ids(raw: RawData, spec: DataConfig) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(file_tags, rows, "-")
 
 
+def _unseen_labels(
+    parts: dict[str, np.ndarray],
+    label_ids: np.ndarray,
+    label_list: list[Any],
+    spec: DataConfig,
+    name: str,
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Validation/test rows whose label never occurs in train: an error, or dropped (counted)."""
+    train_ids = np.unique(label_ids[parts["train"]])
+    dropped: dict[str, int] = {}
+    for s in ("validation", "test"):
+        if len(parts[s]) == 0:
+            raise DataError(f"{name}: the {s} split is empty after cleaning; add examples")
+        seen = np.isin(label_ids[parts[s]], train_ids)
+        if seen.all():
+            continue
+        unseen = sorted({str(label_list[i]) for i in label_ids[parts[s]][~seen]})
+        if spec.unseen_labels == "error":
+            raise DataError(
+                f"{name}: label(s) {unseen} occur in the {s} split but not in train: the model "
+                f"could never predict them; add training examples, remove those rows, or set "
+                f"data.unseen_labels: drop"
+            )
+        dropped[s] = int((~seen).sum())
+        log.warning(
+            "%s: %d %s row(s) have label(s) that train never has, dropped (data.unseen_labels: "
+            "drop; %s figures leave them out): %s",
+            name,
+            dropped[s],
+            s,
+            s,
+            unseen[:20],
+        )
+        parts[s] = parts[s][seen]
+        if len(parts[s]) == 0:
+            raise DataError(f"{name}: no {s} row has a label that train has; check the splits")
+    return parts, dropped
+
+
+def _train_classes(
+    label_list: list[Any], label_ids: np.ndarray, train_rows: np.ndarray
+) -> tuple[list[Any], np.ndarray]:
+    """Keep the classes train holds (in their order) and renumber the ids."""
+    kept = np.unique(label_ids[train_rows])
+    new_id = np.full(len(label_list), -1, dtype=np.int64)
+    new_id[kept] = np.arange(len(kept))
+    return [label_list[i] for i in kept], new_id[label_ids]
+
+
 def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Preprocessed:
     """Pure pipeline step: raw source in, splits + labels + report out."""
     raw = raw if isinstance(raw, RawData) else as_raw(raw, spec.path or "<table>")
@@ -170,18 +219,9 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
         )
     parts = {s: p[~drop[p]] for s, p in parts.items()}
 
-    train_labels = set(label_ids[parts["train"]].tolist())
-    for s in ("validation", "test"):
-        if len(parts[s]) == 0:
-            raise DataError(f"{name}: the {s} split is empty after cleaning; add examples")
-        unseen = sorted(
-            {label_list[i] for i in label_ids[parts[s]]} - {label_list[i] for i in train_labels}
-        )
-        if unseen:
-            raise DataError(
-                f"{name}: label(s) {unseen} occur in the {s} split but not in train: the model "
-                f"could never predict them; add training examples or remove those rows"
-            )
+    parts, unseen_dropped = _unseen_labels(parts, label_ids, label_list, spec, name)
+    if unseen_dropped and spec.labels is None:  # the classes are what train holds
+        label_list, label_ids = _train_classes(label_list, label_ids, parts["train"])
 
     ids = _ids(raw, spec)
     splits: dict[str, pd.DataFrame] = {}
@@ -210,6 +250,7 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
         "conflicting_label_rows": dedup.counts["conflicting_rows"],
         "conflict_rows_dropped": dedup.counts["conflict_rows_dropped"],
         "leakage_removed": leakage,
+        "unseen_label_rows_dropped": unseen_dropped,
         "rows_kept": int(sum(len(p) for p in parts.values())),
     }
     report = {

@@ -141,6 +141,10 @@ def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
             f"| also in another split: removed from {s} | {n} |"
             for s, n in report["leakage_removed"].items()
         ),
+        *(
+            f"| label never in train: removed from {s} | {n} |"
+            for s, n in report.get("unseen_label_rows_dropped", {}).items()
+        ),
     ]
     if "token_lengths" in report:
         lines += [
