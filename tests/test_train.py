@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -406,18 +407,45 @@ def _lr_at(result: trainer.TrainResult) -> dict[int, float]:
 
 
 def test_auto_stops_on_a_plateau_after_a_cool_down(splits: dict[str, Any]) -> None:
-    # a learning rate of ~0 never improves validation F1: a plateau after 1 + patience evals
-    spec = _spec(epochs="auto", max_epochs=50, learning_rate=1e-12, early_stopping_patience=2,
-                 eval_steps=2, logging_steps=1)  # fmt: skip
+    # the tiny model learns the tiny data within a few evaluations, then validation F1 stays
+    spec = _spec(epochs="auto", max_epochs=50, early_stopping_patience=2, eval_steps=2,
+                 logging_steps=1)  # fmt: skip
     result = _fine_tune(splits, spec)
     m = result.metrics
     assert m["stop_reason"] == "plateau" and m["early_stopped"] is True
-    # evaluations at steps 2, 4, 6: the one at 6 is the second without a gain
-    assert m["cooldown_start_step"] == 6
-    assert m["steps"] == 6 + 2  # cool-down: a fifth of the 6 steps, rounded up
+    start = m["cooldown_start_step"]
+    evals = [e for e in result.log_history if "eval_f1_macro" in e and e["step"] <= start]
+    best = max(e["eval_f1_macro"] for e in evals)
+    # the cool-down starts at the second evaluation after the best one without a gain
+    assert next(e["step"] for e in evals if e["eval_f1_macro"] == best) == start - 4, evals
+    assert m["steps"] == start + math.ceil(start / 5)  # cool-down: a fifth of the steps so far
     assert m["epochs"] < 50
-    lr = _lr_at(result)  # the rate each step used: constant, then halfway down the cool-down
-    assert lr[7] == lr[6] > 0 and lr[8] == pytest.approx(lr[6] / 2), lr
+    lr = _lr_at(result)  # the rate each step used: constant, then down the cool-down
+    assert lr[start + 1] == lr[start] > lr[m["steps"]], lr
+
+
+def test_a_model_that_predicts_one_class_is_not_on_a_plateau() -> None:
+    # germeval2018 (German, English backbone): validation sat at the majority class for the first
+    # epoch; those evaluations must not end the run as a plateau, later flat ones do
+    from types import SimpleNamespace
+
+    from finetune.training.schedule import TrainingLength, make_plan
+
+    plan = make_plan(_spec(epochs="auto", early_stopping_patience=2), 320, 100)
+    length = TrainingLength(plan, n_validation=100)
+    args = SimpleNamespace(metric_for_best_model="f1_macro", greater_is_better=True)
+    control = SimpleNamespace(should_training_stop=False)
+
+    def evaluate(step: int, f1: float, classes: int) -> int:
+        metrics = {"eval_f1_macro": f1, "eval_predicted_classes": float(classes)}
+        length.on_evaluate(args, SimpleNamespace(global_step=step), control, metrics=metrics)
+        return length.s.bad_evals
+
+    assert [evaluate(10 * i, 0.398, 1) for i in range(1, 6)] == [0, 0, 0, 0, 0]
+    assert length.s.reason is None
+    assert evaluate(60, 0.6, 2) == 0  # it learns
+    assert [evaluate(70, 0.6, 2), evaluate(80, 0.59, 2)] == [1, 2]
+    assert length.s.reason == "plateau"
 
 
 def test_auto_cools_down_into_max_epochs(splits: dict[str, Any]) -> None:

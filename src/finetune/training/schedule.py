@@ -11,7 +11,9 @@ in advance (a row-count rule trained a 77-class set for one epoch while it was s
 - **Then a cool-down**: the learning rate falls linearly to zero over :data:`COOLDOWN_SHARE` of
   the steps trained so far, and training ends. The cool-down starts at the first of: a plateau
   (``train.early_stopping_patience`` evaluations without a gain above
-  ``train.early_stopping_min_delta``; ``auto``: one validation example's worth, 1 / rows),
+  ``train.early_stopping_min_delta``; ``auto``: one validation example's worth, 1 / rows;
+  an evaluation where the model gives every validation row the same class does not count: it
+  has not started to learn, which on hard data can take more than an epoch),
   ``train.max_epochs`` (the cool-down ends there), or the wall-clock ``train.time_budget``
   (the cool-down and the final evaluation end within it). A warmup-stable-decay schedule needs
   no training length in advance and, with a cool-down of about a fifth of the run, matches a
@@ -293,8 +295,16 @@ class TrainingLength(TrainerCallback):
         if not metrics or key not in metrics:
             return
         value = float(metrics[key]) * (1 if args.greater_is_better else -1)
+        constant = metrics.get("eval_predicted_classes") == 1
         if self.s.best is None or value > self.s.best + self.plan.min_delta:
             self.s.best, self.s.bad_evals = value, 0
+        elif constant:  # one class for every row: not learning yet, no plateau
+            log.info(
+                "step %d: the model predicts one class for every validation row; not counted "
+                "towards a plateau (it has not started to learn; max_epochs and the time budget "
+                "still bound the run)",
+                state.global_step,
+            )
         elif state.global_step >= self.s.warmup:  # a flat start during warmup is no plateau
             self.s.bad_evals += 1
         if not self.plan.patience or self.s.bad_evals < self.plan.patience:
