@@ -272,6 +272,36 @@ def test_a_study_trial_or_dvc_experiment_leaves_the_challenger_unchanged(
     assert (aliases(trained_cfg), len(client.search_model_versions(f"name='{name}'"))) == before
 
 
+@pytest.mark.slow
+def test_registering_after_export_points_the_onnx_version_at_the_registered_one(
+    trained_cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """finetune retrain runs `dvc repro` (train and export) and registers afterwards: export
+    found no registered version and tagged the ONNX model with the run's URI; registering the
+    PyTorch model then points the ONNX version's source_model at it."""
+    from finetune.registry.register import register_run
+
+    client = MlflowClient(trained_cfg["tracking"]["uri"])
+    name = trained_cfg["tracking"]["registered_model_name"]
+    onnx_name = typed(trained_cfg).export.registered_model_name
+    monkeypatch.setenv("FINETUNE_NO_REGISTER", "the retrain registers")
+    run_id = train_again(trained_cfg, 5e-3)
+    runs_uri = f"runs:/{run_id}/model"
+    if not client.search_registered_models(f"name='{onnx_name}'"):
+        client.create_registered_model(onnx_name)
+    onnx = client.create_model_version(
+        onnx_name,
+        runs_uri,
+        run_id,
+        tags={"source_model": runs_uri},
+        description=f"ONNX (int8, dynamic) of {runs_uri}; served by onnxruntime",
+    )
+    version = register_run(typed(trained_cfg), run_id)
+    after = client.get_model_version(onnx_name, onnx.version)
+    assert after.tags["source_model"] == f"{name} v{version}"
+    assert after.description == f"ONNX (int8, dynamic) of {name} v{version}; served by onnxruntime"
+
+
 @pytest.fixture(scope="module")
 def two_trained(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
     """Preprocessed data in a workspace whose registry is empty; and a config for a second

@@ -28,7 +28,7 @@ from typing import Any
 from finetune.core.errors import DataError
 from finetune.core.io import read_json
 from finetune.core.schema import PipelineConfig
-from finetune.registry.aliases import mark_challenger
+from finetune.registry.aliases import client, mark_challenger, model_name
 from finetune.registry.lock import exclusive_lock, lock_path
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,36 @@ def register_run(
     the caller holds it (``locked``)."""
     guard = nullcontext() if locked else exclusive_lock(lock_path(cfg, root), wait_s)
     with guard:
-        return mark_challenger(cfg.tracking, run_id, cfg.promotion.require_beat_baseline)
+        version = mark_challenger(cfg.tracking, run_id, cfg.promotion.require_beat_baseline)
+    if version is not None and cfg.export.registered_model_name:
+        link_source(
+            client(cfg.tracking),
+            cfg.export.registered_model_name,
+            run_id,
+            f"{model_name(cfg.tracking)} v{version}",
+        )
+    return version
+
+
+def link_source(mlflow_client: Any, onnx_name: str, run_id: str, source: str) -> list[str]:
+    """Point the ONNX versions exported from ``run_id`` before its PyTorch model was registered
+    (``finetune retrain`` registers after ``dvc repro``, so export tagged ``runs:/<run>/model``)
+    at ``source`` (``<name> v<k>``): their ``source_model`` tag and description. Returns the
+    versions changed."""
+    changed = []
+    for v in mlflow_client.search_model_versions(f"run_id='{run_id}'"):
+        old = (v.tags or {}).get("source_model", "")
+        if v.name != onnx_name or not old.startswith("runs:/"):
+            continue
+        mlflow_client.set_model_version_tag(onnx_name, v.version, "source_model", source)
+        if v.description and old in v.description:
+            mlflow_client.update_model_version(
+                onnx_name, v.version, description=v.description.replace(old, source)
+            )
+        changed.append(str(v.version))
+    if changed:
+        log.info("ONNX %s version(s) %s: source_model is now %s", onnx_name, changed, source)
+    return changed
 
 
 def trained_run_id(cfg: PipelineConfig, root: str | Path | None = None) -> str:
