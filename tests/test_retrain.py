@@ -213,6 +213,49 @@ def test_sigterm_during_a_retrain_restores_the_data_and_leaves_the_ledger(tmp_pa
     assert not (tmp_path / "ingested.json").exists()
 
 
+def test_sigterm_while_the_ledger_is_written_finishes_it_and_keeps_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the gate has decided, the rows it decided on and the ledger entry stay together:
+    a SIGTERM that arrives as the ledger is written waits for it, then stops the retrain (the
+    next retrain finds nothing new). Training and the gate are replaced here by their result:
+    the window under test is after them (the test above sends SIGTERM to a real dvc repro)."""
+    import os
+    import signal
+
+    from finetune.lifecycle import retrain as module
+
+    (tmp_path / "raw.csv").write_text("id,text,label\nm1,hi,billing\n")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "b.csv").write_text("id,text,label\nm2,new text,shipping\n")
+    monkeypatch.setattr(
+        module, "_train_and_gate", lambda *a: module.RetrainResult("promoted", a[-1], "2", "2")
+    )
+    write = module._write_ledger
+
+    def write_with_sigterm(*args: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives as the ledger is being written
+        write(*args)
+
+    monkeypatch.setattr(module, "_write_ledger", write_with_sigterm)
+    cfg = config(
+        {
+            "paths.retrain_ledger": "ingested.json",
+            "data.path": "raw.csv",
+            "data.id_column": "id",
+            "data.extra_columns": [],
+            "data.split.method": "hash",
+        }
+    )
+    spec = cfg.retrain.model_copy(update={"incoming": "in/*.csv", "lock_file": "r.lock"})
+    with pytest.raises(module.Terminated, match=r"while writing the ledger; it finished that"):
+        module.retrain(tmp_path, cfg, spec)
+    assert "new text" in (tmp_path / "raw.csv").read_text(), "the rows the gate saw stay"
+    assert set(read_ledger(tmp_path / "ingested.json")["files"]) == {"in/b.csv"}
+    monkeypatch.setattr(module, "_write_ledger", write)
+    assert module.retrain(tmp_path, cfg, spec).status == "no-new-data"
+
+
 # --------------------------------------------------------------------------- real retrains
 
 

@@ -61,23 +61,51 @@ class Terminated(PipelineError):
     """SIGTERM arrived during the retrain (a cancelled job, ``kill``, a stopped container)."""
 
 
+class SigtermGuard:
+    """What :func:`sigterm_as_error` yields: :meth:`held` defers SIGTERM over a short step that
+    must finish once begun (recording the gate's decision in the ledger)."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.holding = False
+        self.deferred = False
+
+    @contextmanager
+    def held(self, what: str) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.deferred:
+            raise Terminated(
+                f"finetune retrain received SIGTERM while {what}; it finished that first, so "
+                "the retrain is complete and recorded"
+            )
+
+
 @contextmanager
-def sigterm_as_error() -> Iterator[None]:
+def sigterm_as_error() -> Iterator[SigtermGuard]:
     """SIGTERM raises Terminated in the main thread, so the retrain's cleanup runs (the raw
     file restored, the ledger left unchanged, ``dvc repro`` stopped) instead of the process
-    dying mid-way with the rows appended and not recorded, to be appended again next time. A
-    second SIGTERM during that cleanup is logged, not obeyed. Outside the main thread (where
-    Python cannot set handlers) nothing changes."""
+    dying mid-way with the rows appended and not recorded, to be appended again next time.
+    Within :meth:`SigtermGuard.held` it is deferred to the end of that step. A second SIGTERM
+    during the cleanup is logged, not obeyed. Outside the main thread (where Python cannot set
+    handlers) nothing changes."""
+    guard = SigtermGuard()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield guard
         return
-    received: list[int] = []
 
     def terminate(signum: int, frame: Any) -> None:
-        if received:
+        if guard.received:
             log.warning("SIGTERM again: still cleaning up after the first one")
             return
-        received.append(signum)
+        guard.received = True
+        if guard.holding:
+            guard.deferred = True
+            log.warning("SIGTERM: finishing the ledger first, then stopping")
+            return
         raise Terminated(
             "finetune retrain received SIGTERM and stopped; nothing it did is kept (see below): "
             "run it again"
@@ -85,7 +113,7 @@ def sigterm_as_error() -> Iterator[None]:
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        yield
+        yield guard
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -280,7 +308,7 @@ def retrain(
     paths = cfg.paths
     ledger_path = root / paths.retrain_ledger
     lock = lock_path(cfg.model_copy(update={"retrain": spec}), root)
-    with exclusive_lock(lock, spec.lock_timeout_s), sigterm_as_error():
+    with exclusive_lock(lock, spec.lock_timeout_s), sigterm_as_error() as sigterm:
         ledger = read_ledger(ledger_path)
         new = find_new_files(root, spec.incoming, ledger)
         drift = (
@@ -308,7 +336,8 @@ def retrain(
                 spec.incoming,
             )
             result = _train_and_gate(root, cfg, spec, gate_spec, [])
-            _write_ledger(ledger_path, ledger, [], result, root, drift)
+            with sigterm.held("writing the ledger"):
+                _write_ledger(ledger_path, ledger, [], result, root, drift)
             result.seconds = time.perf_counter() - began
             return result
         log.info("new data: %s", ", ".join(str(p.relative_to(root)) for p in new))
@@ -322,7 +351,7 @@ def retrain(
             )
         raw_path = root / str(cfg.data.path)
         backup = raw_path.read_bytes() if raw_path.is_file() else None
-        result = None
+        result, recorded = None, False
         try:
             files = ingest(raw_path, new, cfg.data, root)
             if sum(f.added for f in files) == 0:
@@ -330,8 +359,13 @@ def retrain(
                 result = RetrainResult("no-new-rows", files)
             else:
                 result = _train_and_gate(root, cfg, spec, gate_spec, files)
-            _write_ledger(ledger_path, ledger, files, result, root, drift)
+            # The gate has decided: the data it decided on and the ledger entry stay together
+            with sigterm.held("writing the ledger"):
+                _write_ledger(ledger_path, ledger, files, result, root, drift)
+                recorded = True
         except BaseException:
+            if recorded:  # a SIGTERM deferred over the ledger write: the retrain is complete
+                raise
             # Also on SIGTERM (sigterm_as_error): the rows go, so the next run appends them once.
             if backup is not None:
                 with atomic_path(raw_path) as staged:
