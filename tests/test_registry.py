@@ -212,6 +212,31 @@ def test_a_model_below_the_baseline_is_refused_by_the_gate() -> None:
     assert tags["promotion.champion_version"] == "1" and "promotion.f1_gain" not in tags
 
 
+def test_a_model_that_wins_on_a_tiny_validation_split_but_loses_on_test_is_refused() -> None:
+    """sms_spam's 8-shot cut: 16 validation rows said the model beats TF-IDF, the 1,047 test
+    rows (logged by evaluate into the same run, which the gate reads) said it loses."""
+    import numpy as np
+
+    from finetune.evaluation.baseline import baseline_gap, baseline_standing, verdict
+
+    train = {"val_f1_macro": 1.0, "baseline_val_f1_macro": 0.875, "baseline_tolerance": 1 / 16}
+    assert baseline_standing(train) == "beats" and baseline_gap(train) is None  # at registration
+    run = {**train, "test_f1_macro": 0.7746, "baseline_test_f1_macro": 0.8048,
+           "test_num_examples": 1047.0}  # fmt: skip
+    assert baseline_standing(run) == "loses" and baseline_standing(run, "val") == "beats"
+    gap = baseline_gap(run)
+    assert gap is not None and "on test macro-F1 (0.7746 vs 0.8048)" in gap
+    assert "validation" not in gap
+    within_one = {**run, "test_f1_macro": 0.8048 - 0.5 / 1047}
+    assert baseline_standing(within_one) == "ties" and baseline_gap(within_one) is None
+    ev = verdict(1.0, 0.875, train, np.array([8, 8]), 0.0, True, test=(0.7746, 0.8048, 1047))
+    assert ev["beats_baseline"] is False
+    assert "(validation 1.0000 vs 0.8750 (beats); test 0.7746 vs 0.8048 (loses))" in str(
+        ev["baseline_warning"]
+    )
+    assert "a median of 8 training examples per class" in " ".join(ev["what_to_try"])
+
+
 @pytest.mark.slow
 def test_first_model_below_the_baseline_is_not_made_champion(
     tmp_path: Path, tiny_model_dir: Path

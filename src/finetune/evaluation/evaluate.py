@@ -130,6 +130,9 @@ def evaluate(
             np.bincount(train_df["label_id"].to_numpy().astype(int), minlength=len(labels)),
             float((counts > max_length).mean()) if len(counts) else 0.0,
             require_beat_baseline,
+            test=(head["f1_macro"], baseline_metrics[eval_name]["f1_macro"], len(ys[eval_name]))
+            if judged != eval_name
+            else None,
         ),
         "split": eval_name,
         **{k: head[k] for k in (*HEADLINE, "ece", "ece_temperature_scaled")},
@@ -183,7 +186,14 @@ def mlflow_metrics(metrics: dict[str, Any], per_class: dict[str, Any]) -> dict[s
     """The flat numbers logged to MLflow: test_*, val_*, baseline_test_*, delta_test_*, and
     test_<metric>_<label's safe name> per class."""
     out: dict[str, float] = {}
-    for key in (*HEADLINE, "ece", "ece_temperature_scaled", "temperature", "min_class_f1"):
+    for key in (
+        *HEADLINE,
+        "ece",
+        "ece_temperature_scaled",
+        "temperature",
+        "min_class_f1",
+        "num_examples",
+    ):
         if metrics.get(key) is not None:
             out[f"test_{key}"] = float(metrics[key])
     out["beats_baseline"] = float(metrics["beats_baseline"])
