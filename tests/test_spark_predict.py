@@ -68,6 +68,10 @@ def test_spark_engine_needs_an_output_directory(tmp_path: Path, caplog: Any) -> 
     src.write_text("text\nhello\n")
     assert cli.main(["predict", "--engine", "spark", "-m", "models/model", "-i", str(src)]) == 1
     assert "--engine spark writes a directory: pass -o/--output DIR" in caplog.text
+    caplog.clear()
+    args = ["predict", "--engine", "spark", "-m", "m", "-i", str(src), "-o", str(tmp_path / "o")]
+    assert cli.main([*args, "--conf", "spark.executor.memory"]) == 1
+    assert "--conf 'spark.executor.memory': expected KEY=VALUE" in caplog.text
 
 
 # --------------------------------------------------------------------------- with Spark
@@ -182,7 +186,8 @@ def test_spark_scores_like_local_predict(
 ) -> None:
     model_dir = trained["paths"]["model_dir" if model == "pytorch" else "export_dir"]
     frame = inputs_frame()
-    src, out = write_input(frame, tmp_path / f"in{suffix}"), tmp_path / "out"
+    src = write_input(frame, tmp_path / f"in{suffix}")
+    out = tmp_path / ("out.csv" if suffix == ".jsonl" else "out")  # CSV part files, once
     assert spark_cli(model_dir, src, out, "--partitions", "3", *batch_flags(model_dir)) == 0
     assert_same_as_local(read_output(out), frame, model_dir)
     summary = json.loads((out / spark_predict.SUMMARY_FILE).read_text())
@@ -342,7 +347,7 @@ def test_bad_inputs_fail_in_one_line_and_leave_nothing(
     (out / "keep").write_text("x")
     caplog.clear()
     assert spark_cli(model, good, out) == 1
-    assert "out exists: pass --overwrite to replace it" in caplog.text
+    assert "out exists: pass --overwrite to replace it, or choose another -o" in caplog.text
     assert (out / "keep").exists()
     assert spark_cli(model, good, out, "--overwrite") == 0
     assert not (out / "keep").exists()

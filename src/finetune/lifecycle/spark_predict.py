@@ -57,6 +57,7 @@ SUCCESS_FILE = "_SUCCESS"
 OUTPUT_FORMATS = ("parquet", "csv")
 MODEL_ARTIFACT = "model"
 RESULT_COLUMN = "__finetune_result"
+SUBMIT_GATEWAY = "PYSPARK_GATEWAY_PORT"  # set when spark-submit started this driver
 ROW_COLUMN = "__finetune_row"
 STATUS_COLUMN = "status"
 
@@ -281,7 +282,8 @@ def start_session(master: str, conf: dict[str, str]) -> tuple[Any, bool]:
         raise ConfigError(
             "Spark needs Java 17+: apt-get install openjdk-17-jre-headless, or set JAVA_HOME"
         )
-    if "PYSPARK_PYTHON" not in os.environ:  # what the tasks run (PySpark reads only this)
+    if "PYSPARK_PYTHON" not in os.environ and SUBMIT_GATEWAY not in os.environ:
+        # the tasks' interpreter (PySpark reads only this; spark-submit sets it from its conf)
         if master.startswith("local"):
             os.environ["PYSPARK_PYTHON"] = sys.executable
         else:
@@ -289,7 +291,11 @@ def start_session(master: str, conf: dict[str, str]) -> tuple[Any, bool]:
                 "PYSPARK_PYTHON is not set: the executors run `python3`, which must have "
                 "finetune-pipeline installed (set PYSPARK_PYTHON to the interpreter that has it)"
             )
-    builder = SparkSession.builder.master(master).appName("finetune predict")
+    builder = SparkSession.builder.appName("finetune predict")
+    if SUBMIT_GATEWAY in os.environ:  # under spark-submit: its --master decides
+        log.info("started by spark-submit: its master is used, not %s", master)
+    else:
+        builder = builder.master(master)
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
@@ -502,8 +508,10 @@ def _read_output(spark: Any, path: str, fmt: str) -> Any:
 
 def _write(df: Any, path: str, fmt: str) -> None:
     writer = df.write.mode("errorifexists")
-    if fmt == "csv":
-        writer.options(header=True, escape='"').csv(path)
+    if fmt == "csv":  # cells as they are (Spark's CSV writer trims them by default)
+        writer.options(
+            header=True, escape='"', ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False
+        ).csv(path)
     else:
         writer.parquet(path)
 
@@ -604,6 +612,10 @@ def _phase(progress: StageProgress, stages: dict[str, float], name: str) -> Iter
     log.info("spark predict: %s done in %.1f s", name, stages[name])
 
 
+def _exists(output: str) -> DataError:
+    return DataError(f"{output} exists: pass --overwrite to replace it, or choose another -o")
+
+
 def _absolute(path: str) -> str:
     return path if _is_uri(path) else str(Path(path).absolute())
 
@@ -618,7 +630,7 @@ def run_spark_predict(
     out_fmt = output_format(job.output, job.output_format, job.output_format)
     output = _absolute(job.output)
     if not _is_uri(output) and Path(output).exists() and not job.overwrite:
-        raise DataError(f"{job.output} exists: pass --overwrite to replace it, or choose -o")
+        raise _exists(job.output)  # before the model and Spark start
     with tempfile.TemporaryDirectory(prefix="finetune-spark-") as tmp:
         resolved = resolve_model(job.model, job.tracking_uri, job.prefer_onnx, Path(tmp))
         loaded = predict.load(resolved.directory)  # fails here, before Spark, if it cannot
@@ -651,7 +663,7 @@ def _run(
 ) -> SparkSummary:
     fs = HadoopFs(spark, output)
     if fs.exists(output) and not job.overwrite:
-        raise DataError(f"{job.output} exists: pass --overwrite to replace it, or choose -o")
+        raise _exists(job.output)
     staging = _sibling(output, "spark")
     group = f"finetune-predict-{uuid.uuid4().hex[:8]}"
     spark.sparkContext.setJobGroup(group, f"finetune predict {job.input} -> {job.output}")
