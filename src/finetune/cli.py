@@ -509,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict",
-        help="predict a CSV/JSONL file with class probabilities",
+        help="predict a CSV/JSONL file with class probabilities (--engine spark: tables on Spark)",
         description="Rows with an empty text get status=empty and no prediction; texts longer "
         "than --max-length tokens are truncated (status=truncated). Input order is kept.",
     )
@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         help="local: this process; spark: Apache Spark, the model as an MLflow Spark UDF",
     )
-    spark.add_argument("--master", help="Spark master (predict.spark.master: local[*])")
+    spark.add_argument("--master", help="Spark master (default: predict.spark.master)")
     spark.add_argument(
         "--partitions", type=int, help="tasks the input is spread over (predict.spark.partitions)"
     )

@@ -350,6 +350,7 @@ class StageProgress:
         self.seen: dict[int, float] = {}  # stage -> when it was first seen running
         self.failed: dict[int, int] = {}
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="spark-progress", daemon=True)
 
     def __enter__(self) -> StageProgress:
@@ -370,6 +371,10 @@ class StageProgress:
             self.poll()
 
     def poll(self) -> None:
+        with self._lock:  # the thread and a phase's end
+            self._poll()
+
+    def _poll(self) -> None:
         tracker = self.sc.statusTracker()
         for job_id in tracker.getJobIdsForGroup(self.group):
             job = tracker.getJobInfo(job_id)
@@ -608,6 +613,7 @@ def _phase(progress: StageProgress, stages: dict[str, float], name: str) -> Iter
     progress.phase = name
     began = time.perf_counter()
     yield
+    progress.poll()  # this phase's last stages are reported under its name
     stages[name] = round(time.perf_counter() - began, 3)
     log.info("spark predict: %s done in %.1f s", name, stages[name])
 
