@@ -171,6 +171,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     log_dir = args.log
     if log_dir is None and not args.no_log:
         log_dir = _configured_log_dir(args.repo)
+    if args.engine == "spark":
+        return _predict_on_spark(args, model, tracking_uri, log_dir)
     run_predict(
         model,
         args.input,
@@ -185,6 +187,54 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     if args.output not in (None, "-"):
         log.info("predictions written to %s", args.output)
+    return EXIT_OK
+
+
+def _predict_on_spark(
+    args: argparse.Namespace, model: str, tracking_uri: str | None, log_dir: str | None
+) -> int:
+    """``finetune predict --engine spark``: flags over the repository's conf/predict."""
+    from finetune.core.config import find_repo_root, load_config
+    from finetune.core.errors import ConfigError
+    from finetune.lifecycle.spark_predict import SparkJob, output_format, run_spark_predict
+
+    if args.output in (None, "-"):
+        raise ConfigError("--engine spark writes a directory: pass -o/--output DIR")
+    try:
+        root = find_repo_root(args.repo)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"--engine spark reads its settings from the project's conf/predict/: {exc} "
+            "(or pass --repo)"
+        ) from exc
+    spec = load_config(root).predict.spark
+    conf = {key: str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in spec.conf.items()}  # fmt: skip
+    for item in args.conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--conf {item!r}: expected KEY=VALUE, e.g. spark.executor.memory=4g")
+        conf[key.strip()] = value
+    summary = run_spark_predict(
+        SparkJob(
+            model=model,
+            input=args.input,
+            output=args.output,
+            text_column=args.text_column,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            input_format=args.input_format,
+            output_format=output_format(args.output, args.output_format, spec.output_format),
+            master=args.master or spec.master,
+            partitions=args.partitions if args.partitions is not None else spec.partitions,
+            conf=conf,
+            prefer_onnx=spec.prefer_onnx if args.prefer_onnx is None else args.prefer_onnx,
+            overwrite=args.overwrite,
+            tracking_uri=tracking_uri,
+            log_dir=log_dir,
+        )
+    )
+    log.info("predictions written to %s (%d rows)", args.output, summary.rows)
     return EXIT_OK
 
 
@@ -459,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict",
-        help="predict a CSV/JSONL file with class probabilities",
+        help="predict a CSV/JSONL file with class probabilities (--engine spark: tables on Spark)",
         description="Rows with an empty text get status=empty and no prediction; texts longer "
         "than --max-length tokens are truncated (status=truncated). Input order is kept.",
     )
@@ -470,18 +520,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="model directory (models/model, or models/onnx for ONNX Runtime) or MLflow URI "
         "(models:/support_tickets@champion, models:/support_tickets-onnx/1)",
     )
-    p.add_argument("-i", "--input", required=True, help="input .csv or .jsonl")
-    p.add_argument("-o", "--output", help="output .csv or .jsonl (default: JSONL on stdout)")
+    p.add_argument(
+        "-i",
+        "--input",
+        required=True,
+        help="input .csv or .jsonl (--engine spark: also .tsv/.parquet, a directory or a glob)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output .csv or .jsonl (default: JSONL on stdout); --engine spark: a directory "
+        "of Parquet part files (CSV when it ends .csv or with --output-format csv)",
+    )
     p.add_argument("--text-column", default="text")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
     p.add_argument(
         "--max-length",
         type=int,
         help="tokens; longer texts are truncated (default: the length the model was trained with)",
     )
-    p.add_argument("--input-format", choices=["auto", "csv", "jsonl"], default="auto")
-    p.add_argument("--output-format", choices=["auto", "csv", "jsonl"], default="auto")
+    p.add_argument(
+        "--input-format", choices=["auto", "csv", "jsonl", "tsv", "parquet"], default="auto"
+    )
+    p.add_argument("--output-format", choices=["auto", "csv", "jsonl", "parquet"], default="auto")
     p.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: the repo's)")
+    spark = p.add_argument_group(
+        'Apache Spark (--engine spark; defaults in conf/predict/, README "Using the model")'
+    )
+    spark.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local: this process; spark: Apache Spark, the model as an MLflow Spark UDF",
+    )
+    spark.add_argument("--master", help="Spark master (default: predict.spark.master)")
+    spark.add_argument(
+        "--partitions", type=int, help="tasks the input is spread over (predict.spark.partitions)"
+    )
+    spark.add_argument(
+        "--conf", action="append", metavar="KEY=VALUE", help="a Spark setting (repeatable)"
+    )
+    spark.add_argument(
+        "--prefer-onnx",
+        action=argparse.BooleanOptionalAction,
+        help="score a models:/ URI with the ONNX export of its run when registered "
+        "(predict.spark.prefer_onnx)",
+    )
+    spark.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument(
         "--log",
         help="append the predictions to this prediction log directory (Parquet, a folder per "

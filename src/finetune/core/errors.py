@@ -17,3 +17,7 @@ class DataError(PipelineError):
 
 class ModelNotFoundError(PipelineError):
     """A model path or id cannot be resolved (offline, not installed, or wrong)."""
+
+
+class JobError(PipelineError):
+    """A distributed job (Spark) failed or could not start; nothing was committed."""

@@ -626,6 +626,22 @@ class ServicesConfig(Section):
     mlflow: MlflowServerConfig
 
 
+class SparkPredictConfig(Section):
+    """``predict.spark``: ``finetune predict --engine spark`` (each key has a flag)."""
+
+    master: str
+    partitions: Positive | None
+    prefer_onnx: bool
+    output_format: Literal["parquet", "csv"]
+    conf: dict[str, str | int | float | bool]
+
+
+class PredictConfig(Section):
+    """``predict``: batch scoring settings read by ``finetune predict``."""
+
+    spark: SparkPredictConfig
+
+
 class PipelineConfig(Section):
     """params.yaml as a whole: what every stage and ``finetune`` command reads."""
 
@@ -642,14 +658,15 @@ class PipelineConfig(Section):
     monitor: MonitorConfig
     tune: TuneConfig
     services: ServicesConfig
+    predict: PredictConfig
     seed: int
     paths: PathsConfig
 
     def params(self) -> dict[str, Any]:
-        """Everything but ``paths`` and ``services`` (where things live, and the services'
-        passwords), as plain data: what MLflow records as the run's params; a password in any
-        URL in them is masked."""
-        return mask(self.model_dump(mode="json", exclude={"paths", "services"}))
+        """Everything but ``paths``, ``services`` and ``predict`` (where things live, the
+        services' passwords, how batches are scored later), as plain data: what MLflow records
+        as the run's params; a password in any URL in them is masked."""
+        return mask(self.model_dump(mode="json", exclude={"paths", "services", "predict"}))
 
 
 def choices(literal: Any) -> tuple[str, ...]:

@@ -63,27 +63,31 @@ class RawData:
         return [c for c in self.table.column_names if c not in (SPLIT_COL, FILE_COL, ROW_COL)]
 
 
-def format_of(path: Path, fmt: str = "auto") -> str:
+def format_of(path: Path, fmt: str = "auto", setting: str = "data.format") -> str:
+    """csv, tsv, jsonl or parquet: ``fmt``, or from the extension when ``fmt`` is auto;
+    ``setting`` is what the error tells the user to set."""
     kind = FORMATS.get(path.suffix.lower()) if fmt == "auto" else fmt
     if kind is None:
         raise DataError(
             f"{path}: cannot tell the format from the extension {path.suffix!r}; "
-            f"use .csv, .tsv, .jsonl or .parquet, or set data.format"
+            f"use .csv, .tsv, .jsonl or .parquet, or set {setting}"
         )
     if kind not in {"csv", "tsv", "jsonl", "parquet"}:
-        raise DataError(f"{path}: unknown data.format {kind!r} (csv, tsv, jsonl or parquet)")
+        raise DataError(f"{path}: unknown {setting} {kind!r} (csv, tsv, jsonl or parquet)")
     return kind
 
 
-def expand(path_or_glob: str, fmt: str = "auto") -> list[Path]:
-    """A file, every data file under a directory (recursively), or every glob match; sorted."""
+def expand(path_or_glob: str, fmt: str = "auto", setting: str = "data.path") -> list[Path]:
+    """A file, every data file under a directory (recursively), or every glob match; sorted.
+    ``setting`` is what the errors tell the user to change (preprocess: data.path)."""
     if glob.has_magic(path_or_glob):
         found = sorted(Path(p) for p in glob.glob(path_or_glob, recursive=True))  # noqa: PTH207
         files = [p for p in found if p.is_file()]
         if not files:
             raise DataError(
-                f"data.path glob {path_or_glob!r} matches no files: check the pattern "
-                f"(relative to the project root) or set data.path to a file or directory"
+                f"{setting} glob {path_or_glob!r} matches no files: check the pattern "
+                f"(relative to {'the project root' if setting == 'data.path' else 'the cwd'}) "
+                f"or set {setting} to a file or directory"
             )
         return files
     path = Path(path_or_glob)
@@ -98,14 +102,16 @@ def expand(path_or_glob: str, fmt: str = "auto") -> list[Path]:
         if not files:
             raise DataError(
                 f"directory {path} holds no .csv, .tsv, .jsonl or .parquet files: put the data "
-                f"there or set data.path to a file or glob"
+                f"there or set {setting} to a file or glob"
             )
         return files
     if not path.is_file():
+        raw = setting == "data.path"
+        where = " (in conf/data/, then `make params`)" if raw else ""
         raise DataError(
-            f"raw data file {path} does not exist: put your data there or set data.path "
-            f"(in conf/data/, then `make params`) to a CSV, TSV, JSONL or Parquet file, "
-            f"a directory or a glob"
+            f"{'raw data' if raw else 'input'} file {path} does not exist: put your data there "
+            f"or set {setting}{where} "
+            f"to a CSV, TSV, JSONL or Parquet file, a directory or a glob"
         )
     return [path]
 

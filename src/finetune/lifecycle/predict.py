@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "jsonl")
+URI_SCHEMES = ("models:/", "runs:/")  # models the MLflow tracking store resolves
+MLMODEL_FILE = "MLmodel"  # what makes a directory an MLflow model
 CHARS_PER_TOKEN_CAP = 20
 STATUS_OK, STATUS_EMPTY, STATUS_TRUNCATED = "ok", "empty", "truncated"
 
@@ -82,13 +84,17 @@ def read_inputs(
     if len(df.columns) == 0 and kind == "csv":
         raise DataError(f"{path} is empty: expected a header with a {text_column!r} column")
     if len(df) and text_column not in df.columns:
-        raise DataError(
-            f"{path}: no column {text_column!r} (columns: {list(df.columns)}); "
-            "pass --text-column NAME"
-        )
+        raise no_text_column(path, text_column, list(df.columns))
     if text_column not in df.columns:
         df[text_column] = pd.Series(dtype=str)
     return df
+
+
+def no_text_column(source: str | Path, text_column: str, columns: list[str]) -> DataError:
+    """The error for input without its text column (local and Spark predict)."""
+    return DataError(
+        f"{source}: no column {text_column!r} (columns: {columns}); pass --text-column NAME"
+    )
 
 
 @dataclass
@@ -138,14 +144,18 @@ def _onnx_model(classifier: OnnxClassifier, source: str) -> LoadedModel:
     )
 
 
-def _load_dir(source: str) -> LoadedModel:
-    """A trained model directory, an ONNX deployment directory, or one whose deployment.json
-    names the PyTorch model (the export gate kept it)."""
+def _load_dir(source: str, num_threads: int | None = None) -> LoadedModel:
+    """A trained model directory, an ONNX deployment directory, one whose deployment.json
+    names the PyTorch model (the export gate kept it), or an MLflow model directory (a
+    downloaded ``models:/`` version: it holds an ``MLmodel`` file). ``num_threads``: ONNX
+    Runtime's threads (None: all cores)."""
     from finetune.modeling.backbones import load_trained
     from finetune.modeling.onnx_runtime import is_onnx_dir, load_onnx, read_deployment
 
+    if (Path(source) / MLMODEL_FILE).is_file():
+        return _load_logged(source)
     if is_onnx_dir(source):
-        return _onnx_model(load_onnx(source), source)
+        return _onnx_model(load_onnx(source, num_threads=num_threads), source)
     deployment = read_deployment(source)
     if deployment is not None and deployment.get("format") == "pytorch":
         target = str(deployment["model_dir"])
@@ -157,12 +167,20 @@ def _load_dir(source: str) -> LoadedModel:
 def _load_uri(source: str, tracking_uri: str | None) -> LoadedModel:
     """A ``models:/`` or ``runs:/`` URI: the transformers flavour (PyTorch) or our ONNX pyfunc."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     from finetune.core import store
-    from finetune.modeling.backbones import load_logged
 
     mlflow.set_tracking_uri(store.tracking_uri(tracking_uri))
+    return _load_logged(source)
+
+
+def _load_logged(source: str) -> LoadedModel:
+    """An MLflow model (URI or local directory): the transformers flavour or our ONNX pyfunc."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from finetune.modeling.backbones import load_logged
+
     try:
         flavors = mlflow.models.get_model_info(source).flavors
     except (MlflowException, OSError) as exc:
@@ -180,12 +198,16 @@ def _load_uri(source: str, tracking_uri: str | None) -> LoadedModel:
     return _onnx_model(python_model.classifier, source)
 
 
-def load(source: str, tracking_uri: str | None = None) -> LoadedModel:
-    """A model directory (PyTorch or ONNX), or an MLflow ``models:/`` / ``runs:/`` URI."""
-    if source.startswith(("models:/", "runs:/")):
+def load(
+    source: str, tracking_uri: str | None = None, num_threads: int | None = None
+) -> LoadedModel:
+    """A model directory (PyTorch, ONNX or a downloaded MLflow model), or an MLflow
+    ``models:/`` / ``runs:/`` URI. ``num_threads``: ONNX Runtime threads of an ONNX directory
+    (None: all cores)."""
+    if source.startswith(URI_SCHEMES):
         return _load_uri(source, tracking_uri)
     if Path(source).is_dir():
-        return _load_dir(source)
+        return _load_dir(source, num_threads)
     raise ModelNotFoundError(
         f"model {source!r} is neither a directory nor a models:/ or runs:/ URI "
         "(e.g. models/model, models/onnx or models:/support_tickets@champion)"
