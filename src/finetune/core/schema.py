@@ -35,7 +35,7 @@ RobustnessTest = Literal["typos", "casing", "punctuation", "contractions", "pers
 # resolved from the data (finetune.modeling.tokens, finetune.augment.augment), recorded where it ran
 Auto = Literal["auto"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-Pooling = Literal["cls", "mean"]
+Pooling = Literal["auto", "cls", "mean"]
 
 # A number as written in conf/: 2 stays 2 and 0.5 stays 0.5, so MLflow records the params exactly
 # as params.yaml has them.

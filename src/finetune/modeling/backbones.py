@@ -31,19 +31,47 @@ def check_pooling(pooling: str) -> str:
     return pooling
 
 
+def resolve_pooling(name_or_path: str, pooling: str) -> str:
+    """``cls`` or ``mean``: ``pooling`` itself, or for ``auto`` the pooling the backbone was
+    trained with where it says (a sentence-transformers model's ``modules.json`` names its
+    Pooling module, whose ``config.json`` gives the mode: all-MiniLM-L6-v2 was trained to embed
+    by the mean of its tokens, and its [CLS] token was never trained to sum up a text), else
+    ``cls``, the architecture's own head (what a plain pretrained encoder such as BERT offers)."""
+    import json
+
+    check_pooling(pooling)
+    if pooling != "auto":
+        return pooling
+    root = Path(resolve_model_path(name_or_path))
+    modules = root / "modules.json"
+    if not modules.is_file():
+        return "cls"
+    for module in json.loads(modules.read_text()):
+        if str(module.get("type", "")).endswith(".Pooling"):
+            config = root / str(module.get("path", "")) / "config.json"
+            modes = json.loads(config.read_text()) if config.is_file() else {}
+            if modes.get("pooling_mode_cls_token"):
+                return "cls"
+            if modes.get("pooling_mode_mean_tokens") or modes.get(
+                "pooling_mode_mean_sqrt_len_tokens"
+            ):
+                return "mean"
+    return "cls"
+
+
 def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") -> Any:
     """A sequence-classification model with a fresh head for ``labels`` (in id order).
 
     ``pooling="cls"``: the architecture's own ``AutoModelForSequenceClassification`` head
     ([CLS] token + pooler for BERT). ``pooling="mean"``: the head on the masked mean of the last
     hidden states (:mod:`finetune.modeling.pooling_model`), what sentence-embedding backbones
-    such as all-MiniLM-L6-v2 were trained to produce.
+    such as all-MiniLM-L6-v2 were trained to produce. ``auto``: :func:`resolve_pooling`.
     """
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     from finetune.modeling.pooling_model import register
 
-    check_pooling(pooling)
+    pooling = resolve_pooling(name_or_path, pooling)
     register()  # name_or_path may be a model trained with pooling: mean
     path = resolve_model_path(name_or_path)
     id2label = dict(enumerate(labels))

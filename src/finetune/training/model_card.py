@@ -11,12 +11,13 @@ from finetune.core.schema import PipelineConfig
 from finetune.tracking import runs as tracking
 
 
-def _loading_note(pooling: str, lora: bool) -> str:
+def _loading_note(pooling: str, lora: bool, setting: str) -> str:
     merged = " (the LoRA adapter is merged in)" if lora else ""
     if pooling == "mean":
         return (
             f"An `AutoModelForSequenceClassification` checkpoint{merged} with a mean-pooling head "
-            "(`model.pooling: mean`; the class is in `pooling_model.py` next to the weights): "
+            f"(`model.pooling: {setting}`; the class is in `pooling_model.py` next to the "
+            "weights): "
             "load it with `from_pretrained(<this dir>, trust_remote_code=True)`, or without "
             "remote code after `finetune.modeling.pooling_model.register()`."
         )
@@ -76,7 +77,7 @@ base_model: {model.name}{f"{chr(10)}license: {model.license}" if model.license e
 Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
         f" at commit `{commit}`" if commit else ""
     }.
-{_loading_note(model.pooling, cfg.train.lora.enabled)}
+{_loading_note(resolved.get("model.pooling", model.pooling), cfg.train.lora.enabled, model.pooling)}
 
 - Base model: `{model.name_or_path}` ({model.name})
 - Labels ({len(labels)}): {", ".join(f"`{label}`" for label in labels)}

@@ -30,6 +30,7 @@ from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
 from finetune.evaluation.baseline import baseline_gap, baseline_standing, fit_predict_baseline
 from finetune.modeling import tokens
+from finetune.modeling.backbones import resolve_pooling
 from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
 from finetune.tracking.buffer import MetricsLog
@@ -70,7 +71,9 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
     key = checkpoint_key(cfg, data_files)
     ckpt_dir = checkpoint_root(paths) / key
     resolved = resolve_settings(cfg, train_df, len(validation_df))
-    model_cfg = cfg.model.model_copy(update={"max_length": resolved["model.max_length"]})
+    model_cfg = cfg.model.model_copy(
+        update={"max_length": resolved["model.max_length"], "pooling": resolved["model.pooling"]}
+    )
     train_args = (train_df, validation_df, labels, model_cfg, cfg.train, cfg.seed)
     if dist_info()[0] != 0:  # DDP worker: train in lockstep; rank 0 logs and writes every output
         fine_tune(*train_args, checkpoint_dir=ckpt_dir)
@@ -174,16 +177,20 @@ def resolve_settings(
         "model.max_length": tokens.max_length(
             cfg.model.max_length, lengths, tokens.position_limit(tokenizer)
         ),
+        "model.pooling": resolve_pooling(cfg.model.name_or_path, cfg.model.pooling),
         **plan.resolved(),
     }
     truncated = float((lengths > resolved["model.max_length"]).mean()) if len(lengths) else 0.0
     log.info(
-        "max length %d (model.max_length=%s; %.2f%% of train texts truncated); %s epochs "
+        "max length %d (model.max_length=%s; %.2f%% of train texts truncated); %s pooling "
+        "(model.pooling=%s); %s epochs "
         "(train.epochs=%s, %d train rows, %d steps an epoch), evaluated every %s steps, "
         "time budget %s",
         resolved["model.max_length"],
         cfg.model.max_length,
         100 * truncated,
+        resolved["model.pooling"],
+        cfg.model.pooling,
         f"at most {plan.epochs:g}" if plan.adaptive else f"{plan.epochs:g}",
         cfg.train.epochs,
         len(train_df),
