@@ -19,8 +19,8 @@ from finetune.core.schema import Int8Config
 from finetune.export import export
 from finetune.export import onnx_export as ox
 from finetune.export.scoring import choose
-from finetune.lifecycle import predict
 from finetune.modeling.backbones import load_trained
+from finetune.modeling.classifier import open_classifier
 from finetune.modeling.onnx_pyfunc import as_texts, predictions_table
 from finetune.modeling.onnx_runtime import load_onnx, read_deployment
 from tests.conftest import make_stage_cfg, make_texts, train_tiny
@@ -178,6 +178,37 @@ def test_predict_on_onnx_matches_pytorch(exported: dict[str, Any], tmp_path: Pat
     )
 
 
+def test_one_classifier_object_from_every_model_reference(exported: dict[str, Any]) -> None:
+    """models/model, models/onnx, models:/<name>/N (PyTorch) and models:/<name>-onnx/N give the
+    same kind of object: labels, lengths, token counts, probabilities; the PyTorch ones also
+    embeddings, model and tokenizer (monitoring, explanations), the ONNX ones say they have none."""
+    cfg = exported["cfg"]
+    uri, name = cfg["tracking"]["uri"], cfg["tracking"]["registered_model_name"]
+    texts = ["my card was charged twice refund please", "parcel not arrived"]
+    opened = {
+        "dir": open_classifier(cfg["paths"]["model_dir"]),
+        "onnx_dir": open_classifier(cfg["paths"]["export_dir"]),
+        "uri": open_classifier(f"models:/{name}/1", uri),
+        "onnx_uri": open_classifier(f"models:/{name}-onnx/1", uri),
+    }
+    assert {k: c.backend for k, c in opened.items()} == {
+        "dir": "pytorch", "onnx_dir": "onnx", "uri": "pytorch", "onnx_uri": "onnx"
+    }  # fmt: skip
+    for key, classifier in opened.items():
+        assert classifier.labels == LABELS, key
+        assert classifier.saved_max_length == opened["dir"].saved_max_length, key
+        assert classifier.token_counts(texts) == opened["dir"].token_counts(texts), key
+        probs = classifier.predict(texts, 2, 32).probabilities
+        assert probs.shape == (2, len(LABELS)), key
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+        if classifier.backend == "pytorch":
+            embeddings, same = classifier.embed_and_predict(texts, 2, 32)
+            assert embeddings.shape[0] == 2 and classifier.model is not None
+            np.testing.assert_allclose(same, probs, atol=1e-5)
+        else:
+            assert classifier.embed_and_predict is None and classifier.model is None
+
+
 def test_failing_gate_keeps_pytorch_deployed(trained: dict[str, Any], tmp_path: Path) -> None:
     cfg = copy.deepcopy(trained)
     cfg["export"].update({"variants": ["fp32"], "max_f1_drop": -0.5})  # must beat PyTorch
@@ -188,7 +219,7 @@ def test_failing_gate_keeps_pytorch_deployed(trained: dict[str, Any], tmp_path: 
     deployment = read_deployment(cfg["paths"]["export_dir"])
     assert deployment["format"] == "pytorch"
     assert not (tmp_path / "onnx" / "model.onnx").exists()
-    loaded = predict.load(cfg["paths"]["export_dir"])  # follows the pointer
+    loaded = open_classifier(cfg["paths"]["export_dir"])  # follows the pointer
     assert loaded.backend == "pytorch" and loaded.source == cfg["paths"]["model_dir"]
 
 

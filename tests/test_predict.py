@@ -13,6 +13,7 @@ import pytest
 from finetune import cli
 from finetune.core.errors import DataError, ModelNotFoundError
 from finetune.lifecycle import predict
+from finetune.modeling.classifier import open_classifier
 from tests.conftest import make_stage_cfg, make_texts, train_tiny
 
 LABELS = ["account", "billing", "shipping"]
@@ -72,7 +73,7 @@ def test_csv_from_model_directory(
 def test_batching_by_length_does_not_change_results(
     trained: dict[str, Any], inputs: pd.DataFrame
 ) -> None:
-    loaded = predict.load(trained["paths"]["model_dir"])
+    loaded = open_classifier(trained["paths"]["model_dir"])
     one = predict.predict_frame(inputs, loaded, batch_size=1, max_length=32)
     many = predict.predict_frame(inputs, loaded, batch_size=64, max_length=32)
     cols = [f"prob_{label}" for label in LABELS]
@@ -94,7 +95,7 @@ def test_jsonl_from_registry_champion_matches_directory(
     assert [r["id"] for r in rows] == inputs["id"].tolist()
     assert rows[1]["predicted"] is None and rows[1]["prob_billing"] is None
     local = predict.predict_frame(
-        inputs, predict.load(trained["paths"]["model_dir"]), max_length=32
+        inputs, open_classifier(trained["paths"]["model_dir"]), max_length=32
     )
     for row, (_, expected) in zip(rows, local.iterrows(), strict=True):
         assert row["status"] == expected["status"]
@@ -127,7 +128,7 @@ def test_bad_inputs_fail_with_a_message(
     with pytest.raises(DataError, match=r"cannot tell the format from the extension '\.txt'"):
         predict.read_inputs(tmp_path / "x.txt") if (tmp_path / "x.txt").write_text("a") else None
     with pytest.raises(ModelNotFoundError, match="neither a directory nor a models:/"):
-        predict.load(str(tmp_path / "nope"))
+        open_classifier(str(tmp_path / "nope"))
     assert (
         cli.main(
             [

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from finetune.export import export
-from finetune.lifecycle import predict
+from finetune.modeling.classifier import open_classifier
 from finetune.monitoring import predlog
 from tests.conftest import make_stage_cfg, make_texts, train_tiny
 from tests.helpers import free_port, stop_group, wait_until_up
@@ -121,7 +121,7 @@ def test_onnx_model_served_over_http(champion_store: dict[str, Any], tmp_path: P
     )
     predictions = answer["predictions"]
     assert len(predictions) == 2, answer
-    expected = predict.load(cfg["paths"]["export_dir"]).predict(TEXTS, 8, 32).probabilities
+    expected = open_classifier(cfg["paths"]["export_dir"]).predict(TEXTS, 8, 32).probabilities
     for item, probs in zip(predictions, expected, strict=True):
         assert set(item) == {"label", "score", "prob_account", "prob_billing", "prob_shipping"}
         assert item["label"] == ["account", "billing", "shipping"][int(np.argmax(probs))]

@@ -19,6 +19,7 @@ from finetune import cli
 from finetune.core.errors import DataError
 from finetune.core.labels import prob_columns
 from finetune.lifecycle import predict, spark_predict
+from finetune.modeling.classifier import open_classifier
 from finetune.monitoring import predlog
 from tests.conftest import make_stage_cfg, make_texts, train_tiny
 
@@ -157,7 +158,9 @@ def assert_same_as_local(out: pd.DataFrame, frame: pd.DataFrame, model: str) -> 
     """Same rows in the same order, the input columns first, then local predict's columns
     with the same labels and probabilities within 1e-5 (ONNX: one text per batch both ways)."""
     batch_size = 1 if batch_flags(model) else 64
-    local = predict.predict_frame(frame, predict.load(model), batch_size=batch_size, max_length=32)
+    local = predict.predict_frame(
+        frame, open_classifier(model), batch_size=batch_size, max_length=32
+    )
     assert list(out.columns) == list(local.columns)
     assert out["id"].tolist() == local["id"].tolist()
     assert out["status"].tolist() == local["status"].tolist()
@@ -293,7 +296,7 @@ def test_prediction_log_is_read_by_monitor(
     code = cli.main(["predict", "-m", model, "-i", str(src), "-o", str(tmp_path / "o"), *flags])
     assert code == 0
     logged = predlog.read_log(logs, None)
-    loaded = predict.load(model)
+    loaded = open_classifier(model)
     local_frame = predict.predict_frame(frame, loaded, batch_size=1, max_length=32)
     predict.log_predictions(tmp_path / "local", local_frame, loaded, "text")
     local = predlog.read_log(tmp_path / "local", None)

@@ -26,8 +26,8 @@ from finetune.core.schema import ExportConfig, PipelineConfig
 from finetune.core.validate import parse
 from finetune.export import onnx_export as ox
 from finetune.export.scoring import ExportDecision, choose, score
-from finetune.modeling.backbones import inference_max_length, load_trained
-from finetune.modeling.inference import predict_proba
+from finetune.modeling.backbones import inference_max_length
+from finetune.modeling.classifier import Classifier, open_classifier
 from finetune.modeling.onnx_runtime import (
     CONFIG_FILE,
     DEPLOYMENT_FILE,
@@ -128,20 +128,20 @@ def score_all(
     cfg: PipelineConfig,
     work: Path,
     made: dict[str, tuple[Path | None, dict[str, Any]]],
-    loaded: tuple[Any, Any, float],
+    loaded: tuple[Classifier, float],
     df: pd.DataFrame,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The PyTorch model (``loaded``: model, tokenizer, seconds its load took) and every
+    """The PyTorch model (``loaded``: the classifier, seconds its load took) and every
     variant on the same split ``df``: (rows, PyTorch row)."""
     import torch
 
     paths, spec = cfg.paths, cfg.export
     threads = int(spec.num_threads or os.cpu_count() or 1)
     torch.set_num_threads(threads)
-    model, tokenizer, torch_load = loaded
-    labels = [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))]
+    pytorch, torch_load = loaded
+    labels = pytorch.labels
     texts, y = df["text"].tolist(), df["label_id"].to_numpy().astype(int)
-    max_length = inference_max_length(cfg.model.max_length, tokenizer)
+    max_length = inference_max_length(cfg.model.max_length, pytorch.tokenizer)
     common = {
         "latency_texts": spec.latency_texts,
         "batch_size": spec.throughput_batch_size,
@@ -149,12 +149,9 @@ def score_all(
         "n_bins": cfg.evaluate.calibration_bins,
     }
 
-    def torch_predict(batch: list[str], batch_size: int, length: int) -> Any:
-        return predict_proba(model, tokenizer, batch, batch_size, length)
-
     reference = score(
         "pytorch",
-        torch_predict,
+        pytorch.predict,
         texts,
         y,
         labels,
@@ -314,8 +311,9 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="finetune-export-") as tmp:
         work = bundle(Path(paths.model_dir), Path(tmp))
         began = time.perf_counter()
-        model, tokenizer = load_trained(paths.model_dir)
-        loaded = (model, tokenizer, time.perf_counter() - began)
+        pytorch = open_classifier(paths.model_dir)
+        loaded = (pytorch, time.perf_counter() - began)
+        model, tokenizer = pytorch.model, pytorch.tokenizer
         attention = model.config._attn_implementation
         model.set_attn_implementation("eager")  # plain ops: the graph onnxruntime fuses
         raw = work / "raw.onnx"

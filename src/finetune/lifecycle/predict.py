@@ -30,7 +30,7 @@ import pandas as pd
 from finetune.core.errors import DataError
 from finetune.core.labels import prob_columns
 from finetune.data.cleaning import column_texts
-from finetune.modeling.classifier import LoadedModel, effective_max_length, load
+from finetune.modeling.classifier import Classifier, effective_max_length, open_classifier
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def no_text_column(source: str | Path, text_column: str, columns: list[str]) -> 
 
 def predict_frame(
     df: pd.DataFrame,
-    loaded: LoadedModel,
+    loaded: Classifier,
     text_column: str = "text",
     batch_size: int = 64,
     max_length: int | None = None,
@@ -176,7 +176,7 @@ def run_predict(
     log_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     df = read_inputs(input_path, text_column, input_format)
-    loaded = load(source, tracking_uri)
+    loaded = open_classifier(source, tracking_uri)
     out = predict_frame(df, loaded, text_column, batch_size, max_length)
     write_outputs(out, output_path, output_format)
     if log_dir is not None:
@@ -185,7 +185,7 @@ def run_predict(
 
 
 def log_predictions(
-    log_dir: str | Path, frame: pd.DataFrame, loaded: LoadedModel, text_column: str
+    log_dir: str | Path, frame: pd.DataFrame, loaded: Classifier, text_column: str
 ) -> None:
     """Append ``predict_frame``'s output to the prediction log (``monitoring.predlog``)."""
     from finetune.monitoring import predlog

@@ -49,6 +49,12 @@ from finetune.core.errors import ConfigError, DataError, JobError, ModelNotFound
 from finetune.core.labels import prob_columns
 from finetune.data.sources import expand, format_of
 from finetune.lifecycle import predict
+from finetune.modeling.classifier import (
+    URI_SCHEMES,
+    Classifier,
+    effective_max_length,
+    open_classifier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +127,7 @@ class SparkScorer(mlflow.pyfunc.PythonModel):
     def load_context(self, context):  # type: ignore[no-untyped-def]
         config = getattr(context, "model_config", None) or {}
         threads = int(config.get("threads") or 1)
-        self.loaded = predict.load(context.artifacts[MODEL_ARTIFACT], num_threads=threads)
+        self.loaded = open_classifier(context.artifacts[MODEL_ARTIFACT], num_threads=threads)
         if self.loaded.backend == "pytorch":
             import torch
 
@@ -204,7 +210,7 @@ def resolve_model(
 ) -> ResolvedModel:
     """A local directory for ``source``: a directory as it is; a ``models:/`` or ``runs:/``
     URI downloaded into ``workdir`` (its ONNX export instead, with ``prefer_onnx``)."""
-    if not source.startswith(predict.URI_SCHEMES):
+    if not source.startswith(URI_SCHEMES):
         return ResolvedModel(str(Path(source).absolute()), source)
     from mlflow.exceptions import MlflowException
 
@@ -639,8 +645,8 @@ def run_spark_predict(
         raise _exists(job.output)  # before the model and Spark start
     with tempfile.TemporaryDirectory(prefix="finetune-spark-") as tmp:
         resolved = resolve_model(job.model, job.tracking_uri, job.prefer_onnx, Path(tmp))
-        loaded = predict.load(resolved.directory)  # fails here, before Spark, if it cannot
-        max_length = predict.effective_max_length(loaded, job.max_length)
+        loaded = open_classifier(resolved.directory)  # fails here, before Spark, if it cannot
+        max_length = effective_max_length(loaded, job.max_length)
         spark, started = start_session(job.master, job.conf)
         try:
             threads = int(spark.conf.get("spark.task.cpus", "1"))
@@ -663,7 +669,7 @@ def _run(
     output: str,
     out_fmt: str,
     resolved: ResolvedModel,
-    loaded: predict.LoadedModel,
+    loaded: Classifier,
     scorer_dir: str,
     began: float,
 ) -> SparkSummary:

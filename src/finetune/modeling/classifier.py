@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from finetune.core.errors import ModelNotFoundError
 from finetune.modeling.inference import Predictions
 
@@ -25,7 +27,7 @@ MLMODEL_FILE = "MLmodel"  # what makes a directory an MLflow model
 
 
 @dataclass
-class LoadedModel:
+class Classifier:
     """A model ready to predict, whatever runs it (PyTorch or ONNX Runtime)."""
 
     labels: list[str]
@@ -35,20 +37,30 @@ class LoadedModel:
     saved_max_length: int  # the length the model was trained with
     predict: Callable[[list[str], int, int], Predictions]
     token_counts: Callable[[list[str]], list[int]]
+    # (texts, batch size, max length) -> (sentence embeddings, probabilities) from one forward
+    # pass; PyTorch only (an ONNX graph returns logits alone): None for ONNX
+    embed_and_predict: Callable[[list[str], int, int], tuple[np.ndarray, np.ndarray]] | None = None
+    # the transformers model and tokenizer (gradients, hidden states: monitoring, explanations);
+    # None for ONNX
+    model: Any = None
+    tokenizer: Any = None
 
 
-def _torch_model(model: Any, tokenizer: Any, source: str) -> LoadedModel:
+def _torch_model(model: Any, tokenizer: Any, source: str) -> Classifier:
     from finetune.modeling.backbones import inference_max_length
-    from finetune.modeling.inference import predict_proba
+    from finetune.modeling.inference import embed_and_predict, predict_proba
 
     def predict(texts: list[str], batch_size: int, max_length: int) -> Predictions:
         return predict_proba(model, tokenizer, texts, batch_size, max_length)
+
+    def embed(texts: list[str], batch_size: int, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        return embed_and_predict(model, tokenizer, texts, batch_size, max_length)
 
     def counts(texts: list[str]) -> list[int]:
         ids = tokenizer(texts, truncation=False, add_special_tokens=True)["input_ids"]
         return [len(x) for x in ids]
 
-    return LoadedModel(
+    return Classifier(
         labels=[str(model.config.id2label[i]) for i in range(int(model.config.num_labels))],
         source=source,
         backend="pytorch",
@@ -56,11 +68,14 @@ def _torch_model(model: Any, tokenizer: Any, source: str) -> LoadedModel:
         saved_max_length=inference_max_length("auto", tokenizer),
         predict=predict,
         token_counts=counts,
+        embed_and_predict=embed,
+        model=model,
+        tokenizer=tokenizer,
     )
 
 
-def _onnx_model(classifier: OnnxClassifier, source: str) -> LoadedModel:
-    return LoadedModel(
+def _onnx_model(classifier: OnnxClassifier, source: str) -> Classifier:
+    return Classifier(
         labels=classifier.labels,
         source=source,
         backend="onnx",
@@ -71,7 +86,7 @@ def _onnx_model(classifier: OnnxClassifier, source: str) -> LoadedModel:
     )
 
 
-def _load_dir(source: str, num_threads: int | None = None) -> LoadedModel:
+def _load_dir(source: str, num_threads: int | None = None) -> Classifier:
     """A trained model directory, an ONNX deployment directory, one whose deployment.json
     names the PyTorch model (the export gate kept it), or an MLflow model directory (a
     downloaded ``models:/`` version: it holds an ``MLmodel`` file). ``num_threads``: ONNX
@@ -91,7 +106,7 @@ def _load_dir(source: str, num_threads: int | None = None) -> LoadedModel:
     return _torch_model(*load_trained(source), source)
 
 
-def _load_uri(source: str, tracking_uri: str | None) -> LoadedModel:
+def _load_uri(source: str, tracking_uri: str | None) -> Classifier:
     """A ``models:/`` or ``runs:/`` URI: the transformers flavour (PyTorch) or our ONNX pyfunc."""
     import mlflow
 
@@ -101,7 +116,7 @@ def _load_uri(source: str, tracking_uri: str | None) -> LoadedModel:
     return _load_logged(source)
 
 
-def _load_logged(source: str) -> LoadedModel:
+def _load_logged(source: str) -> Classifier:
     """An MLflow model (URI or local directory): the transformers flavour or our ONNX pyfunc."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -125,9 +140,9 @@ def _load_logged(source: str) -> LoadedModel:
     return _onnx_model(python_model.classifier, source)
 
 
-def load(
+def open_classifier(
     source: str, tracking_uri: str | None = None, num_threads: int | None = None
-) -> LoadedModel:
+) -> Classifier:
     """A model directory (PyTorch, ONNX or a downloaded MLflow model), or an MLflow
     ``models:/`` / ``runs:/`` URI. ``num_threads``: ONNX Runtime threads of an ONNX directory
     (None: all cores)."""
@@ -141,7 +156,7 @@ def load(
     )
 
 
-def effective_max_length(loaded: LoadedModel, max_length: int | None) -> int:
+def effective_max_length(loaded: Classifier, max_length: int | None) -> int:
     """``max_length`` (None: the length the model was trained with, saved with its tokenizer)
     capped at what the model's position embeddings allow."""
     length = loaded.saved_max_length if max_length is None else int(max_length)

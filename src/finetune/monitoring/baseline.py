@@ -16,13 +16,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finetune.core.errors import DataError
+from finetune.core.errors import ConfigError, DataError
 from finetune.core.schema import PipelineConfig
 from finetune.monitoring.reference import ModelVersion
+
+if TYPE_CHECKING:
+    from finetune.modeling.classifier import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +90,11 @@ def label_ids(values: list[str], labels: list[str], what: str) -> np.ndarray:
 def baseline(
     cfg: PipelineConfig,
     version: ModelVersion,
-    model: Any,
-    tokenizer: Any,
-    labels: list[str],
+    classifier: Classifier,
     max_length: int,
     root: Path,
 ) -> Baseline:
     """The cached baseline of ``version``, built from its training splits when missing."""
-    from finetune.modeling.inference import embed_and_predict, predict_proba
     from finetune.monitoring.reference import training_splits
     from finetune.monitoring.textstats import vocabulary
 
@@ -118,16 +118,18 @@ def baseline(
     rng = np.random.default_rng(seed)
     take = np.sort(rng.permutation(len(train))[: spec.reference_size])
     texts = [str(t) for t in train["text"].iloc[take]]
-    embeddings, _ = embed_and_predict(model, tokenizer, texts, spec.batch_size, max_length)
+    embeddings, _ = embed(classifier, texts, spec.batch_size, max_length)
     test_texts = [str(t) for t in test["text"]]
-    test_probs = predict_proba(model, tokenizer, test_texts, spec.batch_size, max_length)
+    test_probs = classifier.predict(test_texts, spec.batch_size, max_length)
     base = Baseline(
         texts=texts,
         test_texts=test_texts,
         embeddings=embeddings,
         vocabulary=vocabulary(str(t) for t in train["text"]),
         test_probs=test_probs.probabilities,
-        test_y=label_ids([str(v) for v in test["label"]], labels, f"the test split ({source})"),
+        test_y=label_ids(
+            [str(v) for v in test["label"]], classifier.labels, f"the test split ({source})"
+        ),
         source=source,
     )
     if version.processed_md5 is not None:  # unversioned data: the workspace may change
@@ -141,3 +143,16 @@ def baseline(
         source,
     )
     return base
+
+
+def embed(
+    classifier: Classifier, texts: list[str], batch_size: int, max_length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sentence embeddings and probabilities of ``texts`` from one forward pass (PyTorch)."""
+    if classifier.embed_and_predict is None:
+        raise ConfigError(
+            f"{classifier.source} is an ONNX model: monitoring embeds texts with the PyTorch "
+            "model it was exported from; monitor that one (models/model, or the version in the "
+            "ONNX version's source_model tag)"
+        )
+    return classifier.embed_and_predict(texts, batch_size, max_length)

@@ -306,10 +306,8 @@ def run_monitor(
     import mlflow
 
     from finetune.core.io import StagedOutputs, atomic_path, write_json
-    from finetune.modeling.backbones import inference_max_length
-    from finetune.modeling.inference import embed_and_predict
     from finetune.monitoring import render
-    from finetune.monitoring.baseline import baseline
+    from finetune.monitoring.baseline import baseline, embed
     from finetune.monitoring.reference import resolve
     from finetune.registry.aliases import client as registry_client
 
@@ -317,11 +315,11 @@ def run_monitor(
     now = datetime.now(UTC)
     spec = cfg.monitor
     client = registry_client(cfg.tracking)
-    version, model, tokenizer = resolve(cfg, source, client)
-    labels = [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))]
+    version, classifier = resolve(cfg, source, client)
+    labels = classifier.labels
     batch_y = _batch_label_ids(batch, labels)
-    max_length = inference_max_length("auto", tokenizer)  # what the model was trained with
-    base = baseline(cfg, version, model, tokenizer, labels, max_length, root)
+    max_length = classifier.saved_max_length  # what the model was trained with
+    base = baseline(cfg, version, classifier, max_length, root)
     if len(batch.texts) < spec.min_batch:
         log.warning(
             "%s: only %d texts (monitor.min_batch %d): the tests have little power, a "
@@ -330,9 +328,7 @@ def run_monitor(
             len(batch.texts),
             spec.min_batch,
         )
-    embeddings, probs = embed_and_predict(
-        model, tokenizer, batch.texts, spec.batch_size, max_length
-    )
+    embeddings, probs = embed(classifier, batch.texts, spec.batch_size, max_length)
     summary, details = analyse(
         spec,
         base,
@@ -342,8 +338,8 @@ def run_monitor(
         embeddings,
         probs,
         batch_y,
-        textstats.per_text(base.test_texts, tokenizer, base.vocabulary),
-        textstats.per_text(batch.texts, tokenizer, base.vocabulary),
+        textstats.per_text(base.test_texts, classifier.tokenizer, base.vocabulary),
+        textstats.per_text(batch.texts, classifier.tokenizer, base.vocabulary),
         cfg.seed,
     )
     rows = V.checks(summary, spec.thresholds)

@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -26,6 +26,9 @@ import yaml
 from finetune.core.errors import ConfigError, DataError, ModelNotFoundError
 from finetune.core.schema import PipelineConfig
 from finetune.tracking.runs import tag_path
+
+if TYPE_CHECKING:
+    from finetune.modeling.classifier import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +85,18 @@ def _dir_run(cfg: PipelineConfig, source: str) -> str:
     return str(read_json(info)["run_id"])
 
 
-def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion, Any, Any]:
-    """The model version behind ``source``, and its model and tokenizer (PyTorch)."""
-    from finetune.modeling.backbones import load_logged, load_trained
+def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion, Classifier]:
+    """The model version behind ``source``, and the model (PyTorch: monitoring embeds texts)."""
+    from finetune.modeling.classifier import open_classifier
     from finetune.modeling.onnx_runtime import is_onnx_dir
     from finetune.registry.aliases import version_for_run
 
     if source.startswith("models:/"):
         name, version, run_id = _registered(client, source)
-        loader = load_logged
+        _require_transformers(source)
     elif source.startswith("runs:/"):
         name, version, run_id = None, None, source.split("/")[1]
-        loader = load_logged
+        _require_transformers(source)
     elif Path(source).is_dir():
         if is_onnx_dir(source):
             raise ConfigError(
@@ -104,13 +107,10 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
         name = cfg.tracking.registered_model_name
         found = version_for_run(client, name, run_id) if name else None
         version = str(found.version) if found is not None else None
-        loader = load_trained
     else:
         raise ModelNotFoundError(
             f"model {source!r} is neither a directory nor a models:/ or runs:/ URI"
         )
-    if loader is load_logged:
-        _require_transformers(source)
     run = _training_run(cfg, client, source, run_id)
     temperature = run.data.metrics.get(TEMPERATURE_METRIC)
     if temperature is None:
@@ -118,7 +118,7 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
             f"run {run_id} of {source} has no {TEMPERATURE_METRIC} metric: the label-free "
             "estimate needs the temperature the evaluate stage fits; run `dvc repro evaluate`"
         )
-    model, tokenizer = loader(source)
+    classifier = open_classifier(source, cfg.tracking.uri)
     found_version = ModelVersion(
         source=source,
         run_id=run_id,
@@ -128,7 +128,7 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
         processed_md5=run.data.tags.get(DATA_TAG + tag_path(cfg.paths.processed_dir)),
         temperature=float(temperature),
     )
-    return found_version, model, tokenizer
+    return found_version, classifier
 
 
 def _training_run(cfg: PipelineConfig, client: Any, source: str, run_id: str) -> Any:
