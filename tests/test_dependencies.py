@@ -17,10 +17,17 @@ from finetune.tracking.models import pip_requirements
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 OWN = "finetune-pipeline"
+# Extras `make setup` does not install: optional backbone weights (hundreds of MB).
+OPTIONAL_WEIGHTS = {"mpnet"}
 
 
 def declared() -> list[Requirement]:
-    extras = [r for group in PROJECT["optional-dependencies"].values() for r in group]
+    extras = [
+        r
+        for name, group in PROJECT["optional-dependencies"].items()
+        if name not in OPTIONAL_WEIGHTS
+        for r in group
+    ]
     reqs = [Requirement(r) for r in [*PROJECT["dependencies"], *extras]]
     return [r for r in reqs if r.name != OWN]
 

