@@ -33,6 +33,20 @@ ADDED = ["predicted", "confidence", "status", *PROBS]
 # --------------------------------------------------------------------------- without Spark
 
 
+def test_installing_spark_does_not_end_a_fileless_main_silently() -> None:
+    """MLflow's signature inference (every log_model) imports pyspark.sql.connect once pyspark is
+    installed; without the `connect` extra's grpc that import calls sys.exit(0) when __main__ has
+    no file (`python -c`, a script on stdin, xdist workers): training ended with status 0."""
+    import subprocess
+
+    code = "from mlflow.models import infer_signature; infer_signature(['a'], ['b']); print('ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_output_format_from_the_name_or_the_flag() -> None:
     assert spark_predict.output_format("out", "auto", "parquet") == "parquet"
     assert spark_predict.output_format("out.csv", None, "parquet") == "csv"
