@@ -44,6 +44,13 @@ def test_metrics_when_a_class_is_absent_from_the_split() -> None:
     assert m["per_class"]["c"]["support"] == 0 and m["per_class"]["c"]["roc_auc"] is None
     assert m["roc_auc_ovr"] == pytest.approx(1.0)  # averaged over the classes present
     assert m["accuracy"] == 0.75
+    # macro-F1 over a and b (class c has no row and no prediction: not a zero in the mean)
+    assert m["f1_macro"] == pytest.approx((2 / 3 + 0.8) / 2)
+    # a class predicted but absent from the labels does count, as a zero (precision 0)
+    wrong = np.array([[0.1, 0.1, 0.8], [0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]])
+    assert M.classification_metrics(y, wrong, LABELS)["f1_macro"] == pytest.approx(
+        (2 / 3 + 1 + 0) / 3
+    )
 
 
 def test_ece_and_temperature_scaling_fix_overconfidence() -> None:

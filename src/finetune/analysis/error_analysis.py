@@ -35,6 +35,7 @@ from finetune.core.io import StagedOutputs, read_json, write_json
 from finetune.core.labels import prob_columns
 from finetune.core.schema import ErrorAnalysisConfig, PipelineConfig
 from finetune.core.validate import parse
+from finetune.evaluation.metrics import macro_f1
 from finetune.reporting.plots import confusion_uri, robustness_figure, slices_figure
 from finetune.tracking import runs as tracking
 
@@ -68,11 +69,7 @@ def analyse(
         "error_rate": n_err / max(len(predictions), 1),
         "accuracy": float(predictions["correct"].mean()) if len(predictions) else 0.0,
     }
-    from sklearn.metrics import f1_score
-
-    summary["f1_macro"] = float(
-        f1_score(predictions["label"], predictions["predicted"], average="macro", zero_division=0)
-    )
+    summary["f1_macro"] = macro_f1(predictions["label"], predictions["predicted"])
     examples = confusion_examples(
         predictions, pairs, spec.top_confusions, spec.examples_per_confusion
     )

@@ -100,6 +100,13 @@ def _safe(fn: Any, *args: Any, **kwargs: Any) -> float | None:
     return None if np.isnan(value) else value
 
 
+def macro_f1(y_true: Any, y_pred: Any) -> float:
+    """Macro-F1 over the classes a split has as labels or as predictions (scikit-learn's default,
+    what Hugging Face's ``evaluate`` reports): a class with neither rows nor predictions in the
+    split is left out, not averaged in as a zero. One definition for every stage."""
+    return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
 def classification_metrics(
     y_true: np.ndarray, probs: np.ndarray, labels: list[str]
 ) -> dict[str, Any]:
@@ -121,7 +128,7 @@ def classification_metrics(
     return {
         "num_examples": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1_macro": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "f1_macro": macro_f1(y_true, y_pred),
         "f1_weighted": float(
             f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)
         ),

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from finetune.evaluation.metrics import apply_temperature
+from finetune.evaluation.metrics import apply_temperature, macro_f1
 
 
 def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -68,7 +68,7 @@ def estimate(probs: np.ndarray, draws: int, level: float, seed: int) -> dict[str
 
 def measured(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
     """Accuracy, macro-F1 and each class's recall (None for a class absent from ``y``)."""
-    from sklearn.metrics import f1_score, recall_score
+    from sklearn.metrics import recall_score
 
     predicted = probs.argmax(axis=1)
     classes = list(range(len(labels)))
@@ -76,7 +76,7 @@ def measured(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict[str, A
     recall = recall_score(y, predicted, labels=classes, average=None, zero_division=0)
     return {
         "accuracy": float((predicted == y).mean()),
-        "f1_macro": float(f1_score(y, predicted, labels=present, average="macro", zero_division=0)),
+        "f1_macro": macro_f1(y, predicted),
         "recall": {
             label: (float(recall[i]) if i in present else None) for i, label in enumerate(labels)
         },

@@ -28,6 +28,7 @@ import numpy as np
 from finetune.core.errors import PipelineError
 from finetune.core.schema import PipelineConfig, PromotionConfig
 from finetune.evaluation.baseline import baseline_gap
+from finetune.evaluation.metrics import macro_f1
 from finetune.modeling.backbones import load_logged
 from finetune.registry.aliases import (
     CHALLENGER,
@@ -154,13 +155,13 @@ def score(
     version: str, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
 ) -> ModelScore:
     """Macro-F1, accuracy and per-class recall over ``labels`` (the split's classes)."""
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
+    from sklearn.metrics import accuracy_score, recall_score
 
     labels = list(labels)
     recalls = recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
     return ModelScore(
         version=str(version),
-        f1_macro=float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        f1_macro=macro_f1(y_true, y_pred),
         accuracy=float(accuracy_score(y_true, y_pred)),
         recall={label: float(r) for label, r in zip(labels, recalls, strict=True)},
         num_examples=len(y_true),

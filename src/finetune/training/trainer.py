@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score
 
 from finetune.core.schema import ModelConfig, Pooling, TrainConfig
+from finetune.evaluation.metrics import macro_f1
 from finetune.modeling.backbones import load_classifier
 from finetune.modeling.tokens import load_tokenizer
 from finetune.training.callbacks import Progress
@@ -37,7 +38,7 @@ def compute_metrics(eval_pred: Any) -> dict[str, float]:
     preds = np.asarray(logits).argmax(axis=-1)
     return {
         "accuracy": float(accuracy_score(labels, preds)),
-        "f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)),
+        "f1_macro": macro_f1(labels, preds),
         # 1: every validation row gets the same class, the model has learnt nothing yet
         # (finetune.training.schedule does not count such an evaluation towards a plateau)
         "predicted_classes": float(len(np.unique(preds))),
