@@ -579,8 +579,10 @@ def test_down_stops_everything_and_the_data_survives_up(stack: Stack) -> None:
     client = stack.client()
     assert client.get_model_version_by_alias(MODEL, "champion").version == champion.version
     assert len(client.search_runs([experiment])) == runs
+    # the registered version's own artifact location: MLflow resolves a models:/ URI through the
+    # process-wide registry URI, not the tracking_uri argument
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{MODEL}@champion",
+        artifact_uri=client.get_model_version_download_uri(MODEL, champion.version),
         dst_path=tempfile.mkdtemp(dir=stack.repo.parent, prefix="team-downloaded-"),
         tracking_uri=stack.uri,
     )
