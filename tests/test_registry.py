@@ -229,6 +229,10 @@ def test_a_model_that_wins_on_a_tiny_validation_split_but_loses_on_test_is_refus
     assert "validation" not in gap
     within_one = {**run, "test_f1_macro": 0.8048 - 0.5 / 1047}
     assert baseline_standing(within_one) == "ties" and baseline_gap(within_one) is None
+    # without the test row count there is no tolerance to judge test by: validation alone
+    uncounted = {k: v for k, v in run.items() if k != "test_num_examples"}
+    assert baseline_standing(uncounted, "test") is None and baseline_gap(uncounted) is None
+    assert baseline_standing(uncounted) == "beats"
     ev = verdict(1.0, 0.875, train, np.array([8, 8]), 0.0, True, test=(0.7746, 0.8048, 1047))
     assert ev["beats_baseline"] is False
     assert "(validation 1.0000 vs 0.8750 (beats); test 0.7746 vs 0.8048 (loses))" in str(

@@ -72,8 +72,10 @@ def _split_standing(metrics: Mapping[str, Any], split: str) -> str | None:
         return None
     if split == "val":
         tolerance = float(metrics.get("baseline_tolerance", 0.0))
+    elif metrics.get(f"{split}_num_examples") is None:
+        return None  # no row count, no tolerance: judged on validation alone
     else:
-        tolerance = 1.0 / max(float(metrics.get(f"{split}_num_examples", 1.0)), 1.0)
+        tolerance = 1.0 / max(float(metrics[f"{split}_num_examples"]), 1.0)
     diff = float(model) - float(baseline)
     return "beats" if diff > tolerance else ("loses" if diff < -tolerance else "ties")
 
