@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +210,9 @@ def test_one_classifier_object_from_every_model_reference(exported: dict[str, An
             assert classifier.embed_and_predict is None and classifier.model is None
 
 
-def test_failing_gate_keeps_pytorch_deployed(trained: dict[str, Any], tmp_path: Path) -> None:
+def test_failing_gate_keeps_pytorch_deployed(
+    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = copy.deepcopy(trained)
     cfg["export"].update({"variants": ["fp32"], "max_f1_drop": -0.5})  # must beat PyTorch
     cfg["paths"]["export_dir"] = str(tmp_path / "onnx")
@@ -219,8 +222,18 @@ def test_failing_gate_keeps_pytorch_deployed(trained: dict[str, Any], tmp_path: 
     deployment = read_deployment(cfg["paths"]["export_dir"])
     assert deployment["format"] == "pytorch"
     assert not (tmp_path / "onnx" / "model.onnx").exists()
-    loaded = open_classifier(cfg["paths"]["export_dir"])  # follows the pointer
-    assert loaded.backend == "pytorch" and loaded.source == cfg["paths"]["model_dir"]
+    model_dir = str(Path(cfg["paths"]["model_dir"]).resolve())
+    # the pointer is relative to the deployment directory: it holds from any working directory
+    assert not Path(deployment["model_dir"]).is_absolute()
+    monkeypatch.chdir(tmp_path)
+    loaded = open_classifier(str(tmp_path / "onnx"))  # follows the pointer
+    assert loaded.backend == "pytorch" and loaded.source == model_dir
+    # one written before (relative to the repository) still opens from there
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "deployment.json").write_text(
+        json.dumps({"format": "pytorch", "model_dir": os.path.relpath(model_dir, tmp_path)})
+    )
+    assert open_classifier(str(tmp_path / "old")).source == os.path.relpath(model_dir, tmp_path)
 
 
 def test_choose_fastest_within_drop() -> None:

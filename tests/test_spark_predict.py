@@ -369,3 +369,46 @@ def test_bad_inputs_fail_in_one_line_and_leave_nothing(
     assert spark_cli(model, good, out, "--overwrite") == 0
     assert not (out / "keep").exists()
     assert len(read_output(out)) == len(inputs_frame())
+
+
+@pytest.mark.slow
+def test_several_input_files_come_out_in_their_order(
+    trained: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    # one read of both would plan the larger file's task first: b.csv's rows before a.csv's
+    model = trained["paths"]["model_dir"]
+    small = pd.DataFrame({"id": ["a0", "a1"], "text": ["refund please", "login locked"]})
+    large = pd.DataFrame(
+        {"id": [f"b{i}" for i in range(40)], "text": [f"parcel {i} " * 20 for i in range(40)]}
+    )
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_input(small, folder / "a.csv")
+    write_input(large, folder / "b.csv")
+    for extra in ([], ["--partitions", "3"]):
+        out = tmp_path / f"out{len(extra)}"
+        assert spark_cli(model, folder, out, *extra) == 0
+        assert read_output(out)["id"].tolist() == [*small["id"], *large["id"]]
+
+
+@pytest.mark.slow
+def test_a_failed_commit_puts_the_previous_output_back_and_logs_nothing(
+    trained: dict[str, Any], spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, out, logs = trained["paths"]["model_dir"], tmp_path / "out", tmp_path / "logs"
+    out.mkdir()
+    (out / "keep").write_text("x")
+    good = write_input(inputs_frame(), tmp_path / "good.csv")
+    rename = spark_predict.HadoopFs.rename
+
+    def failing(self: Any, src: str, dst: str) -> None:
+        if Path(dst.removeprefix("file:")).name == "out" and "replaced" not in src:
+            raise OSError("disk full")
+        rename(self, src, dst)
+
+    monkeypatch.setattr(spark_predict.HadoopFs, "rename", failing)
+    flags = ["--engine", "spark", "--max-length", "32", "--log", str(logs), "--overwrite"]
+    assert cli.main(["predict", "-m", model, "-i", str(good), "-o", str(out), *flags]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["keep"], "the previous output is back"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no leftovers"
+    assert not list(logs.rglob("*.parquet")), "rows of an output never written are not logged"

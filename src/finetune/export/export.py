@@ -221,7 +221,11 @@ def write_deployment(
     PyTorch model when no variant passed."""
     info: dict[str, Any] = {"decision": asdict(decision), "split": cfg.evaluate.split}
     if graph is None or row is None:
-        info |= {"format": "pytorch", "model_dir": cfg.paths.model_dir}
+        # relative to the deployment directory: it holds wherever the repository is
+        model_dir = os.path.relpath(
+            Path(cfg.paths.model_dir).absolute(), Path(cfg.paths.export_dir).absolute()
+        )
+        info |= {"format": "pytorch", "model_dir": model_dir}
     else:
         for name in BUNDLE_FILES:
             if (work / name).is_file():

@@ -53,6 +53,7 @@ from finetune.modeling.classifier import (
     URI_SCHEMES,
     Classifier,
     effective_max_length,
+    kept_model_dir,
     open_classifier,
 )
 
@@ -210,8 +211,8 @@ def resolve_model(
 ) -> ResolvedModel:
     """A local directory for ``source``: a directory as it is; a ``models:/`` or ``runs:/``
     URI downloaded into ``workdir`` (its ONNX export instead, with ``prefer_onnx``)."""
-    if not source.startswith(URI_SCHEMES):
-        return ResolvedModel(str(Path(source).absolute()), source)
+    if not source.startswith(URI_SCHEMES):  # the model itself, not a pointer to it
+        return ResolvedModel(str(Path(kept_model_dir(source)).absolute()), source)
     from mlflow.exceptions import MlflowException
 
     from finetune.core import store
@@ -444,29 +445,37 @@ def _json_key_order(path: str) -> list[str]:
 
 def read_frame(spark: Any, files: list[str], kind: str, source: str, text_column: str) -> Any:
     """The input as a Spark DataFrame (CSV/TSV all strings, as local predict reads them);
-    a file Spark cannot read, or no text column: a DataError naming ``source``."""
-    reader = spark.read
+    a file Spark cannot read, or no text column: a DataError naming ``source``. Several files
+    are read one by one and joined by name in the order given: one read of them all would plan
+    its tasks by file size, largest first, and the output would not follow the input."""
+    from functools import reduce
+
     try:
-        if kind in {"csv", "tsv"}:
-            df = reader.options(
-                header=True,
-                multiLine=True,  # quoted newlines, as pandas reads them
-                escape='"',
-                sep="\t" if kind == "tsv" else ",",
-                mode="FAILFAST",
-            ).csv(files)
-        elif kind == "jsonl":
-            df = reader.option("mode", "FAILFAST").json(files)
-            first = [c for c in _json_key_order(files[0]) if c in df.columns]
-            df = df.select(*first, *[c for c in df.columns if c not in first])
-        else:
-            df = reader.parquet(*files)
+        frames = [_read_one(spark, path, kind) for path in files]
+        df = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
         columns = list(df.columns)
     except Exception as exc:  # AnalysisException, Py4JJavaError ...: the reader's own words
         raise DataError(f"{source}: cannot read it as {kind}: {_reason(exc)}") from exc
     if text_column not in columns:
         raise predict.no_text_column(source, text_column, columns)
     return df
+
+
+def _read_one(spark: Any, path: str, kind: str) -> Any:
+    reader = spark.read
+    if kind in {"csv", "tsv"}:
+        return reader.options(
+            header=True,
+            multiLine=True,  # quoted newlines, as pandas reads them
+            escape='"',
+            sep="\t" if kind == "tsv" else ",",
+            mode="FAILFAST",
+        ).csv(path)
+    if kind == "jsonl":
+        df = reader.option("mode", "FAILFAST").json(path)
+        first = [c for c in _json_key_order(path) if c in df.columns]
+        return df.select(*first, *[c for c in df.columns if c not in first])
+    return reader.parquet(path)
 
 
 def _ordered(df: Any, partitions: int) -> Any:
@@ -598,6 +607,7 @@ def write_prediction_log(
     staging = f"{log_dir.rstrip('/')}/.spark-{uuid.uuid4().hex[:12]}"
     previous = spark.conf.get("spark.sql.parquet.outputTimestampType")
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # as pyarrow
+    moved: list[str] = []
     try:
         table.write.parquet(staging)
         day = f"{log_dir.rstrip('/')}/date={now:%Y-%m-%d}"
@@ -605,6 +615,11 @@ def write_prediction_log(
         for name in fs.names(staging):
             if name.endswith(".parquet") and not name.startswith((".", "_")):
                 fs.rename(f"{staging}/{name}", f"{day}/{name}")
+                moved.append(f"{day}/{name}")
+    except Exception:
+        for path in moved:  # all of this output's rows in the log, or none
+            fs.delete(path)
+        raise
     finally:
         spark.conf.set("spark.sql.parquet.outputTimestampType", previous)
         fs.delete(staging)
@@ -707,21 +722,10 @@ def _run(
             with _phase(progress, stages, "check"):
                 if not fs.exists(f"{staging}/{SUCCESS_FILE}"):
                     raise JobError(f"the job left no {SUCCESS_FILE} in {staging}: not committed")
-                written = _read_output(spark, staging, out_fmt)
-                checked = check_output(spark, written, rows, job.output)
-            log_day = None
-            if job.log_dir is not None:
-                with _phase(progress, stages, "log"):
-                    log_day = write_prediction_log(
-                        spark,
-                        HadoopFs(spark, _absolute(job.log_dir)),
-                        written,
-                        _absolute(job.log_dir),
-                        job.text_column,
-                        loaded.labels,
-                        resolved.description,
-                        datetime.now(UTC),
-                    )
+                checked = check_output(
+                    spark, _read_output(spark, staging, out_fmt), rows, job.output
+                )
+            _commit(fs, staging, output)  # a previous output is back in place if this fails
         except (DataError, JobError, ModelNotFoundError):
             fs.delete(staging)
             raise
@@ -731,6 +735,25 @@ def _run(
             if re.search(r"MALFORMED_RECORD|FAILED_READ_FILE|Malformed|CANNOT_READ", str(exc)):
                 raise DataError(f"{job.input}: cannot read it as {kind}: {reason}") from exc
             raise JobError(f"the Spark job failed, nothing written: {reason}") from exc
+        log_day = None
+        if job.log_dir is not None:  # only rows of an output that was committed are logged
+            with _phase(progress, stages, "log"):
+                try:
+                    log_day = write_prediction_log(
+                        spark,
+                        HadoopFs(spark, _absolute(job.log_dir)),
+                        _read_output(spark, output, out_fmt),
+                        _absolute(job.log_dir),
+                        job.text_column,
+                        loaded.labels,
+                        resolved.description,
+                        datetime.now(UTC),
+                    )
+                except Exception as exc:  # the output stands; say the log does not have it
+                    raise JobError(
+                        f"{job.output} is written, but appending it to the prediction log "
+                        f"{job.log_dir} failed (nothing of it was logged): {_reason(exc)}"
+                    ) from exc
     seconds = time.perf_counter() - began
     summary = SparkSummary(
         rows=rows,
@@ -751,8 +774,7 @@ def _run(
         stages=stages,
         prediction_log=log_day,
     )
-    fs.write_text(f"{staging}/{SUMMARY_FILE}", json.dumps(summary.as_dict(), indent=2) + "\n")
-    _commit(fs, staging, output)
+    fs.write_text(f"{output}/{SUMMARY_FILE}", json.dumps(summary.as_dict(), indent=2) + "\n")
     log.info(
         "spark predict: %d rows in %.1f s (%.1f rows/s), %d failed row(s), %d task attempt(s) "
         "retried; %s written to %s",
@@ -768,12 +790,17 @@ def _run(
 
 
 def _commit(fs: HadoopFs, staging: str, output: str) -> None:
-    """``staging`` becomes ``output``; a previous output (--overwrite) is moved aside first
-    and deleted after."""
+    """``staging`` becomes ``output``; a previous output (--overwrite) is moved aside first,
+    put back if the rename fails, and deleted after."""
     old = None
     if fs.exists(output):
         old = _sibling(output, "replaced")
         fs.rename(output, old)
-    fs.rename(staging, output)
+    try:
+        fs.rename(staging, output)
+    except Exception:
+        if old is not None:
+            fs.rename(old, output)
+        raise
     if old is not None:
         fs.delete(old)

@@ -92,18 +92,30 @@ def _load_dir(source: str, num_threads: int | None = None) -> Classifier:
     downloaded ``models:/`` version: it holds an ``MLmodel`` file). ``num_threads``: ONNX
     Runtime's threads (None: all cores)."""
     from finetune.modeling.backbones import load_trained
-    from finetune.modeling.onnx_runtime import is_onnx_dir, load_onnx, read_deployment
+    from finetune.modeling.onnx_runtime import is_onnx_dir, load_onnx
 
     if (Path(source) / MLMODEL_FILE).is_file():
         return _load_logged(source)
     if is_onnx_dir(source):
         return _onnx_model(load_onnx(source, num_threads=num_threads), source)
-    deployment = read_deployment(source)
-    if deployment is not None and deployment.get("format") == "pytorch":
-        target = str(deployment["model_dir"])
+    target = kept_model_dir(source)
+    if target != source:
         log.info("%s: the export gate kept the PyTorch model; predicting with %s", source, target)
-        return _torch_model(*load_trained(target), target)
-    return _torch_model(*load_trained(source), source)
+    return _torch_model(*load_trained(target), target)
+
+
+def kept_model_dir(source: str) -> str:
+    """The PyTorch model a deployment directory's ``deployment.json`` names when the export gate
+    kept it (its path relative to the deployment directory; from before, to the working
+    directory), else ``source``."""
+    from finetune.modeling.onnx_runtime import read_deployment
+
+    deployment = read_deployment(source)
+    if deployment is None or deployment.get("format") != "pytorch":
+        return source
+    named = Path(str(deployment["model_dir"]))
+    beside = Path(source) / named
+    return str(beside.resolve() if not named.is_absolute() and beside.is_dir() else named)
 
 
 def _load_uri(source: str, tracking_uri: str | None) -> Classifier:
