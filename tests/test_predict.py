@@ -146,3 +146,23 @@ def test_bad_inputs_fail_with_a_message(
         == 1
     )
     assert "cannot load models:/no-such-model@champion" in caplog.text
+
+
+def test_a_failed_write_leaves_the_previous_output_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = pd.DataFrame({"text": ["a", "b"], "predicted": ["x", None]})
+    out = tmp_path / "scored.jsonl"
+    predict.write_outputs(frame, out)
+    before = out.read_text()
+    assert [json.loads(line)["predicted"] for line in before.splitlines()] == ["x", None]
+
+    def dies(df: pd.DataFrame, fh: Any) -> None:
+        fh.write('{"text": "a"')
+        raise OSError("disk full")
+
+    monkeypatch.setattr(predict, "_write_jsonl", dies)
+    with pytest.raises(OSError, match="disk full"):
+        predict.write_outputs(frame.iloc[:1], out)
+    assert out.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["scored.jsonl"], "no temporary file left"

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from finetune.core.errors import DataError
+from finetune.core.io import atomic_path
 from finetune.core.labels import prob_columns
 from finetune.data.cleaning import column_texts
 from finetune.modeling.classifier import Classifier, effective_max_length, open_classifier
@@ -141,18 +142,19 @@ def predict_frame(
 
 
 def write_outputs(df: pd.DataFrame, path: str | Path | None, fmt: str | None = None) -> None:
-    """CSV or JSONL (missing values empty / null); ``path`` None or "-": JSONL on stdout."""
+    """CSV or JSONL (missing values empty / null); ``path`` None or "-": JSONL on stdout. A file
+    is written through a temporary sibling renamed into place: on an error, what was there
+    before stays."""
     if path in (None, "-"):
         _write_jsonl(df, sys.stdout)
         return
     kind = detect_format(path, fmt)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "csv":
-        df.to_csv(path, index=False)
-    else:
-        with path.open("w", encoding="utf-8") as fh:
-            _write_jsonl(df, fh)
+    with atomic_path(path) as staged:
+        if kind == "csv":
+            df.to_csv(staged, index=False)
+        else:
+            with staged.open("w", encoding="utf-8") as fh:
+                _write_jsonl(df, fh)
 
 
 def _write_jsonl(df: pd.DataFrame, fh: TextIO) -> None:
