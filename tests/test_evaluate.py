@@ -144,3 +144,15 @@ def test_evaluate_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     assert {"evaluate/reliability.png", "evaluate/pr_curves.png", "evaluate/roc_curve.json"} <= (
         artifacts
     )
+
+
+def test_max_length_at_the_backbones_position_limit() -> None:
+    from types import SimpleNamespace
+
+    from finetune.evaluation.evaluate import _at_position_limit
+
+    bert = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=512))
+    roberta = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=514))
+    assert _at_position_limit(bert, 512) == 512 and _at_position_limit(bert, 256) is None
+    assert _at_position_limit(roberta, 512) == 514  # two positions reserved for padding
+    assert _at_position_limit(SimpleNamespace(config=SimpleNamespace()), 512) is None

@@ -239,6 +239,15 @@ def test_a_model_that_wins_on_a_tiny_validation_split_but_loses_on_test_is_refus
         ev["baseline_warning"]
     )
     assert "a median of 8 training examples per class" in " ".join(ev["what_to_try"])
+    # imdb_subset: 14% of test texts past 512 tokens with max_length already at the backbone's
+    # 512 positions: "raise model.max_length" would be no advice
+    cut = verdict(1.0, 0.875, train, np.array([8, 8]), 0.14, True, test=(0.7, 0.8, 1047))
+    assert "raise model.max_length" in " ".join(cut["what_to_try"])
+    at_limit = verdict(
+        1.0, 0.875, train, np.array([8, 8]), 0.14, True, test=(0.7, 0.8, 1047), length_limit=512
+    )
+    tips = " ".join(at_limit["what_to_try"])
+    assert "raise model.max_length" not in tips and "backbone's 512-token limit" in tips
 
 
 @pytest.mark.slow

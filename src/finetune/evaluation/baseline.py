@@ -122,13 +122,15 @@ def verdict(
     truncated_share: float,
     required: bool,
     test: tuple[float, float, int] | None = None,
+    length_limit: int | None = None,
 ) -> dict[str, Any]:
     """Whether the model beats the TF-IDF baseline (:func:`baseline_standing`: on validation
     and on test) and, when it does not, one message with the figures and what to try, derived
     from this run (why training stopped, examples per class, truncation). ``train`` is the
     train stage's metrics: their validation figures, when there, are the ones judged (the gate
     reads the same); ``test``: (model, baseline) test macro-F1 and the test rows; ``required``:
-    promotion.require_beat_baseline."""
+    promotion.require_beat_baseline; ``length_limit``: the backbone's position limit when
+    model.max_length is already at it (raising it is no advice then)."""
     figures: dict[str, Any] = {
         "val_f1_macro": model_val_f1,
         "baseline_val_f1_macro": baseline_val_f1,
@@ -157,10 +159,17 @@ def verdict(
             f"a median of {per_class} training examples per class: bag-of-words models are "
             "strong at this size; label more examples per class"
         )
-    if truncated_share > 0.1:
+    if truncated_share > 0.1 and length_limit is None:
         tips.append(
             f"{truncated_share:.0%} of the test texts are longer than model.max_length and cut: "
             "raise model.max_length"
+        )
+    elif truncated_share > 0.1:
+        tips.append(
+            f"{truncated_share:.0%} of the test texts are longer than the backbone's "
+            f"{length_limit}-token limit and cut (model.max_length is at it): their ends are "
+            "never read; a backbone with longer positions (conf/model/), or keep the part of "
+            "each text that decides its label"
         )
     tips.append(
         "try a higher train.learning_rate (the new classification head starts from random), "

@@ -69,6 +69,13 @@ def split_metrics(
     return out
 
 
+def _at_position_limit(model: Any, max_length: int) -> int | None:
+    """The model's position limit when ``max_length`` is at it (within the two positions
+    RoBERTa-style models reserve), else None: raising model.max_length is no advice then."""
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(positions) if positions and max_length >= int(positions) - 2 else None
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -133,6 +140,7 @@ def evaluate(
             test=(head["f1_macro"], baseline_metrics[eval_name]["f1_macro"], len(ys[eval_name]))
             if judged != eval_name
             else None,
+            length_limit=_at_position_limit(model, max_length),
         ),
         "split": eval_name,
         **{k: head[k] for k in (*HEADLINE, "ece", "ece_temperature_scaled")},
