@@ -42,13 +42,16 @@ def resolve_pooling(name_or_path: str, pooling: str) -> str:
     check_pooling(pooling)
     if pooling != "auto":
         return pooling
-    modules = _backbone_file(name_or_path, "modules.json")
+    root = resolve_model_path(name_or_path)  # once: a split-wheel model is joined and verified
+    modules = _backbone_file(root, "modules.json", name_or_path)
     if modules is None:
         return "cls"
     for module in json.loads(modules.read_text()):
         if str(module.get("type", "")).endswith(".Pooling"):
             folder = str(module.get("path", "")).strip("/")
-            config = _backbone_file(name_or_path, f"{folder}/config.json".lstrip("/"))
+            config = _backbone_file(
+                root, f"{folder}/config.json" if folder else "config.json", name_or_path
+            )
             modes = json.loads(config.read_text()) if config is not None else {}
             if modes.get("pooling_mode_cls_token"):
                 return "cls"
@@ -59,10 +62,10 @@ def resolve_pooling(name_or_path: str, pooling: str) -> str:
     return "cls"
 
 
-def _backbone_file(name_or_path: str, filename: str) -> Path | None:
-    """A file of a backbone: from its directory, or for a Hub id through the Hugging Face cache
-    (downloaded when online); None when the backbone has no such file."""
-    root = resolve_model_path(name_or_path)
+def _backbone_file(root: str, filename: str, name_or_path: str) -> Path | None:
+    """A file of a backbone (``root``: its resolved directory or Hub id; ``name_or_path`` as
+    configured, for the message): from its directory, or for a Hub id through the Hugging Face
+    cache (downloaded when online); None when the backbone has no such file."""
     if Path(root).is_dir():
         path = Path(root) / filename
         return path if path.is_file() else None
