@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,6 +134,43 @@ def test_freeze_embeddings_and_first_layers(tiny_model_dir: Path) -> None:
     assert not any(n.startswith("classifier.") for n in frozen)
     with pytest.raises(ConfigError, match="train.freeze_layers=5 but the model has only 2 layers"):
         trainer.build_model(str(tiny_model_dir), ["a", "b"], _spec(freeze_layers=5), "cls")
+
+
+def _attention_dropouts(model: torch.nn.Module) -> set[float]:
+    return {m.dropout.p for n, m in model.named_modules() if n.endswith("attention.self")}
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_attention_dropout_is_set_on_the_attention_of_every_layer(
+    tiny_model_dir: Path, pooling: str
+) -> None:
+    kept, _ = trainer.build_model(str(tiny_model_dir), ["a", "b"], _spec(), pooling)
+    assert _attention_dropouts(kept) == {0.1}, "None: the backbone's own"
+    off, _ = trainer.build_model(str(tiny_model_dir), ["a", "b"], _spec(), pooling, 0.0)
+    assert _attention_dropouts(off) == {0.0}
+    encoder = off.config if pooling == "cls" else off.config.encoder
+    assert encoder.attention_probs_dropout_prob == 0.0, "saved with the model"
+    hidden = {m.p for n, m in off.named_modules() if n.endswith("output.dropout")}
+    assert hidden == {0.1}, "only the attention weights' dropout changes"
+
+
+def test_attention_dropout_auto_follows_the_length(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from finetune.training.layers import ATTENTION_DROPOUT_UP_TO, resolve_attention_dropout
+
+    name = str(tiny_model_dir)
+    assert resolve_attention_dropout("auto", ATTENTION_DROPOUT_UP_TO, name) is None
+    assert resolve_attention_dropout("auto", ATTENTION_DROPOUT_UP_TO + 8, name) == 0.0
+    assert resolve_attention_dropout(0.2, 512, name) == 0.2
+    assert resolve_attention_dropout(None, 512, name) is None
+    # a backbone without a known attention dropout: auto leaves it, a number is an error
+    from transformers import GPT2Config
+
+    bare = tmp_path / "bare"  # the tiny model's tokenizer; a config with its own dropout names
+    shutil.copytree(tiny_model_dir, bare)
+    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(bare)
+    assert resolve_attention_dropout("auto", 512, str(bare)) is None
+    with pytest.raises(ConfigError, match=r"train.attention_dropout=0.0: the config of .*bare"):
+        trainer.build_model(str(bare), ["a", "b"], _spec(), "cls", 0.0)
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])

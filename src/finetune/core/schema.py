@@ -202,6 +202,7 @@ class TrainConfig(Section):
     freeze_embeddings: bool
     freeze_layers: NonNegative
     layer_lr_decay: Annotated[Number, Field(gt=0, le=1)]
+    attention_dropout: Annotated[Number, Field(ge=0, lt=1)] | Auto | None
     lora: LoraConfig
     distill: DistillConfig
     group_by_length: bool

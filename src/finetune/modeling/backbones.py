@@ -91,15 +91,48 @@ def _backbone_file(root: str, filename: str, name_or_path: str) -> Path | None:
         return None
 
 
-def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") -> Any:
+# where architectures keep the dropout on their attention weights (BERT, RoBERTa, XLM-R, MPNet,
+# DeBERTa, ELECTRA: the first; DistilBERT: the second)
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def backbone_attention_dropout(name_or_path: str) -> tuple[str, float] | None:
+    """(config key, value) of the backbone's dropout on attention weights; None when its
+    config has none of :data:`ATTENTION_DROPOUT_KEYS`."""
+    from transformers import AutoConfig
+
+    from finetune.modeling.pooling_model import register
+
+    register()  # name_or_path may be a model trained with pooling: mean
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name_or_path))
+    except (OSError, ValueError) as exc:
+        raise model_not_found(name_or_path, exc) from exc
+    config = getattr(config, "encoder", None) or config  # a mean-pooling model: its encoder's
+    for key in ATTENTION_DROPOUT_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int | float):
+            return key, float(value)
+    return None
+
+
+def load_classifier(
+    name_or_path: str,
+    labels: list[str],
+    pooling: str = "cls",
+    attention_dropout: float | None = None,
+) -> Any:
     """A sequence-classification model with a fresh head for ``labels`` (in id order).
 
     ``pooling="cls"``: the architecture's own ``AutoModelForSequenceClassification`` head
     ([CLS] token + pooler for BERT). ``pooling="mean"``: the head on the masked mean of the last
     hidden states (:mod:`finetune.modeling.pooling_model`), what sentence-embedding backbones
     such as all-MiniLM-L6-v2 were trained to produce. ``auto``: :func:`resolve_pooling`.
+    ``attention_dropout``: the dropout on attention weights while training (None: the
+    backbone's own; for a backbone without one, see :func:`backbone_attention_dropout`, a
+    number is a ConfigError).
     """
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     from finetune.modeling.pooling_model import register
 
@@ -108,6 +141,15 @@ def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") 
     path = resolve_model_path(name_or_path)
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
+    overrides: dict[str, float] = {}
+    if attention_dropout is not None:
+        found = backbone_attention_dropout(name_or_path)
+        if found is None:
+            raise ConfigError(
+                f"train.attention_dropout={attention_dropout}: the config of {name_or_path} has "
+                f"none of {list(ATTENTION_DROPOUT_KEYS)}; set train.attention_dropout: null"
+            )
+        overrides[found[0]] = float(attention_dropout)
     try:
         if pooling == "cls":
             with own_loading_report():
@@ -118,10 +160,14 @@ def load_classifier(name_or_path: str, labels: list[str], pooling: str = "cls") 
                     label2id=label2id,
                     ignore_mismatched_sizes=True,
                     output_loading_info=True,
+                    **overrides,
                 )
             report_loading(name_or_path, info)
             return model
-        encoder = AutoModel.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path)
+        for key, value in overrides.items():  # a mean-pooling model: on its encoder's config
+            setattr(getattr(config, "encoder", None) or config, key, value)
+        encoder = AutoModel.from_pretrained(path, config=config)
     except (OSError, ValueError) as exc:
         raise model_not_found(name_or_path, exc) from exc
     return _mean_pooling_classifier(encoder, id2label, label2id)

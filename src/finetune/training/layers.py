@@ -1,4 +1,5 @@
-"""What training changes in a backbone: frozen layers, layer-wise learning rates, LoRA adapters."""
+"""What training changes in a backbone: attention dropout, frozen layers, layer-wise learning
+rates, LoRA adapters."""
 
 from __future__ import annotations
 
@@ -6,8 +7,36 @@ import logging
 from typing import Any
 
 from finetune.core.errors import ConfigError
+from finetune.modeling.backbones import backbone_attention_dropout
 
 log = logging.getLogger(__name__)
+
+# train.attention_dropout: auto keeps the backbone's dropout on attention weights up to this many
+# tokens. It draws one random number per attention weight (max_length^2 per head and layer), so
+# its share of a training step grows with the length: all-MiniLM-L6-v2, bf16, 2 cores, 8,192
+# tokens a batch: 0.97x / 1.10x / 1.69x / 2.60x the tokens/s without it at 64 / 128 / 256 / 512
+# tokens (bench/train_throughput.py --lengths). Above 128 it costs more than a tenth of the step.
+ATTENTION_DROPOUT_UP_TO = 128
+
+
+def resolve_attention_dropout(
+    setting: float | str | None, max_length: int, name_or_path: str
+) -> float | None:
+    """The dropout on attention weights to train with; None: the backbone's own.
+
+    A number: that; None: the backbone's; ``auto``: the backbone's up to
+    :data:`ATTENTION_DROPOUT_UP_TO` tokens, 0 above (a backbone without one is left as it is).
+    """
+    if setting is None:
+        return None
+    if setting != "auto":
+        return float(setting)
+    if max_length <= ATTENTION_DROPOUT_UP_TO:
+        return None
+    found = backbone_attention_dropout(name_or_path)
+    if found is None or found[1] == 0:
+        return None
+    return 0.0
 
 
 def encoder_layers(model: Any) -> Any:

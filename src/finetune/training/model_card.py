@@ -49,6 +49,11 @@ def _epochs_line(
     )
 
 
+def _attention_dropout(cfg: PipelineConfig, resolved: dict[str, Any]) -> str:
+    value = resolved.get("train.attention_dropout", "backbone")
+    return f"{value} (`train.attention_dropout: {cfg.train.attention_dropout}`)"
+
+
 def model_card(
     cfg: PipelineConfig,
     metrics: Mapping[str, Any],
@@ -83,6 +88,7 @@ Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
 - Labels ({len(labels)}): {", ".join(f"`{label}`" for label in labels)}
 - Max sequence length: {resolved["model.max_length"]} (`model.max_length: {model.max_length}`)
 - Epochs: {_epochs_line(cfg, metrics, resolved)}
+- Attention dropout while training: {_attention_dropout(cfg, resolved)}
 
 ## Data version
 

@@ -31,7 +31,7 @@ from finetune.core.validate import parse
 from finetune.evaluation.baseline import baseline_gap, baseline_standing, fit_predict_baseline
 from finetune.evaluation.metrics import macro_f1
 from finetune.modeling import tokens
-from finetune.modeling.backbones import resolve_pooling
+from finetune.modeling.backbones import backbone_attention_dropout, resolve_pooling
 from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
 from finetune.tracking.buffer import MetricsLog
@@ -45,6 +45,7 @@ from finetune.training.checkpoints import (
     resumable_run_id,
 )
 from finetune.training.hardware import dist_info, end_distributed
+from finetune.training.layers import resolve_attention_dropout
 from finetune.training.model_card import model_card
 from finetune.training.pruning import RUN_ID_ATTR, ReportToTrial, TrialPruned, current_trial
 from finetune.training.schedule import make_plan
@@ -177,10 +178,17 @@ def resolve_settings(
         "model.pooling": resolve_pooling(cfg.model.name_or_path, cfg.model.pooling),
         **plan.resolved(),
     }
+    dropout = resolve_attention_dropout(
+        cfg.train.attention_dropout, resolved["model.max_length"], cfg.model.name_or_path
+    )
+    if dropout is None:  # the backbone's own
+        found = backbone_attention_dropout(cfg.model.name_or_path)
+        dropout = found[1] if found else "backbone"
+    resolved["train.attention_dropout"] = dropout
     truncated = float((lengths > resolved["model.max_length"]).mean()) if len(lengths) else 0.0
     log.info(
         "max length %d (model.max_length=%s; %.2f%% of train texts truncated); %s pooling "
-        "(model.pooling=%s); %s epochs "
+        "(model.pooling=%s); attention dropout %s (train.attention_dropout=%s); %s epochs "
         "(train.epochs=%s, %d train rows, %d steps an epoch), evaluated every %s steps, "
         "time budget %s",
         resolved["model.max_length"],
@@ -188,6 +196,8 @@ def resolve_settings(
         100 * truncated,
         resolved["model.pooling"],
         cfg.model.pooling,
+        dropout,
+        cfg.train.attention_dropout,
         f"at most {plan.epochs:g}" if plan.adaptive else f"{plan.epochs:g}",
         cfg.train.epochs,
         len(train_df),

@@ -26,7 +26,13 @@ from finetune.training.distill import (
     teacher_log_probs,
 )
 from finetune.training.hardware import dist_info, select_precision
-from finetune.training.layers import add_lora, apply_layer_lr_decay, freeze, merge_adapter
+from finetune.training.layers import (
+    add_lora,
+    apply_layer_lr_decay,
+    freeze,
+    merge_adapter,
+    resolve_attention_dropout,
+)
 from finetune.training.loss import class_weights_for, weighted_loss
 from finetune.training.schedule import Plan, TrainingLength, load_state, make_plan
 
@@ -125,11 +131,16 @@ def _training_args(
 
 
 def build_model(
-    model_name_or_path: str, labels: list[str], spec: TrainConfig, pooling: Pooling
+    model_name_or_path: str,
+    labels: list[str],
+    spec: TrainConfig,
+    pooling: Pooling,
+    attention_dropout: float | None = None,
 ) -> tuple[Any, Any]:
-    """Tokenizer and classifier, with freezing and the LoRA adapter as configured."""
+    """Tokenizer and classifier, with the attention dropout (None: the backbone's), freezing
+    and the LoRA adapter as configured."""
     tokenizer = load_tokenizer(model_name_or_path)
-    model = load_classifier(model_name_or_path, labels, pooling)
+    model = load_classifier(model_name_or_path, labels, pooling, attention_dropout)
     keep_every_kth_layer(model, spec.distill.keep_every_kth_layer)
     freeze(model, spec.freeze_embeddings, spec.freeze_layers)
     if spec.lora.enabled:
@@ -225,7 +236,10 @@ def fine_tune(
         torch.set_num_threads(int(spec.num_threads))
     precision = select_precision(spec.precision)
     set_seed(seed)
-    model, tokenizer = build_model(model_cfg.name_or_path, labels, spec, model_cfg.pooling)
+    dropout = resolve_attention_dropout(
+        spec.attention_dropout, int(model_cfg.max_length), model_cfg.name_or_path
+    )
+    model, tokenizer = build_model(model_cfg.name_or_path, labels, spec, model_cfg.pooling, dropout)
     weights = class_weights_for(spec.class_weights, labels, train_df["label_id"])
     if weights:
         log.info("class weights: %s", dict(zip(labels, np.round(weights, 3), strict=True)))
