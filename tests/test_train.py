@@ -451,8 +451,28 @@ def _lr_at(result: trainer.TrainResult) -> dict[int, float]:
     return {e["step"]: e["learning_rate"] for e in result.log_history if "learning_rate" in e}
 
 
-def test_auto_stops_on_a_plateau_after_a_cool_down(splits: dict[str, Any]) -> None:
+def test_auto_stops_on_a_plateau_after_a_cool_down_from_the_best_checkpoint(
+    splits: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the tiny model learns the tiny data within a few evaluations, then validation F1 stays
+    from safetensors.torch import load_file
+
+    from finetune.training.schedule import TrainingLength
+
+    loaded: list[tuple[int, bool]] = []  # (step, weights equal the best checkpoint's)
+    branch = TrainingLength.on_step_begin
+
+    def on_step_begin(self: TrainingLength, args: Any, state: Any, *a: Any, **kw: Any) -> None:
+        before = self.s.branched
+        branch(self, args, state, *a, **kw)
+        if self.s.branched and not before and self.s.branch_from is not None:
+            saved = load_file(Path(state.best_model_checkpoint) / "model.safetensors")
+            now = self.trainer.model.state_dict()
+            loaded.append(
+                (state.global_step, all(torch.equal(now[k], v) for k, v in saved.items()))
+            )
+
+    monkeypatch.setattr(TrainingLength, "on_step_begin", on_step_begin)
     spec = _spec(epochs="auto", max_epochs=50, early_stopping_patience=2, eval_steps=2,
                  logging_steps=1)  # fmt: skip
     result = _fine_tune(splits, spec)
@@ -461,12 +481,57 @@ def test_auto_stops_on_a_plateau_after_a_cool_down(splits: dict[str, Any]) -> No
     start = m["cooldown_start_step"]
     evals = [e for e in result.log_history if "eval_f1_macro" in e and e["step"] <= start]
     best = max(e["eval_f1_macro"] for e in evals)
-    # the cool-down starts at the second evaluation after the best one without a gain
+    # the cool-down starts at the second evaluation after the best one without a gain, from the
+    # best checkpoint's weights, over a fifth of the steps that made them
     assert next(e["step"] for e in evals if e["eval_f1_macro"] == best) == start - 4, evals
-    assert m["steps"] == start + math.ceil(start / 5)  # cool-down: a fifth of the steps so far
+    assert m["cooldown_from_step"] == start - 4
+    assert loaded == [(start, True)]
+    assert m["steps"] == start + math.ceil((start - 4) / 5)
     assert m["epochs"] < 50
     lr = _lr_at(result)  # the rate each step used: constant, then down the cool-down
     assert lr[start + 1] == lr[start] > lr[m["steps"]], lr
+
+
+def test_a_plateau_branches_from_the_checkpoint_the_trainer_keeps_as_best() -> None:
+    from types import SimpleNamespace
+
+    from finetune.training.schedule import TrainingLength, make_plan
+
+    def run(last: float, best_after_save: int) -> tuple[TrainingLength, Any, list[int]]:
+        plan = make_plan(_spec(epochs="auto", early_stopping_patience=2), 3200, 100)
+        length = TrainingLength(plan, n_validation=100)
+        loads: list[int] = []
+        state = SimpleNamespace(global_step=0, best_global_step=None, max_steps=plan.max_steps,
+                                best_model_checkpoint=None)  # fmt: skip
+        length.attach(
+            SimpleNamespace(_load_best_model=lambda: loads.append(state.best_global_step))
+        )
+        args = SimpleNamespace(metric_for_best_model="f1_macro", greater_is_better=True)
+        control = SimpleNamespace(should_training_stop=False)
+        for step, f1 in [(40, 0.5), (80, 0.8), (120, 0.7), (160, last)]:
+            state.global_step = step
+            length.on_evaluate(args, state, control, metrics={"eval_f1_macro": f1})
+            state.best_global_step = 80 if step < 160 else best_after_save  # the trainer's pick
+            state.best_model_checkpoint = f"checkpoints/checkpoint-{state.best_global_step}"
+            length.on_step_begin(args, state, control)
+        return length, state, loads
+
+    length, state, loads = run(0.8, best_after_save=80)  # no gain at 160: the plateau
+    assert (length.s.reason, length.s.branch_from, loads) == ("plateau", 80, [80])
+    assert (
+        (length.s.cooldown_start, length.s.cooldown_end)
+        == (160, 160 + 16)
+        == (160, state.max_steps)
+    )
+    # the trainer counts any gain as best, the plateau a gain above min_delta (1 / 100 rows): when
+    # the plateau's own evaluation is the trainer's best, the cool-down continues from its weights
+    length, state, loads = run(0.805, best_after_save=160)
+    assert (length.s.branch_from, loads) == (None, [])
+    assert (
+        (length.s.cooldown_start, length.s.cooldown_end)
+        == (160, 160 + 32)
+        == (160, state.max_steps)
+    )
 
 
 def test_a_model_that_predicts_one_class_is_not_on_a_plateau() -> None:

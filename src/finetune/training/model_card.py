@@ -42,10 +42,12 @@ def _epochs_line(
 ) -> str:
     train = cfg.train
     reason = str(metrics.get("stop_reason"))
+    branch = metrics.get("cooldown_from_step")
     return (
         f"{metrics.get('epochs')} trained of at most {resolved['train.epochs']} "
         f"(`train.epochs: {train.epochs}`, `train.max_epochs: {train.max_epochs}`, "
         f"`train.time_budget: {train.time_budget}`); stopped by {_STOP.get(reason, reason)}"
+        + (f", from the best checkpoint's weights (step {branch})" if branch else "")
     )
 
 

@@ -20,6 +20,14 @@ in advance (a row-count rule trained a 77-class set for one epoch while it was s
   cosine schedule tuned to the length (Hägele et al. 2024, "Scaling Laws and Compute-Optimal
   Training Beyond Fixed Training Durations"); a linear decay over a guessed maximum would be
   stopped at a high learning rate.
+- **A plateau's cool-down branches from the best checkpoint.** A cool-down can start from any
+  checkpoint of the constant phase (the same paper branches them); at a plateau the validation
+  curve says the weights after the best evaluation are no better, and on imdb_subset they were
+  worse (validation macro-F1 0.869 at step 104, then 0.756-0.835 and validation loss up from
+  0.32 to 0.47-0.66; the cool-down from step 260 ended at 0.775). So the best checkpoint's
+  weights are loaded and the cool-down (a fifth of that checkpoint's steps) starts from them.
+  The optimizer's running moments are kept. A cool-down at ``max_epochs`` or the time budget
+  continues from the weights it has: there the run was cut, not done.
 - The warmup is ``train.warmup_ratio`` of the steps the run can have (the maximum, or what
   the time budget allows once the first steps are timed, rounded down to a power of two of
   epochs), at most one epoch.
@@ -157,6 +165,8 @@ class ScheduleState:
     reason: str | None = None
     best: float | None = None
     bad_evals: int = 0
+    branch_from: int | None = None  # a plateau's cool-down starts from this checkpoint's weights
+    branched: bool = False  # ... and they have been loaded
 
 
 def lr_factor(step: int, s: ScheduleState) -> float:
@@ -309,11 +319,40 @@ class TrainingLength(TrainerCallback):
             self.s.bad_evals += 1
         if not self.plan.patience or self.s.bad_evals < self.plan.patience:
             return
-        if self.plan.adaptive:
-            self._cool_down(state, PLATEAU, self._cooldown_steps(state))
-        elif self.s.reason is None:
+        if self.plan.adaptive and self.s.cooldown_start is None:
+            # the trainer's best so far; it is loaded before the next step (after this save)
+            self.s.branch_from = getattr(state, "best_global_step", None) or None
+            self._cool_down(state, PLATEAU, self._plateau_cooldown_steps(state))
+        elif not self.plan.adaptive and self.s.reason is None:
             self.s.reason = PLATEAU
             control.should_training_stop = True
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        """The plateau's branch: once the evaluation that found it is saved (and the trainer has
+        decided which checkpoint is best), the best checkpoint's weights are loaded."""
+        if self.s.branch_from is None or self.s.branched:
+            return
+        self.s.branched = True
+        best = getattr(state, "best_global_step", None) or None
+        if best != self.s.branch_from:  # the plateau's own evaluation was the trainer's best
+            self.s.branch_from = best
+            self.s.cooldown_end = min(
+                self.plan.max_steps, self.s.cooldown_start + self._plateau_cooldown_steps(state)
+            )
+            state.max_steps = self.s.cooldown_end
+        if self.s.branch_from is None or self.s.branch_from >= state.global_step:
+            self.s.branch_from = None
+            return
+        log.info(
+            "cool-down from the best checkpoint (step %d, %s): its weights are loaded",
+            self.s.branch_from,
+            state.best_model_checkpoint,
+        )
+        self.trainer._load_best_model()  # what load_best_model_at_end uses (LoRA, FSDP...)
+
+    def _plateau_cooldown_steps(self, state: Any) -> int:
+        """A fifth of the steps that made the weights the cool-down starts from."""
+        return math.ceil(COOLDOWN_SHARE * (self.s.branch_from or state.global_step))
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._eval_began = None

@@ -312,6 +312,7 @@ def fine_tune(
             length.s.warmup if plan.adaptive else trainer.args.get_warmup_steps(plan.max_steps)
         ),
         "cooldown_start_step": length.s.cooldown_start,
+        "cooldown_from_step": length.s.branch_from,  # a plateau's: the best checkpoint's weights
         "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
         "precision": precision,
         "processes": world,
