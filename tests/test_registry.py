@@ -248,6 +248,13 @@ def test_a_model_that_wins_on_a_tiny_validation_split_but_loses_on_test_is_refus
     )
     tips = " ".join(at_limit["what_to_try"])
     assert "raise model.max_length" not in tips and "backbone's 512-token limit" in tips
+    assert "try model.long_text: head_tail" in tips, "the model read only the head"
+    both = verdict(
+        1.0, 0.875, train, np.array([8, 8]), 0.14, True, (0.7, 0.8, 1047), 512, "head_tail"
+    )
+    assert "model.long_text: head_tail): part of each is never read" in " ".join(
+        both["what_to_try"]
+    )
 
 
 @pytest.mark.slow

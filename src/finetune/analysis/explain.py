@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from finetune.modeling import truncation
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +54,8 @@ def integrated_gradients(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = []
     for text, target in zip(texts, targets, strict=True):
-        enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
+        cut = truncation.encode(tokenizer, [text], max_length, *truncation.settings(model.config))
+        enc = tokenizer.pad(cut, return_tensors="pt")  # the tokens the model sees
         ids, mask = enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
         baseline = torch.where(
             torch.tensor([[i in special for i in ids[0].tolist()]], device=ids.device),

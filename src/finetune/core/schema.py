@@ -138,6 +138,8 @@ class ModelConfig(Section):
     license: str | None
     max_length: Annotated[int, Field(ge=2)] | Auto
     pooling: Pooling
+    long_text: Literal["head", "tail", "head_tail"]
+    head_share: Annotated[float, Field(gt=0, lt=1)]
 
 
 # --------------------------------------------------------------------------- train

@@ -123,6 +123,7 @@ def verdict(
     required: bool,
     test: tuple[float, float, int] | None = None,
     length_limit: int | None = None,
+    long_text: str = "head",
 ) -> dict[str, Any]:
     """Whether the model beats the TF-IDF baseline (:func:`baseline_standing`: on validation
     and on test) and, when it does not, one message with the figures and what to try, derived
@@ -130,7 +131,8 @@ def verdict(
     train stage's metrics: their validation figures, when there, are the ones judged (the gate
     reads the same); ``test``: (model, baseline) test macro-F1 and the test rows; ``required``:
     promotion.require_beat_baseline; ``length_limit``: the backbone's position limit when
-    model.max_length is already at it (raising it is no advice then)."""
+    model.max_length is already at it (raising it is no advice then); ``long_text``: which part
+    of a longer text the model read (model.long_text)."""
     figures: dict[str, Any] = {
         "val_f1_macro": model_val_f1,
         "baseline_val_f1_macro": baseline_val_f1,
@@ -167,9 +169,16 @@ def verdict(
     elif truncated_share > 0.1:
         tips.append(
             f"{truncated_share:.0%} of the test texts are longer than the backbone's "
-            f"{length_limit}-token limit and cut (model.max_length is at it): their ends are "
-            "never read; a backbone with longer positions (conf/model/), or keep the part of "
-            "each text that decides its label"
+            f"{length_limit}-token limit and cut (model.max_length is at it, "
+            f"model.long_text: {long_text}): "
+            + (
+                "their ends are never read; try model.long_text: head_tail (the start and the "
+                "end of each text), "
+                if long_text == "head"
+                else "part of each is never read; "
+            )
+            + "a backbone with longer positions (conf/model/), or keep the part of each text "
+            "that decides its label"
         )
     tips.append(
         "try a higher train.learning_rate (the new classification head starts from random), "

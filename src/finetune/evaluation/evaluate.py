@@ -19,6 +19,7 @@ from finetune.core.schema import EvaluateConfig, PipelineConfig
 from finetune.core.validate import parse
 from finetune.evaluation import metrics as M
 from finetune.evaluation.baseline import fit_predict_baseline, verdict
+from finetune.modeling import truncation
 from finetune.modeling.backbones import inference_max_length, load_trained
 from finetune.modeling.inference import predict_proba
 from finetune.modeling.tokens import token_counts
@@ -141,6 +142,7 @@ def evaluate(
             if judged != eval_name
             else None,
             length_limit=_at_position_limit(model, max_length),
+            long_text=truncation.settings(model.config)[0],
         ),
         "split": eval_name,
         **{k: head[k] for k in (*HEADLINE, "ece", "ece_temperature_scaled")},

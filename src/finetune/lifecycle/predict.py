@@ -8,10 +8,10 @@ Behaviour for awkward inputs (documented in the README, tested):
 
 - **empty** texts (missing, empty or only whitespace) are not sent to the model: their row is
   kept, ``status`` is ``empty`` and ``predicted``/``confidence``/``prob_*`` are empty (null).
-- **overlong** texts are truncated to ``max_length`` tokens (what training saw too) and predicted
-  from that prefix; their ``status`` is ``truncated``. Texts longer than
-  ``max_length * CHARS_PER_TOKEN_CAP`` characters are cut before tokenizing, so one huge input
-  cannot stall a batch.
+- **overlong** texts are cut to ``max_length`` tokens the way training cut them
+  (``model.long_text``: the head, the tail, or both ends) and predicted from those; their
+  ``status`` is ``truncated``. Texts longer than ``max_length * CHARS_PER_TOKEN_CAP`` characters
+  are cut (at the same ends) before tokenizing, so one huge input cannot stall a batch.
 - everything else has ``status`` ``ok``. Input order is kept; batches are sorted by length.
 """
 
@@ -31,6 +31,7 @@ from finetune.core.errors import DataError
 from finetune.core.io import atomic_path
 from finetune.core.labels import prob_columns
 from finetune.data.cleaning import column_texts
+from finetune.modeling import truncation
 from finetune.modeling.classifier import Classifier, effective_max_length, open_classifier
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def predict_frame(
     char_cap = max_length * CHARS_PER_TOKEN_CAP
     status = np.array([STATUS_EMPTY if not t else STATUS_OK for t in texts], dtype=object)
     keep = [i for i, t in enumerate(texts) if t]
-    clipped = [texts[i][:char_cap] for i in keep]
+    clipped = [truncation.clip_chars(texts[i], char_cap, *loaded.long_text) for i in keep]
     if clipped:
         counts = loaded.token_counts(clipped)
         for i, text, n in zip(keep, clipped, counts, strict=True):

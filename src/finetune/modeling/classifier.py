@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finetune.core.errors import ModelNotFoundError
+from finetune.modeling import truncation
 from finetune.modeling.inference import Predictions
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class Classifier:
     # None for ONNX
     model: Any = None
     tokenizer: Any = None
+    # how a text over max_length is cut (mode, head share): finetune.modeling.truncation
+    long_text: tuple[str, float] = (truncation.HEAD, truncation.DEFAULT_SHARE)
 
 
 def _torch_model(model: Any, tokenizer: Any, source: str) -> Classifier:
@@ -71,6 +74,7 @@ def _torch_model(model: Any, tokenizer: Any, source: str) -> Classifier:
         embed_and_predict=embed,
         model=model,
         tokenizer=tokenizer,
+        long_text=truncation.settings(model.config),
     )
 
 
@@ -83,6 +87,7 @@ def _onnx_model(classifier: OnnxClassifier, source: str) -> Classifier:
         saved_max_length=classifier.max_length,
         predict=classifier.predict_proba,
         token_counts=classifier.token_counts,
+        long_text=classifier.long_text,
     )
 
 

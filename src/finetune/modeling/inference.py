@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from finetune.modeling import truncation
+
 log = logging.getLogger(__name__)
 
 
@@ -34,17 +36,19 @@ def length_sorted_batches(
     import torch
 
     order = np.argsort([len(t) for t in texts], kind="stable")
+    mode, share = truncation.settings(model.config)  # how the model was trained to cut them
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            enc = tokenizer(
-                [texts[i] for i in idx],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
+            batch = [texts[i] for i in idx]
+            if mode == truncation.HEAD:
+                enc = tokenizer(
+                    batch, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+                )
+            else:
+                cut = truncation.encode(tokenizer, batch, max_length, mode, share)
+                enc = tokenizer.pad(cut, padding=True, return_tensors="pt")
             yield idx, {k: v.to(model.device) for k, v in enc.items()}
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from finetune.core.errors import ModelNotFoundError
+from finetune.modeling import truncation
 from finetune.modeling.inference import Predictions
 
 log = logging.getLogger(__name__)
@@ -72,23 +73,35 @@ class OnnxClassifier:
     pad_id: int
     path: Path
     load_seconds: float
+    long_text: tuple[str, float] = (truncation.HEAD, truncation.DEFAULT_SHARE)
 
     @property
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
     def encode(self, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
-        """Token ids, attention mask (and token types) padded to the longest text."""
-        self.tokenizer.enable_truncation(max_length)
-        encodings = self.tokenizer.encode_batch(texts)
-        width = max((len(e.ids) for e in encodings), default=0)
-        shape = (len(encodings), width)
+        """Token ids, attention mask (and token types) padded to the longest text; a text over
+        ``max_length`` cut as the model was trained (:mod:`finetune.modeling.truncation`)."""
+        mode, share = self.long_text
+        if mode == truncation.HEAD:
+            self.tokenizer.enable_truncation(max_length)
+        else:
+            self.tokenizer.no_truncation()
+        rows = []
+        for enc in self.tokenizer.encode_batch(texts):
+            columns = (enc.ids, enc.attention_mask, enc.type_ids)
+            keep = None
+            if mode != truncation.HEAD:
+                keep = truncation.kept_positions(enc.special_tokens_mask, max_length, mode, share)
+            rows.append(columns if keep is None else tuple([c[i] for i in keep] for c in columns))
+        width = max((len(r[0]) for r in rows), default=0)
+        shape = (len(rows), width)
         ids = np.full(shape, self.pad_id, dtype=np.int64)
         mask = np.zeros(shape, dtype=np.int64)
         types = np.zeros(shape, dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            n = len(enc.ids)
-            ids[row, :n], mask[row, :n], types[row, :n] = enc.ids, enc.attention_mask, enc.type_ids
+        for row, (row_ids, row_mask, row_types) in enumerate(rows):
+            n = len(row_ids)
+            ids[row, :n], mask[row, :n], types[row, :n] = row_ids, row_mask, row_types
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         return {name: feeds[name] for name in self.input_names}
 
@@ -183,4 +196,5 @@ def load_onnx(
         pad_id=int(pad_id),
         path=graph,
         load_seconds=seconds,
+        long_text=truncation.settings(config),
     )

@@ -10,6 +10,12 @@ import yaml
 from finetune.core.schema import PipelineConfig
 from finetune.tracking import runs as tracking
 
+_LONG_TEXT = {
+    "head": "their first tokens",
+    "tail": "their last tokens",
+    "head_tail": "their first {share:.0%} of tokens and the rest from their end",
+}
+
 
 def _loading_note(pooling: str, lora: bool, setting: str) -> str:
     merged = " (the LoRA adapter is merged in)" if lora else ""
@@ -88,7 +94,10 @@ Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
 
 - Base model: `{model.name_or_path}` ({model.name})
 - Labels ({len(labels)}): {", ".join(f"`{label}`" for label in labels)}
-- Max sequence length: {resolved["model.max_length"]} (`model.max_length: {model.max_length}`)
+- Max sequence length: {resolved["model.max_length"]} (`model.max_length: {model.max_length}`);
+  longer texts keep {
+        _LONG_TEXT[model.long_text].format(share=model.head_share)
+    } (`model.long_text: {model.long_text}`)
 - Epochs: {_epochs_line(cfg, metrics, resolved)}
 - Attention dropout while training: {_attention_dropout(cfg, resolved)}
 

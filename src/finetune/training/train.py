@@ -187,13 +187,15 @@ def resolve_settings(
     resolved["train.attention_dropout"] = dropout
     truncated = float((lengths > resolved["model.max_length"]).mean()) if len(lengths) else 0.0
     log.info(
-        "max length %d (model.max_length=%s; %.2f%% of train texts truncated); %s pooling "
+        "max length %d (model.max_length=%s; %.2f%% of train texts truncated, keeping %s); "
+        "%s pooling "
         "(model.pooling=%s); attention dropout %s (train.attention_dropout=%s); %s epochs "
         "(train.epochs=%s, %d train rows, %d steps an epoch), evaluated every %s steps, "
         "time budget %s",
         resolved["model.max_length"],
         cfg.model.max_length,
         100 * truncated,
+        cfg.model.long_text.replace("head_tail", f"head and tail ({cfg.model.head_share:g} head)"),
         resolved["model.pooling"],
         cfg.model.pooling,
         dropout,

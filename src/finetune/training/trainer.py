@@ -15,6 +15,7 @@ from sklearn.metrics import accuracy_score
 
 from finetune.core.schema import ModelConfig, Pooling, TrainConfig
 from finetune.evaluation.metrics import macro_f1
+from finetune.modeling import truncation
 from finetune.modeling.backbones import load_classifier
 from finetune.modeling.tokens import load_tokenizer
 from finetune.training.callbacks import Progress
@@ -52,10 +53,15 @@ def compute_metrics(eval_pred: Any) -> dict[str, float]:
 
 
 def tokenize(
-    df: pd.DataFrame, tokenizer: Any, max_length: int, teacher_logits: np.ndarray | None = None
+    df: pd.DataFrame,
+    tokenizer: Any,
+    max_length: int,
+    teacher_logits: np.ndarray | None = None,
+    long_text: tuple[str, float] = (truncation.HEAD, truncation.DEFAULT_SHARE),
 ) -> Any:
     """A datasets.Dataset of input_ids/attention_mask/labels/length, unpadded (collator pads);
-    with ``teacher_logits``, a column of them per example (distillation)."""
+    with ``teacher_logits``, a column of them per example (distillation); texts over
+    ``max_length`` cut the ``long_text`` way (mode, head share)."""
     from datasets import Dataset
 
     columns: dict[str, Any] = {"text": df["text"].tolist(), "labels": df["label_id"].tolist()}
@@ -64,7 +70,7 @@ def tokenize(
     ds = Dataset.from_dict(columns)
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        enc = truncation.encode(tokenizer, batch["text"], max_length, *long_text)
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
         return enc
 
@@ -248,8 +254,11 @@ def fine_tune(
         teacher = teacher_log_probs(
             spec.distill.teachers, train_df["text"].tolist(), labels, spec.eval_batch_size
         )
-    train_ds = tokenize(train_df, tokenizer, model_cfg.max_length, teacher)
-    val_ds = tokenize(validation_df, tokenizer, model_cfg.max_length)
+    long_text = (model_cfg.long_text, model_cfg.head_share)
+    # saved with the model: evaluate, predict and the ONNX export cut long texts the same way
+    model.config.update({truncation.CONFIG_KEY: long_text[0], truncation.SHARE_KEY: long_text[1]})
+    train_ds = tokenize(train_df, tokenizer, model_cfg.max_length, teacher, long_text)
+    val_ds = tokenize(validation_df, tokenizer, model_cfg.max_length, long_text=long_text)
     rank, world = dist_info()
     with tempfile.TemporaryDirectory(prefix="finetune-ckpt-") as tmp:
         output_dir = Path(checkpoint_dir) if checkpoint_dir else Path(tmp)
