@@ -376,3 +376,49 @@ def test_any_data_path_makes_a_valid_mlflow_tag_key() -> None:
         _validate_tag_name(key)
     assert len(set(keys)) == len(paths), "distinct paths, distinct keys"
     assert keys[0] == "data.md5.preprocess.deps.data/processed", "a plain path is kept as it is"
+
+
+@pytest.mark.slow
+def test_data_anywhere_a_user_puts_it_is_versioned_and_tagged(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """A data file two directories up, by absolute path, and through a symlinked directory,
+    its names with spaces, parentheses and non-ASCII: `dvc repro` records it in dvc.lock, the
+    run's data tags from that lock are accepted by a real MLflow store (it refused
+    ``data.md5.preprocess.deps.../../x``) and carry the file's hash; train runs on the last."""
+    import hashlib
+    import os
+    import shutil
+    import sys
+
+    import yaml
+
+    from finetune.tracking.runs import run_tags, tag_path
+    from tests.helpers import sh, tiny_project
+
+    root = tiny_project(tmp_path / "work" / "repo", tiny_model_dir)
+    outside = tmp_path / "Meine Daten (v2)"
+    outside.mkdir()
+    raw = outside / "übung tickets.csv"
+    shutil.copy(root / "data" / "raw" / "support_tickets.csv", raw)
+    (root / "data" / "linked").symlink_to(outside, target_is_directory=True)
+    digest = hashlib.md5(raw.read_bytes()).hexdigest()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("paths")
+    paths = {
+        "two directories up": os.path.relpath(raw, root),
+        "absolute": str(raw),
+        "symlinked": "data/linked/übung tickets.csv",
+    }
+    for kind, path in paths.items():
+        sh(root, sys.executable, "-m", "finetune.core.config", "compose", f"data.path='{path}'")
+        sh(root, BIN / "dvc", "repro", "preprocess")
+        lock = yaml.safe_load((root / "dvc.lock").read_text())
+        deps = {d["path"]: d.get("md5") for d in lock["stages"]["preprocess"]["deps"]}
+        assert deps.get(path) == digest, (kind, sorted(deps))
+        run = client.create_run(experiment, tags=run_tags(root / "dvc.lock"))
+        tags = client.get_run(run.info.run_id).data.tags
+        assert tags[f"data.md5.preprocess.deps.{tag_path(path)}"] == digest, kind
+    trained = sh(root, BIN / "dvc", "repro", "train")
+    assert "Running stage 'train'" in trained.stdout
+    assert json.loads((root / "reports" / "train" / "metrics.json").read_text())

@@ -350,6 +350,9 @@ def test_killed_study_resumes_prunes_and_its_preset_reproduces_the_best_trial(re
             assert run.data.tags["tune.state"] == t.state.name
             assert run.info.status == ("FINISHED" if t.state.name == "COMPLETE" else "KILLED")
             assert ("test_f1_macro" in run.data.metrics) == (t.state.name == "COMPLETE")
+    # A trial is a `dvc exp run`: its model is logged to its run and nothing is registered,
+    # so the registry (empty before) holds no version and no challenger after the study.
+    assert not client.search_registered_models(), "a trial registered a model"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "tune")}
     assert {"tune/history.png", "tune/params.png", "tune/summary.json"} <= artifacts
 
