@@ -61,3 +61,33 @@ def test_suite_refuses_an_unknown_dataset_and_lists_its_cases() -> None:
     listed = subprocess.run([sys.executable, SUITE, "--list"], capture_output=True, text=True,
                             timeout=120, env=env_with_venv())  # fmt: skip
     assert listed.returncode == 0 and "clinc150-8shot: clinc150 (8 per class)" in listed.stdout
+
+
+@pytest.mark.slow
+def test_a_dataset_with_a_shipped_preset_runs_and_a_failed_one_fails_the_suite(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """sst2 has a preset in conf/data/: the suite still runs the own-data path on it (init-data
+    writes its own config in the suite's copy). A dataset that cannot run is a row saying why,
+    and the suite exits 1 (this one has no label column: preprocess stops)."""
+    texts = make_texts(n_per_class=12)[["text", "label"]]
+    good = tmp_path / "datasets" / "sst2"
+    good.mkdir(parents=True)
+    test = texts.groupby("label").head(4)
+    test.to_csv(good / "test.csv", index=False)
+    texts.drop(test.index).to_csv(good / "train.csv", index=False)
+    bad = tmp_path / "datasets" / "atis"
+    bad.mkdir()
+    (bad / "train.csv").write_text("text\nno label column here\n")
+    (bad / "test.csv").write_text("text\nnor here\n")
+    proc = subprocess.run(
+        [sys.executable, SUITE, "--datasets", str(tmp_path / "datasets"), "--only", "sst2",
+         "--only", "atis", "--stages", "preprocess",
+         "--set", f"model.name_or_path={tiny_model_dir}", "--set", "model.max_length=32"],
+        capture_output=True, text=True, timeout=600, env=env_with_venv(), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    runs = {r["dataset"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])["runs"]}
+    assert "error" not in runs["sst2"] and runs["sst2"]["classes"] == 3, runs["sst2"]
+    assert "dvc repro preprocess exited" in runs["atis"]["error"], runs["atis"]
+    assert "failed: atis" in proc.stderr
