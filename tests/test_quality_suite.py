@@ -63,6 +63,15 @@ def test_suite_refuses_an_unknown_dataset_and_lists_its_cases() -> None:
     assert listed.returncode == 0 and "clinc150-8shot: clinc150 (8 per class)" in listed.stdout
 
 
+def test_suite_refuses_a_keep_directory_that_holds_the_dataset(tmp_path: Path) -> None:
+    (tmp_path / "sst2").mkdir()
+    kept = subprocess.run(
+        [sys.executable, SUITE, "--only", "sst2", "--keep", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env=env_with_venv(),
+    )  # fmt: skip
+    assert kept.returncode == 2 and "already holds ['sst2']: choose another" in kept.stderr
+
+
 @pytest.mark.slow
 def test_a_dataset_with_a_shipped_preset_runs_and_a_failed_one_fails_the_suite(
     tmp_path: Path, tiny_model_dir: Path
