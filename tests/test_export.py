@@ -345,6 +345,32 @@ def test_int8_config_operators_restrict_quantization(
     assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # io kept fp32
 
 
+def test_a_dynamically_quantized_graph_scores_each_text_alone(
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
+    """int8 activations are scaled per batch: loaded, such a graph scores one text per run, so a
+    text's probabilities never depend on the texts batched with it (any batch size, any order);
+    the fp32 graph keeps its batches."""
+    cfg = exported["cfg"]
+    model, tokenizer = load_trained(cfg["paths"]["model_dir"])
+    model.set_attn_implementation("eager")
+    raw, fp32, q = tmp_path / "raw.onnx", tmp_path / "fp32.onnx", tmp_path / "q.onnx"
+    ox.export_onnx(model, tokenizer, raw, 17)
+    ox.optimize_graph(raw, fp32, model.config)
+    ox.quantize_int8(fp32, q, False, Int8Config(reduce_range=False, operators=None), set())
+    export_dir = cfg["paths"]["export_dir"]
+    assert not load_onnx(export_dir, fp32).per_text
+    int8 = load_onnx(export_dir, q)
+    assert int8.per_text
+    texts = [" ".join(["refund"] * n + ["parcel", "password"][: n % 3]) for n in range(1, 25)]
+    alone = np.vstack([int8.predict_proba([t]).probabilities for t in texts])
+    for batch_size in (4, 64):
+        together = int8.predict_proba(texts, batch_size=batch_size).probabilities
+        np.testing.assert_array_equal(together, alone)
+    reordered = int8.predict_proba(texts[::-1], batch_size=64).probabilities
+    np.testing.assert_array_equal(reordered[::-1], alone)
+
+
 def test_batch1_rows_are_a_seeded_sample_across_the_split() -> None:
     from finetune.export.scoring import batch1_rows
 

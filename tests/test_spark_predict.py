@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from finetune.core.labels import prob_columns
 from finetune.lifecycle import predict, spark_predict
 from finetune.modeling.classifier import open_classifier
 from finetune.monitoring import predlog
-from tests.conftest import make_stage_cfg, make_texts, train_tiny
+from tests.conftest import REPO, make_stage_cfg, make_texts, train_tiny
+from tests.helpers import BIN, env_with_venv
 
 pytest.importorskip("pyspark")  # the `spark` extra (part of `dev`)
 
@@ -156,31 +158,30 @@ def write_input(frame: pd.DataFrame, path: Path) -> Path:
 
 def read_output(path: Path) -> pd.DataFrame:
     files = sorted(path.glob("part-*"))
-    if files and files[0].name.endswith(".csv"):
-        return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    if files and files[0].name.endswith(".csv"):  # read as local predict reads CSV
+        frames = [pd.read_csv(f, dtype=str, keep_default_na=False) for f in files]
+        out = pd.concat(frames, ignore_index=True)
+        numbers = ["confidence", *[c for c in out.columns if c.startswith("prob_")]]
+        out[numbers] = out[numbers].apply(pd.to_numeric)  # an empty cell: NaN
+        return out.replace({"predicted": {"": None}})
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
-def batch_flags(model_dir: str) -> list[str]:
-    """ONNX int8 quantizes activations per batch (dynamic quantization: the scale comes from
-    the whole batch), so its probabilities depend on the texts batched together: compared one
-    text per batch. PyTorch's depend on batching only through padding (within 1e-5)."""
-    return ["--batch-size", "1"] if Path(model_dir, "model.onnx").is_file() else []
+def cells(column: pd.Series) -> list[Any]:
+    """A column's values with every missing one (None, NaN, pd.NA) as None."""
+    return [None if pd.isna(value) else value for value in column]
 
 
 def assert_same_as_local(out: pd.DataFrame, frame: pd.DataFrame, model: str) -> None:
     """Same rows in the same order, the input columns first, then local predict's columns
-    with the same labels and probabilities within 1e-5 (ONNX: one text per batch both ways)."""
-    batch_size = 1 if batch_flags(model) else 64
-    local = predict.predict_frame(
-        frame, open_classifier(model), batch_size=batch_size, max_length=32
-    )
+    with the same labels and probabilities within 1e-5 (ONNX int8 too: its activations are
+    quantized per batch, so it scores each text alone, local and on Spark alike)."""
+    local = predict.predict_frame(frame, open_classifier(model), batch_size=64, max_length=32)
     assert list(out.columns) == list(local.columns)
-    assert out["id"].tolist() == local["id"].tolist()
+    for column in frame.columns:  # the input's cells as local predict keeps them ("" stays "")
+        assert cells(out[column]) == cells(local[column]), column
     assert out["status"].tolist() == local["status"].tolist()
-    assert out["predicted"].where(out["predicted"].notna(), None).tolist() == (
-        local["predicted"].tolist()
-    )
+    assert cells(out["predicted"]) == cells(local["predicted"])
     np.testing.assert_allclose(
         out[["confidence", *PROBS]].to_numpy(dtype=float),
         local[["confidence", *PROBS]].to_numpy(dtype=float),
@@ -196,7 +197,7 @@ def spark_cli(model: str, src: Path, out: Path, *extra: str) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("suffix", "model"),
-    [(".csv", "pytorch"), (".jsonl", "onnx"), (".parquet", "pytorch")],
+    [(suffix, model) for suffix in (".csv", ".jsonl", ".parquet") for model in ("pytorch", "onnx")],
 )
 def test_spark_scores_like_local_predict(
     trained: dict[str, Any], spark: Any, tmp_path: Path, suffix: str, model: str
@@ -205,7 +206,7 @@ def test_spark_scores_like_local_predict(
     frame = inputs_frame()
     src = write_input(frame, tmp_path / f"in{suffix}")
     out = tmp_path / ("out.csv" if suffix == ".jsonl" else "out")  # CSV part files, once
-    assert spark_cli(model_dir, src, out, "--partitions", "3", *batch_flags(model_dir)) == 0
+    assert spark_cli(model_dir, src, out, "--partitions", "3") == 0
     assert_same_as_local(read_output(out), frame, model_dir)
     summary = json.loads((out / spark_predict.SUMMARY_FILE).read_text())
     assert summary["rows"] == len(frame) and summary["failed_rows"] == 0
@@ -232,16 +233,67 @@ def test_models_uri_prefers_the_registered_onnx_export(
     name, uri = trained["tracking"]["registered_model_name"], trained["tracking"]["uri"]
     frame = inputs_frame()
     src = write_input(frame, tmp_path / "in.csv")
-    tracking = ["--tracking-uri", uri, *batch_flags(trained["paths"]["export_dir"])]
+    tracking = ["--tracking-uri", uri]
     assert spark_cli(f"models:/{name}@champion", src, tmp_path / "onnx", *tracking) == 0
     summary = json.loads((tmp_path / "onnx" / spark_predict.SUMMARY_FILE).read_text())
     assert summary["backend"] == "onnx"
     assert summary["model"].startswith(f"models:/{name}-onnx/1 (ONNX int8, exported from")
     assert_same_as_local(read_output(tmp_path / "onnx"), frame, trained["paths"]["export_dir"])
+    by_version = tmp_path / "onnx-v1"
+    assert spark_cli(f"models:/{name}-onnx/1", src, by_version, *tracking) == 0
+    summary = json.loads((by_version / spark_predict.SUMMARY_FILE).read_text())
+    assert summary["backend"] == "onnx" and summary["model"].startswith(f"models:/{name}-onnx/1")
+    assert_same_as_local(read_output(by_version), frame, trained["paths"]["export_dir"])
     out = tmp_path / "torch"
     assert spark_cli(f"models:/{name}@champion", src, out, *tracking, "--no-prefer-onnx") == 0
     assert json.loads((out / spark_predict.SUMMARY_FILE).read_text())["backend"] == "pytorch"
     assert_same_as_local(read_output(out), frame, trained["paths"]["model_dir"])
+
+
+@pytest.mark.slow
+def test_a_command_starts_its_own_spark_and_spark_submit_keeps_its_master(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two fresh processes, no Spark running in them: `finetune predict --engine spark`
+    starts Spark with its --master (and --conf); the docs' `spark-submit ... cli.py predict`
+    runs on spark-submit's master, not on --master."""
+    model, frame = trained["paths"]["model_dir"], inputs_frame()
+    src = write_input(frame, tmp_path / "in.csv")
+    env = env_with_venv(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    predict_args = ["predict", "--engine", "spark", "-m", model, "-i", str(src), "--no-log",
+                    "--max-length", "32", "--repo", str(REPO), "--master", "local[1]"]  # fmt: skip
+    runs = {
+        "own": [
+            str(BIN / "finetune"),
+            *predict_args,
+            "--conf",
+            "spark.sql.execution.arrow.maxRecordsPerBatch=3",
+        ],
+        "submitted": [
+            str(BIN / "spark-submit"),
+            "--master",
+            "local[2]",
+            "--conf",
+            "spark.ui.enabled=false",
+            str(REPO / "src" / "finetune" / "cli.py"),
+            *predict_args,
+        ],
+    }
+    masters = {}
+    for name, command in runs.items():
+        out = tmp_path / name
+        proc = subprocess.run(
+            [*command, "-o", str(out)], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"{name}: {proc.stdout}\n{proc.stderr}"
+        masters[name] = json.loads((out / spark_predict.SUMMARY_FILE).read_text())["master"]
+        assert_same_as_local(read_output(out), frame, model)
+        if name == "submitted":
+            said = proc.stdout + proc.stderr
+            assert "started by spark-submit: its master is used, not local[1]" in said
+    assert masters == {"own": "local[1]", "submitted": "local[2]"}
 
 
 class FailOnceScorer(spark_predict.SparkScorer):
@@ -306,12 +358,12 @@ def test_prediction_log_is_read_by_monitor(
     frame = inputs_frame()
     src, model = write_input(frame, tmp_path / "in.jsonl"), trained["paths"]["export_dir"]
     logs = tmp_path / "logs"
-    flags = ["--engine", "spark", "--max-length", "32", "--log", str(logs), *batch_flags(model)]
+    flags = ["--engine", "spark", "--max-length", "32", "--log", str(logs)]
     code = cli.main(["predict", "-m", model, "-i", str(src), "-o", str(tmp_path / "o"), *flags])
     assert code == 0
     logged = predlog.read_log(logs, None)
     loaded = open_classifier(model)
-    local_frame = predict.predict_frame(frame, loaded, batch_size=1, max_length=32)
+    local_frame = predict.predict_frame(frame, loaded, max_length=32)
     predict.log_predictions(tmp_path / "local", local_frame, loaded, "text")
     local = predlog.read_log(tmp_path / "local", None)
     assert sorted(logged["text"]) == sorted(local["text"])

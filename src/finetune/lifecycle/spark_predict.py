@@ -464,13 +464,17 @@ def read_frame(spark: Any, files: list[str], kind: str, source: str, text_column
 def _read_one(spark: Any, path: str, kind: str) -> Any:
     reader = spark.read
     if kind in {"csv", "tsv"}:
-        return reader.options(
-            header=True,
-            multiLine=True,  # quoted newlines, as pandas reads them
-            escape='"',
-            sep="\t" if kind == "tsv" else ",",
-            mode="FAILFAST",
-        ).csv(path)
+        return (
+            reader.options(
+                header=True,
+                multiLine=True,  # quoted newlines, as pandas reads them
+                escape='"',
+                sep="\t" if kind == "tsv" else ",",
+                mode="FAILFAST",
+            )
+            .csv(path)
+            .fillna("")  # an empty cell is "" (Spark reads null), as local predict keeps it
+        )
     if kind == "jsonl":
         df = reader.option("mode", "FAILFAST").json(path)
         first = [c for c in _json_key_order(path) if c in df.columns]
