@@ -235,7 +235,7 @@ def main() -> int:
             "\n".join(f"{n}: {s}{f' ({k} per class)' if k else ''}" for n, (s, k) in chosen.items())
         )
         return 0
-    taken = sorted(n for n in chosen if args.keep is not None and (args.keep / n).exists())
+    taken = sorted(n for n in chosen if (args.keep / n).exists()) if args.keep else []
     if taken:
         parser.error(f"--keep {args.keep} already holds {taken}: choose another directory")
     stages = [s for s in args.stages.split(",") if s]

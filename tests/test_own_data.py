@@ -3,23 +3,29 @@ settings that fit the dataset (`auto`), and a gate that never compares different
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from finetune.augment.augment import augment_enabled
 from finetune.core.errors import ConfigError, DataError
 from finetune.core.labels import prob_columns, safe_names
 from finetune.modeling.tokens import max_length
+from finetune.tracking.runs import run_tags, tag_path
 from tests.conftest import CLASS_WORDS, FILLER, make_stage_cfg
-from tests.helpers import BIN
+from tests.helpers import BIN, sh, tiny_project
 
 AWKWARD = [
     "reverted_card_payment?",
@@ -386,16 +392,6 @@ def test_data_anywhere_a_user_puts_it_is_versioned_and_tagged(
     its names with spaces, parentheses and non-ASCII: `dvc repro` records it in dvc.lock, the
     run's data tags from that lock are accepted by a real MLflow store (it refused
     ``data.md5.preprocess.deps.../../x``) and carry the file's hash; train runs on the last."""
-    import hashlib
-    import os
-    import shutil
-    import sys
-
-    import yaml
-
-    from finetune.tracking.runs import run_tags, tag_path
-    from tests.helpers import sh, tiny_project
-
     root = tiny_project(tmp_path / "work" / "repo", tiny_model_dir)
     outside = tmp_path / "Meine Daten (v2)"
     outside.mkdir()
@@ -422,3 +418,7 @@ def test_data_anywhere_a_user_puts_it_is_versioned_and_tagged(
     trained = sh(root, BIN / "dvc", "repro", "train")
     assert "Running stage 'train'" in trained.stdout
     assert json.loads((root / "reports" / "train" / "metrics.json").read_text())
+    # the train stage's own MLflow run carries the symlinked file's hash under its tag
+    run_info = json.loads((root / "models" / "mlflow_run.json").read_text())
+    train_tags = MlflowClient(run_info["tracking_uri"]).get_run(run_info["run_id"]).data.tags
+    assert train_tags[f"data.md5.preprocess.deps.{tag_path(paths['symlinked'])}"] == digest
