@@ -319,6 +319,15 @@ def test_pyfunc_input_shapes_and_output_table() -> None:
     assert table["score"].tolist() == [0.8, 0.6]
 
 
+def fp32_graph(model_dir: str, dest: Path) -> Path:
+    """The trained model exported to ONNX and optimised as the export stage does (fp32)."""
+    model, tokenizer = load_trained(model_dir)
+    model.set_attn_implementation("eager")
+    ox.export_onnx(model, tokenizer, dest / "raw.onnx", 17)
+    ox.optimize_graph(dest / "raw.onnx", dest / "fp32.onnx", model.config)
+    return dest / "fp32.onnx"
+
+
 def test_int8_config_operators_restrict_quantization(
     exported: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -327,11 +336,7 @@ def test_int8_config_operators_restrict_quantization(
     import onnx
 
     cfg = exported["cfg"]
-    model, tokenizer = load_trained(cfg["paths"]["model_dir"])
-    model.set_attn_implementation("eager")
-    raw, fp32, q = tmp_path / "raw.onnx", tmp_path / "fp32.onnx", tmp_path / "q.onnx"
-    ox.export_onnx(model, tokenizer, raw, 17)
-    ox.optimize_graph(raw, fp32, model.config)
+    fp32, q = fp32_graph(cfg["paths"]["model_dir"], tmp_path), tmp_path / "q.onnx"
     spec = Int8Config(reduce_range=False, operators=["MatMul"])
     details = ox.quantize_int8(fp32, q, False, spec, set())
     assert details["operators"] == ["MatMul"]
@@ -352,11 +357,7 @@ def test_a_dynamically_quantized_graph_scores_each_text_alone(
     text's probabilities never depend on the texts batched with it (any batch size, any order);
     the fp32 graph keeps its batches."""
     cfg = exported["cfg"]
-    model, tokenizer = load_trained(cfg["paths"]["model_dir"])
-    model.set_attn_implementation("eager")
-    raw, fp32, q = tmp_path / "raw.onnx", tmp_path / "fp32.onnx", tmp_path / "q.onnx"
-    ox.export_onnx(model, tokenizer, raw, 17)
-    ox.optimize_graph(raw, fp32, model.config)
+    fp32, q = fp32_graph(cfg["paths"]["model_dir"], tmp_path), tmp_path / "q.onnx"
     ox.quantize_int8(fp32, q, False, Int8Config(reduce_range=False, operators=None), set())
     export_dir = cfg["paths"]["export_dir"]
     assert not load_onnx(export_dir, fp32).per_text
