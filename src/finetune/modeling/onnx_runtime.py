@@ -167,7 +167,8 @@ def available_providers(gpu: bool) -> list[str]:
 
 def quantizes_per_batch(graph: str | Path) -> bool:
     """Whether the ONNX graph quantizes activations at run time (onnxruntime's dynamic int8),
-    from its operators (the weights are not read)."""
+    from its operators. The file is parsed a second time beside onnxruntime's own load,
+    embedded weights included (35 ms for the 23 MB int8 MiniLM)."""
     import onnx
 
     model = onnx.load(str(graph), load_external_data=False)
