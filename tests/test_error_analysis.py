@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from finetune.analysis import label_errors as L
 from finetune.analysis import previous, recommendations
 from finetune.analysis import robustness as R
-from finetune.analysis.explain import integrated_gradients, merge_wordpieces
+from finetune.analysis.explainers import integrated_gradients
 from finetune.analysis.render import SECTIONS
 from finetune.analysis.slices import bootstrap_ci, has_negation, length_bins, slice_metrics
 from finetune.core.errors import ConfigError
@@ -141,16 +141,11 @@ def test_cleanlab_ranks_flipped_labels_first() -> None:
     assert recall == {"known_in_scope": 2, "found_in_top_2x": 2, "recall_at_2x": 1.0, "found": 2}
 
 
-def test_merge_wordpieces() -> None:
-    merged = merge_wordpieces(["re", "##fund", "my", "▁card"], np.array([0.5, 0.25, -1.0, 0.1]))
-    assert merged == [("refund", 0.75), ("my", -1.0), ("card", 0.1)]
-
-
 def test_integrated_gradients_on_the_tiny_model(pipeline_cfg: dict[str, Any]) -> None:
     model, tokenizer = load_trained(pipeline_cfg["paths"]["model_dir"])
-    (words,) = integrated_gradients(model, tokenizer, ["refund my card please"], [1], 32, 8)
-    assert [w for w, _ in words] == ["refund", "my", "card", "please"]
-    assert max(abs(s) for _, s in words) == pytest.approx(1.0)
+    explain = integrated_gradients(model, tokenizer, 32, 8, ("head", 0.25))
+    (scores,) = explain(["refund my card please"], [1])
+    assert scores.shape == (4,) and np.isfinite(scores).all() and np.abs(scores).max() > 0
 
 
 def test_previous_metrics_are_the_ones_committed_at_git_head(
@@ -247,9 +242,16 @@ def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     assert {"length", "class", "negation", "truncation", "channel"} <= set(slices["dimension"])
     rob = pd.read_csv(tables / "robustness.csv")
     assert set(rob["test"]) == {"typos", "casing", "punctuation", "contractions", "person_names"}
-    attributions = json.loads((tables / "attributions.json").read_text())
+    explained = json.loads((tables / "explanations.json").read_text())
     preds = pd.read_parquet(paths["predictions"])
-    assert len(attributions) == min(20, int((~preds["correct"]).sum()))
+    n_errors, n_right = int((~preds["correct"]).sum()), int(preds["correct"].sum())
+    assert [e["correct"] for e in explained["examples"]] == [False] * min(20, n_errors) + [
+        True
+    ] * min(10, n_right), "the most confident errors, then a sample of correct predictions"
+    assert explained["methods"] == ["integrated_gradients", "shap", "lime"]
+    faithfulness = pd.read_csv(tables / "explainers.csv")
+    assert faithfulness["method"].tolist() == [*explained["methods"], "random"]
+    assert 'id="explanations"' in page and "Agreement between explainers" in page
     summary = json.loads(Path(paths["error_metrics"]).read_text())
     assert summary["num_errors"] == int((~preds["correct"]).sum())
     queue = pd.read_csv(tables / "label_issues_cv.csv")
@@ -266,6 +268,9 @@ def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     mlflow.set_tracking_uri(pipeline_cfg["tracking"]["uri"])
     run_id = json.loads(Path(paths["run_info"]).read_text())["run_id"]
     names = {a.path for a in MlflowClient().list_artifacts(run_id, "error_analysis")}
+    assert "error_analysis/explanations.html" in names
+    logged = MlflowClient().get_run(run_id).data.metrics
+    assert {f"explain_{m}_faithfulness" for m in (*explained["methods"], "random")} <= set(logged)
     assert {"error_analysis/report.html", "error_analysis/tables"} <= names
 
 

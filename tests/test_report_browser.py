@@ -81,3 +81,50 @@ def assert_report_renders(report: Path, workdir: Path) -> Path:
 def test_report_renders_in_headless_chromium(pipeline_cfg: dict[str, Any], tmp_path: Path) -> None:
     report = Path(pipeline_cfg["paths"]["error_report_html"])
     assert_report_renders(report, tmp_path)
+
+
+EXPLANATIONS = """<script>
+const rows = [...document.querySelectorAll("#explanations .expl")].map(grid => {
+  const names = [...grid.querySelectorAll(".method")];
+  return names.map(n => ({name: n.innerText, sameLine: Math.abs(n.getBoundingClientRect().top
+    - n.nextElementSibling.getBoundingClientRect().top) < 12,
+    words: n.nextElementSibling.querySelectorAll("span").length,
+    coloured: [...n.nextElementSibling.querySelectorAll("span")].filter(
+      s => getComputedStyle(s).backgroundColor !== "rgba(0, 0, 0, 0)").length}));
+});
+const tables = document.querySelectorAll("#explanations table").length;
+const pre = document.createElement("pre");
+pre.id = "render-check";
+pre.textContent = JSON.stringify({rows, tables});
+document.body.appendChild(pre);
+</script>"""
+
+
+def test_the_explainers_render_side_by_side(pipeline_cfg: dict[str, Any], tmp_path: Path) -> None:
+    """Each explained text: one line per explainer, its name beside its highlighted words; the
+    faithfulness and agreement tables; a screenshot of the section."""
+    from PIL import Image
+
+    report = Path(pipeline_cfg["paths"]["error_report_html"])
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text().replace("</body>", EXPLANATIONS + "</body>"))
+    dom = chromium(
+        "--dump-dom", "--virtual-time-budget=10000", probe.as_uri(), profile=tmp_path / "p1"
+    ).stdout
+    found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.S)
+    assert found, "the check script did not run"
+    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["tables"] == 2, "faithfulness and agreement"
+    assert result["rows"], "no explained texts"
+    for methods in result["rows"]:
+        assert [m["name"] for m in methods] == ["Integrated gradients", "SHAP", "LIME"]
+        assert all(m["sameLine"] and m["words"] > 0 for m in methods), methods
+        assert any(m["coloured"] for m in methods), "words highlighted by weight"
+    shot = tmp_path / "explanations.png"
+    chromium(
+        f"--screenshot={shot}", "--window-size=1280,1600", f"{report.as_uri()}#explanations",
+        profile=tmp_path / "p2",
+    )  # fmt: skip
+    image = Image.open(shot).convert("L")
+    histogram = image.histogram()
+    assert 1 - histogram[255] / sum(histogram) > 0.1, "the screenshot looks blank"

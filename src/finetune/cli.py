@@ -1,4 +1,5 @@
-"""``finetune`` command line: retrain, promote, register, predict, monitor, tune, aliases, services.
+"""``finetune`` command line: retrain, promote, register, predict, explain, monitor, tune, aliases,
+services.
 
 Exit codes: 0 success (also "no new data" and "gate kept the champion"), 1 failure (the
 champion is unchanged; for monitor: bad input), 2 bad usage, 3 monitor flagged drift or a
@@ -145,29 +146,104 @@ def cmd_aliases(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from finetune.lifecycle.predict import run_predict
-
-    tracking_uri = args.tracking_uri
-    model = args.model
-    if model.startswith(("models:/", "runs:/")) and not tracking_uri:
-        # The project's store, as the pipeline uses it, when run inside the repository.
+def _model_tracking_uri(model: str, tracking_uri: str | None, repo: str | None) -> str | None:
+    """The MLflow store a ``models:/`` or ``runs:/`` model is read from (checked reachable):
+    ``--tracking-uri``, else MLFLOW_TRACKING_URI, else the project's own store when run inside
+    the repository."""
+    if not model.startswith(("models:/", "runs:/")):
+        return tracking_uri
+    if not tracking_uri:
         from finetune.core.config import find_repo_root
         from finetune.core.errors import ConfigError
         from finetune.core.store import STORE_DIR
 
         try:
-            root = find_repo_root(args.repo)
+            root = find_repo_root(repo)
             if not os.environ.get("MLFLOW_TRACKING_URI"):
                 tracking_uri = f"sqlite:///{root / STORE_DIR / 'mlflow.db'}"
         except ConfigError:
             pass  # outside a repository: MLFLOW_TRACKING_URI or MLflow's own default
-    if model.startswith(("models:/", "runs:/")):
-        from finetune.core import store as health
-        from finetune.core.store import tracking_uri as resolve
+    from finetune.core import store as health
+    from finetune.core.store import tracking_uri as resolve
 
-        health.bound_retries()
-        health.check_uri(resolve(tracking_uri))
+    health.bound_retries()
+    health.check_uri(resolve(tracking_uri))
+    return tracking_uri
+
+
+def _positive(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a whole number of at least 1")
+    return number
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """``finetune explain``: the configured explainers (error_analysis.explanations, over
+    ``--methods``) on the command line's texts or a file's."""
+    from pydantic import ValidationError
+
+    from finetune.analysis.explain import terminal_lines
+    from finetune.core.config import find_repo_root, load_config
+    from finetune.core.errors import ConfigError
+    from finetune.core.schema import ExplanationsConfig
+    from finetune.lifecycle.explain import run_explain
+
+    tracking_uri = _model_tracking_uri(args.model, args.tracking_uri, args.repo)
+    try:
+        cfg = load_config(find_repo_root(args.repo))
+    except ConfigError as exc:
+        raise ConfigError(
+            f"finetune explain reads its settings from the project's conf/error_analysis/: "
+            f"{exc} (or pass --repo)"
+        ) from exc
+    spec = cfg.error_analysis.explanations.model_dump()
+    if args.methods is not None:
+        spec["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.samples is not None:
+        spec["shap_max_evals"] = spec["lime_samples"] = args.samples
+    try:
+        explanations = ExplanationsConfig.model_validate(spec)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag, given = (
+            ("--methods", args.methods)
+            if error["loc"][0] == "methods"
+            else ("--samples", args.samples)
+        )
+        raise ConfigError(f"{flag}: {error['msg']} (got {given!r})") from exc
+    if not explanations.methods:
+        raise ConfigError(
+            "no explainer chosen: pass --methods integrated_gradients,shap,lime (or some of "
+            "them), or set error_analysis.explanations.methods"
+        )
+    if args.output and Path(args.output).is_dir():
+        raise ConfigError(f"-o {args.output} is a directory: name the .html file to write")
+    ctx = run_explain(
+        args.model,
+        args.texts,
+        explanations,
+        input_path=args.input,
+        text_column=args.text_column,
+        label=args.label,
+        output_html=args.output,
+        tracking_uri=tracking_uri,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        seed=cfg.seed,
+    )
+    sys.stdout.write("".join(f"{line}\n" for line in terminal_lines(ctx, args.top)))
+    if args.output:
+        log.info("explanations written to %s", args.output)
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from finetune.lifecycle.predict import run_predict
+
+    model = args.model
+    tracking_uri = _model_tracking_uri(model, args.tracking_uri, args.repo)
     log_dir = args.log
     if log_dir is None and not args.no_log:
         log_dir = _configured_log_dir(args.repo)
@@ -575,6 +651,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-log", action="store_true", help="do not log, whatever the config says")
     repo_arg(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "explain",
+        help="why the model predicts what it does: integrated gradients, SHAP and LIME side by "
+        "side, with their faithfulness",
+        description="Explains each text's predicted class (or --label) with the explainers of "
+        "error_analysis.explanations (integrated gradients needs the PyTorch model; an ONNX "
+        "model gets SHAP and LIME), prints the top words per explainer and how faithful each "
+        "was, and with -o writes the same as one HTML page.",
+    )
+    p.add_argument("texts", nargs="*", help="texts to explain (or --input FILE)")
+    p.add_argument(
+        "-m",
+        "--model",
+        required=True,
+        help="model directory (models/model, models/onnx) or MLflow URI "
+        "(models:/support_tickets@champion)",
+    )
+    p.add_argument("-i", "--input", help="a .csv or .jsonl file of texts to explain instead")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("-o", "--output", help="write the explanations page here (.html)")
+    p.add_argument("--label", help="explain this class instead of the predicted one")
+    p.add_argument(
+        "--methods",
+        help="comma-separated explainers: integrated_gradients, shap, lime "
+        "(default: error_analysis.explanations.methods)",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        help="model calls per text for SHAP and LIME (default: error_analysis.explanations."
+        "shap_max_evals and lime_samples); more is steadier and slower",
+    )
+    p.add_argument("--top", type=_positive, default=5, help="words shown per explainer")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        help="tokens the model reads (default: the length it was trained with)",
+    )
+    p.add_argument("--batch-size", type=_positive, default=64, help="texts per forward pass")
+    p.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: the repo's)")
+    repo_arg(p)
+    p.set_defaults(func=cmd_explain)
     return parser
 
 

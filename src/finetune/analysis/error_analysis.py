@@ -2,7 +2,8 @@
 
 Sections: summary (with the change against the previous experiment), confusions, errors (most
 confident first), slices with bootstrap CIs, likely label errors (cleanlab), robustness
-(invariance tests), token attributions (integrated gradients) and what to look at next.
+(invariance tests), explanations (integrated gradients, SHAP and LIME side by side, with their
+faithfulness measured) and what to look at next.
 A short Markdown report with the same headline content is written too.
 """
 
@@ -25,7 +26,8 @@ from finetune.analysis.confusions import (
     load_manifest,
     misclassified,
 )
-from finetune.analysis.explain import explain_errors
+from finetune.analysis.explain import explain_rows, render_page, report_rows
+from finetune.analysis.explain import metrics as explanation_metrics
 from finetune.analysis.previous import compare_headline, previous_metrics
 from finetune.analysis.recommendations import next_steps
 from finetune.analysis.render import render_html
@@ -40,6 +42,10 @@ from finetune.reporting.plots import confusion_uri, robustness_figure, slices_fi
 from finetune.tracking import runs as tracking
 
 log = logging.getLogger(__name__)
+
+# explainers.csv: one row per explainer (finetune.analysis.explainers.summarise)
+EXPLAINER_COLUMNS = ["method", "title", "comprehensiveness", "sufficiency", "faithfulness",
+                     "seconds_per_text", "beats_random"]  # fmt: skip
 
 
 def confusion_table(predictions: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
@@ -105,6 +111,7 @@ def analyse_all(
     out-of-sample probabilities of the labelled rows, by source (:func:`label_error_sources`)."""
     from finetune.analysis.robustness import run_invariance
     from finetune.analysis.slices import slice_metrics
+    from finetune.modeling import truncation
     from finetune.modeling.inference import predict_proba
 
     timings: dict[str, float] = {}
@@ -143,10 +150,20 @@ def analyse_all(
 
     began = time.perf_counter()
     ex = spec.explanations
-    attributions = explain_errors(
-        model, tokenizer, errors, labels, ex.top_errors, max_length, ex.n_steps
+    explained = explain_rows(
+        report_rows(predictions, errors, ex.top_errors, ex.correct, seed),
+        labels,
+        predict,
+        ex,
+        seed,
+        model=model,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        long_text=truncation.settings(model.config),
+        batch_size=bs,
     )
     timings["explanations"] = time.perf_counter() - began
+    summary.update({f"faithfulness_{r['method']}": r["faithfulness"] for r in explained["table"]})
 
     summary.update(
         {
@@ -176,7 +193,7 @@ def analyse_all(
         "recall": recall,
         "robustness": robustness,
         "robustness_examples": robustness_examples,
-        "attributions": attributions,
+        "explanations": explained,
         "eval_metrics": eval_metrics,
         "spec": spec,
         "split": split_name,
@@ -199,7 +216,7 @@ def finish_report(ctx: dict[str, Any], previous: dict[str, Any] | None, source: 
         ctx["slices"],
         ctx["label_issues_cv"],
         ctx["robustness"],
-        ctx["attributions"],
+        [e for e in ctx["explanations"]["examples"] if not e["correct"]],
         ctx["eval_metrics"],
         ctx["comparison"],
     )
@@ -332,12 +349,20 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         for name, frame in frames.items():
             frame.to_csv(tables / f"{name}.csv", index=False)
         confusion_table(predictions, labels).to_csv(tables / "confusion_matrix.csv")
-        write_json(tables / "attributions.json", ctx["attributions"])
+        write_json(tables / "explanations.json", ctx["explanations"])
+        pd.DataFrame(ctx["explanations"]["table"], columns=EXPLAINER_COLUMNS).to_csv(
+            tables / "explainers.csv", index=False
+        )
         write_json(tables / "next_steps.json", ctx["next_steps"])
         ctx["timings"]["total"] = time.perf_counter() - started
         write_json(tables / "timings.json", {k: round(v, 2) for k, v in ctx["timings"].items()})
         write_json(out.file(paths.error_metrics), summary)
         mlflow.log_metrics({f"errors_{k}": float(v) for k, v in summary.items() if v is not None})
+        mlflow.log_metrics(explanation_metrics(ctx["explanations"]))
+        mlflow.log_text(
+            render_page(ctx["explanations"], paths.model_dir, "pytorch"),
+            "error_analysis/explanations.html",
+        )
         mlflow.log_text(page, "error_analysis/report.html")
         mlflow.log_text(ctx["markdown"], "error_analysis/report.md")
         mlflow.log_dict(summary, "error_analysis/summary.json")

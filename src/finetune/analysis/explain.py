@@ -1,111 +1,237 @@
-"""Token attributions: integrated gradients (captum) on the input embeddings."""
+"""Explanations of a model's predictions, as the error report and ``finetune explain`` show them.
+
+:mod:`finetune.analysis.explainers` computes the word scores and their faithfulness; this module
+chooses the texts (the report's most confident errors plus a seeded sample of correct
+predictions, or a user's own texts), runs the configured explainers on them, and turns the result
+into what the pages, the terminal and the tables show.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from finetune.modeling import truncation
+from finetune.analysis import explainers as X
+from finetune.core.errors import DataError
+from finetune.core.schema import ExplanationsConfig
 
 log = logging.getLogger(__name__)
 
 
-def merge_wordpieces(tokens: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
-    """Join WordPiece (``##x``) and SentencePiece (``▁x``) pieces into words, summing scores."""
-    words: list[tuple[str, float]] = []
-    for token, score in zip(tokens, scores, strict=True):
-        if token.startswith("##") and words:
-            text, total = words[-1]
-            words[-1] = (text + token[2:], total + float(score))
-        elif token.startswith("▁") or token.startswith("Ġ") or not words:
-            words.append((token.lstrip("▁Ġ"), float(score)))
-        else:
-            words.append((token, float(score)))
-    return words
+def report_rows(
+    predictions: pd.DataFrame, errors: pd.DataFrame, top_errors: int, correct: int, seed: int
+) -> pd.DataFrame:
+    """The texts the error report explains: the ``top_errors`` most confident errors, then a
+    seeded sample of ``correct`` correct predictions; empty texts left out."""
+    wrong = errors.head(top_errors).assign(correct=False)
+    right = predictions[predictions["correct"].astype(bool)]
+    right = right[right["text"].astype(str).str.strip() != ""]
+    right = right.sample(n=min(correct, len(right)), random_state=seed)
+    right = right.rename(columns={"label": "true_label", "predicted": "predicted_label"})
+    keep = ["id", "text", "true_label", "predicted_label", "confidence", "correct"]
+    rows = pd.concat([wrong[keep], right.assign(correct=True)[keep]], ignore_index=True)
+    return rows[rows["text"].astype(str).str.strip() != ""].reset_index(drop=True)
 
 
-def integrated_gradients(
-    model: Any,
-    tokenizer: Any,
-    texts: list[str],
-    targets: list[int],
-    max_length: int = 128,
-    n_steps: int = 32,
-) -> list[list[tuple[str, float]]]:
-    """Per text: (word, attribution) towards ``targets[i]``, normalised to max |score| = 1.
-
-    The baseline replaces every token but [CLS]/[SEP] with padding; attributions are summed over
-    the embedding dimension, then word pieces are merged.
-    """
-    import torch
-    from captum.attr import LayerIntegratedGradients
-
-    model.eval()
-    embeddings = model.get_input_embeddings()
-
-    def forward(input_ids: Any, attention_mask: Any) -> Any:
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    lig = LayerIntegratedGradients(forward, embeddings)
-    special = set(tokenizer.all_special_ids)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out = []
-    for text, target in zip(texts, targets, strict=True):
-        cut = truncation.encode(tokenizer, [text], max_length, *truncation.settings(model.config))
-        enc = tokenizer.pad(cut, return_tensors="pt")  # the tokens the model sees
-        ids, mask = enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
-        baseline = torch.where(
-            torch.tensor([[i in special for i in ids[0].tolist()]], device=ids.device),
-            ids,
-            torch.full_like(ids, pad),
-        )
-        attr = lig.attribute(
-            ids,
-            baselines=baseline,
-            additional_forward_args=(mask,),
-            target=int(target),
-            n_steps=n_steps,
-            internal_batch_size=n_steps,
-        )
-        scores = attr.sum(dim=-1)[0].detach().float().cpu().numpy()
-        tokens = tokenizer.convert_ids_to_tokens(ids[0].tolist())
-        keep = [i for i, t in enumerate(ids[0].tolist()) if t not in special]
-        words = merge_wordpieces([tokens[i] for i in keep], scores[keep])
-        top = max((abs(s) for _, s in words), default=0.0) or 1.0
-        out.append([(w, s / top) for w, s in words])
-    return out
-
-
-def explain_errors(
-    model: Any,
-    tokenizer: Any,
-    errors: pd.DataFrame,
+def explain_rows(
+    rows: pd.DataFrame,
     labels: list[str],
-    top: int,
-    max_length: int,
-    n_steps: int,
-) -> list[dict[str, Any]]:
-    chosen = errors.head(top)
-    if chosen.empty:
-        return []
-    targets = [labels.index(p) for p in chosen["predicted_label"]]
-    words = integrated_gradients(
-        model, tokenizer, chosen["text"].tolist(), targets, max_length, n_steps
+    proba: X.Proba,
+    spec: ExplanationsConfig,
+    seed: int,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    max_length: int = 128,
+    long_text: tuple[str, float] = ("head", 0.25),
+    batch_size: int = 64,
+    target_column: str = "predicted_label",
+) -> dict[str, Any]:
+    """Explain each row's ``target_column`` class with ``spec.methods``; the page context
+    (:func:`context`). ``rows``: id, text and the label columns to show. With the PyTorch
+    ``tokenizer``, a text longer than ``max_length`` tokens is explained as the words the model
+    reads (the rest would score nothing and make removing words bring them into view)."""
+    explainers = X.build(
+        spec.methods,
+        proba,
+        model=model,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        long_text=long_text,
+        n_steps=spec.n_steps,
+        shap_max_evals=spec.shap_max_evals,
+        lime_samples=spec.lime_samples,
+        batch_size=batch_size,
+        seed=seed,
     )
-    out = []
-    for row, attribution in zip(chosen.itertuples(), words, strict=True):
-        best = max(attribution, key=lambda ws: ws[1], default=("", 0.0))
-        out.append(
+    if rows.empty or not explainers:
+        return context(None, rows)
+    targets = [labels.index(str(t)) for t in rows[target_column]]
+    texts = [X.normalise(str(t)) for t in rows["text"]]
+    if tokenizer is not None:  # only the words the model reads (model.long_text's cut)
+        texts = [X.visible_text(tokenizer, t, max_length, long_text) for t in texts]
+    result = X.explain(explainers, proba, texts, targets, spec.fractions, seed)
+    return context(result, rows)
+
+
+def context(result: X.Explained | None, rows: pd.DataFrame) -> dict[str, Any]:
+    """What the pages, tables and terminal show: per text its labels and each method's words;
+    the faithfulness and agreement tables; the recommendation. JSON-serialisable."""
+    if result is None:
+        return {"methods": [], "examples": [], "table": [], "agreement": [], "recommended": None}
+    methods = [m for m in result.scores if m != X.RANDOM]
+    examples = []
+    for i, row in enumerate(rows.to_dict("records")):
+        examples.append(
             {
-                "id": row.id,
-                "true_label": row.true_label,
-                "predicted_label": row.predicted_label,
-                "confidence": float(row.confidence),
-                "words": [(w, round(float(s), 4)) for w, s in attribution],
-                "top_word": best[0] if best[1] > 0 else "",
+                **{k: _plain(v) for k, v in row.items() if k != "text"},
+                "text": result.texts[i],
+                "words": {m: result.words_of(i, m) for m in methods},
+                "top_word": _top_word(result, i, result.recommended or methods[0]),
+                "heading": _heading(row),
             }
         )
+    table = result.table.assign(title=result.table["method"].map(X.TITLES))
+    agreement = result.agreement.assign(
+        a=result.agreement["a"].map(X.TITLES), b=result.agreement["b"].map(X.TITLES)
+    )
+    return {
+        "methods": methods,
+        "titles": {m: X.TITLES[m] for m in methods},
+        "examples": examples,
+        "table": [{k: _plain(v) for k, v in r.items()} for r in table.to_dict("records")],
+        "agreement": [{k: _plain(v) for k, v in r.items()} for r in agreement.to_dict("records")],
+        "recommended": result.recommended,
+        "reason": result.reason,
+        "weak": [
+            X.TITLES[m]
+            for m, ok in zip(table["method"], table["beats_random"], strict=True)
+            if m != X.RANDOM and not ok
+        ],
+        "fractions": list(result.fractions),
+    }
+
+
+def _heading(row: dict[str, Any]) -> str:
+    """A text's title: its id, given label and prediction (report), or the prediction and the
+    class explained (``finetune explain``)."""
+    predicted = f"{row['predicted_label']} ({float(row['confidence']):.2f})"
+    if row.get("true_label") is not None:
+        verdict = "correct" if row.get("correct") else "error"
+        return f"{row['id']}: {row['true_label']} predicted as {predicted}, {verdict}"
+    head = f"{row['id']}: predicted {predicted}"
+    target = row.get("target_label")
+    return head if target in (None, row["predicted_label"]) else f"{head}, explaining {target}"
+
+
+def tables(ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The faithfulness and agreement tables as the pages' ``table`` macro renders them."""
+    from finetune.pages import html as H
+
+    faith = pd.DataFrame(ctx["table"])
+    if len(faith):
+        faith = faith.rename(
+            columns={
+                "title": "explainer",
+                "seconds_per_text": "seconds per text",
+                "beats_random": "beats random",
+            }
+        )
+        faith["beats random"] = [
+            "–" if m == X.RANDOM else ok
+            for m, ok in zip(faith["method"], faith["beats random"], strict=True)
+        ]
+    columns = ["explainer", "comprehensiveness", "sufficiency", "faithfulness"]
+    columns += ["seconds per text", "beats random"]
+    agree = pd.DataFrame(ctx["agreement"]).rename(
+        columns={"a": "explainer", "b": "with", "spearman": "Spearman rho"}
+    )
+    agree = agree.rename(columns={"top_overlap": f"top {X.TOP_SHARE:.0%} words shared"})
+    return H.table(faith, columns if len(faith) else None), H.table(agree)
+
+
+def render_page(ctx: dict[str, Any], source: str, backend: str) -> str:
+    """The explanations as one self-contained HTML page (the error report's section)."""
+    import time
+
+    from finetune.pages import html as H
+
+    faithfulness, agreement = tables(ctx)
+    return H.render(
+        "explanations.html.j2",
+        title="Explanations",
+        subtitle=f"model {source} ({backend}) · generated {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        sections=[("explanations", "Explanations")],
+        explanations=ctx,
+        explanation_table=faithfulness,
+        agreement_table=agreement,
+    )
+
+
+def _top_word(result: X.Explained, i: int, method: str) -> str:
+    scores = result.scores[method][i]
+    if not len(scores) or float(np.max(scores)) <= 0:
+        return ""
+    return X.words(result.texts[i])[int(np.argmax(scores))]
+
+
+def _plain(value: Any) -> Any:
+    """numpy and pandas scalars as JSON's."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value
+
+
+def metrics(ctx: dict[str, Any]) -> dict[str, float]:
+    """The faithfulness table as flat MLflow metrics: explain_<method>_<measure>."""
+    out = {}
+    for row in ctx["table"]:
+        for measure in ("comprehensiveness", "sufficiency", "faithfulness", "seconds_per_text"):
+            out[f"explain_{row['method']}_{measure}"] = float(row[measure])
     return out
+
+
+def terminal_lines(ctx: dict[str, Any], top: int = 5) -> list[str]:
+    """Per text: the prediction, then each method's ``top`` words with their scores."""
+    lines = []
+    for ex in ctx["examples"]:
+        head = f"{ex['text'][:80]!r}: {ex['predicted_label']} ({ex['confidence']:.2f})"
+        if ex.get("target_label") and ex["target_label"] != ex["predicted_label"]:
+            head += f", explaining {ex['target_label']}"
+        lines.append(head)
+        for method in ctx["methods"]:
+            ranked = sorted(ex["words"][method], key=lambda ws: -ws[1])[:top]
+            shown = ", ".join(f"{w} {s:+.2f}" for w, s in ranked)
+            lines.append(f"  {ctx['titles'][method]:<21} {shown}")
+    if ctx["table"]:
+        lines.append("faithfulness (comprehensiveness - sufficiency; higher is better):")
+        for row in ctx["table"]:
+            weak = not row["beats_random"] and row["method"] != X.RANDOM
+            flag = "  (not above random)" if weak else ""
+            lines.append(
+                f"  {row['title']:<21} {row['faithfulness']:+.3f}  "
+                f"{row['seconds_per_text']:.2f} s/text{flag}"
+            )
+        lines.append(ctx["reason"])
+    return lines
+
+
+def check_texts(
+    texts: Sequence[str], token_counts: Sequence[int], limit: int, names: Sequence[str]
+) -> None:
+    """``finetune explain``'s input: no empty text, none longer than the model reads (the
+    explainers would score words the model never sees). ``names``: how to name each text."""
+    for name, text, n in zip(names, texts, token_counts, strict=True):
+        if not str(text).strip():
+            raise DataError(f"{name} is empty: give a text with words in it")
+        if n > limit:
+            raise DataError(
+                f"{name} is {n} tokens and the model reads at most {limit}: shorten it to the "
+                "part you want explained, or pass --max-length up to the model's limit"
+            )

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from finetune.analysis import label_errors as L
+from finetune.analysis.explain import tables as explanation_page_tables
 from finetune.analysis.previous import LOWER_IS_BETTER
 from finetune.pages import html as H
 
@@ -50,6 +51,7 @@ def render_html(ctx: dict[str, Any]) -> str:
         {**row, "higher_is_better": row["metric"] not in LOWER_IS_BETTER}
         for row in ctx["comparison"].to_dict("records")
     ]
+    explanation_tables = explanation_page_tables(ctx["explanations"])
     return H.render(
         "error_report.html.j2",
         title="Error analysis",
@@ -95,6 +97,8 @@ def render_html(ctx: dict[str, Any]) -> str:
         robustness_uri=ctx.get("robustness_uri"),
         robustness=H.table(ctx["robustness"]),
         robustness_examples=H.table(ctx["robustness_examples"], FLIP_COLUMNS),
-        attributions=ctx["attributions"],
+        explanations=ctx["explanations"],
+        explanation_table=explanation_tables[0],
+        agreement_table=explanation_tables[1],
         next_steps=ctx["next_steps"],
     )

@@ -300,9 +300,17 @@ class RobustnessConfig(Section):
     max_texts: Positive | None
 
 
+ExplainerName = Literal["integrated_gradients", "shap", "lime"]
+
+
 class ExplanationsConfig(Section):
+    methods: list[ExplainerName]
     top_errors: NonNegative
+    correct: NonNegative
     n_steps: Positive
+    shap_max_evals: Annotated[int, Field(ge=10)]
+    lime_samples: Annotated[int, Field(ge=10)]
+    fractions: Annotated[list[Annotated[Number, Field(gt=0, le=1)]], Field(min_length=1)]
 
 
 class ErrorAnalysisConfig(Section):

@@ -41,9 +41,10 @@ def signed(value: float | None, digits: int = 3, higher_is_better: bool = True) 
 
 
 def attribution_colour(score: float) -> str:
-    """Background of a word: red pushes towards the predicted class, blue away from it."""
+    """Background of a word: orange pushes towards the explained class, purple away from it
+    (ColorBrewer's PuOr ends: told apart with any colour vision; dark text stays readable)."""
     alpha = min(abs(float(score)), 1.0) * 0.75
-    return f"rgba(214,39,40,{alpha:.2f})" if score > 0 else f"rgba(31,119,180,{alpha:.2f})"
+    return f"rgba(230,97,1,{alpha:.2f})" if score > 0 else f"rgba(94,60,153,{alpha:.2f})"
 
 
 def table(
