@@ -44,20 +44,26 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_probe(report: Path, script: str, workdir: Path) -> Any:
+    """``script`` appended to a copy of ``report`` and run in Chromium: the JSON it writes into
+    ``<pre id="render-check">``."""
+    probe = workdir / "probe.html"
+    probe.write_text(report.read_text().replace("</body>", script + "</body>"))
+    dom = chromium(
+        "--dump-dom", "--virtual-time-budget=10000", probe.as_uri(), profile=workdir / "p1"
+    ).stdout
+    found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.S)
+    assert found, "the check script did not run"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
 def assert_report_renders(report: Path, workdir: Path) -> Path:
     """Every section present, non-empty and laid out; every image decoded; a non-blank
     screenshot. Returns the screenshot's path."""
     from PIL import Image
 
     ids = [sid for sid, _ in SECTIONS]
-    probe = workdir / "probe.html"
-    probe.write_text(report.read_text().replace("</body>", CHECK % json.dumps(ids) + "</body>"))
-    dom = chromium(
-        "--dump-dom", "--virtual-time-budget=10000", probe.as_uri(), profile=workdir / "p1"
-    ).stdout
-    found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.S)
-    assert found, "the check script did not run"
-    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    result = run_probe(report, CHECK % json.dumps(ids), workdir)
     for sid in ids:
         section = result["sections"][sid]
         assert section is not None, f"section #{sid} missing"
@@ -106,14 +112,7 @@ def test_the_explainers_render_side_by_side(pipeline_cfg: dict[str, Any], tmp_pa
     from PIL import Image
 
     report = Path(pipeline_cfg["paths"]["error_report_html"])
-    probe = tmp_path / "probe.html"
-    probe.write_text(report.read_text().replace("</body>", EXPLANATIONS + "</body>"))
-    dom = chromium(
-        "--dump-dom", "--virtual-time-budget=10000", probe.as_uri(), profile=tmp_path / "p1"
-    ).stdout
-    found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.S)
-    assert found, "the check script did not run"
-    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    result = run_probe(report, EXPLANATIONS, tmp_path)
     assert result["tables"] == 2, "faithfulness and agreement"
     assert result["rows"], "no explained texts"
     for methods in result["rows"]:
