@@ -33,8 +33,8 @@ def report_rows(
     right = right.sample(n=min(correct, len(right)), random_state=seed)
     right = right.rename(columns={"label": "true_label", "predicted": "predicted_label"})
     keep = ["id", "text", "true_label", "predicted_label", "confidence", "correct"]
-    rows = pd.concat([wrong[keep], right.assign(correct=True)[keep]], ignore_index=True)
-    return rows[rows["text"].astype(str).str.strip() != ""].reset_index(drop=True)
+    wrong = wrong[wrong["text"].astype(str).str.strip() != ""]
+    return pd.concat([wrong[keep], right.assign(correct=True)[keep]], ignore_index=True)
 
 
 def explain_rows(

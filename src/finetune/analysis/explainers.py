@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -191,7 +191,8 @@ def shap_partition(proba: Proba, max_evals: int, batch_size: int, seed: int) -> 
         for text, target in zip(texts, targets, strict=True):
             n = len(words(text))
             if n == 1:  # nothing to partition: the word carries the whole difference
-                out.append(np.array([float(proba([text])[0, target] - proba([""])[0, target])]))
+                whole, nothing = proba([text, ""])[:, target]
+                out.append(np.array([float(whole - nothing)]))
                 continue
             result = explainer(
                 [text],
@@ -328,7 +329,6 @@ class Explained:
     agreement: pd.DataFrame  # one row per pair of methods
     recommended: str | None
     reason: str
-    seconds: dict[str, float] = field(default_factory=dict)
     fractions: tuple[float, ...] = FRACTIONS
 
     def words_of(self, i: int, method: str) -> list[tuple[str, float]]:
@@ -376,7 +376,7 @@ def explain(
     agree = pd.DataFrame(pairs, columns=["a", "b", "spearman", "top_overlap"])
     recommended, reason = recommend(table)
     return Explained(
-        texts, targets, scores, per_text, table, agree, recommended, reason, seconds,
+        texts, targets, scores, per_text, table, agree, recommended, reason,
         tuple(float(k) for k in fractions),
     )  # fmt: skip
 
