@@ -282,6 +282,8 @@ def test_stage_writes_model_card_and_registers_versions(splits: dict[str, Any]) 
     info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
     assert info.signature is not None and info.signature.inputs.input_types()
     assert info.saved_input_example_info is not None
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")  # over the limit: truncated
+    assert len(served.predict([" ".join(["refund"] * 300), "refund"])) == 2
     name = cfg["tracking"]["registered_model_name"]
     assert client.search_model_versions(f"name='{name}'") == [], "training alone registers none"
     train_and_register(cfg)  # the train stage: a newly trained model, then a new version

@@ -32,7 +32,9 @@ def log_model(model: Any, tokenizer: Any, example: list[str], card: str) -> None
     The input example gives the signature (string in, label + score out). The model is logged
     to the active run only; the registration step makes it a version (``runs:/<run>/model``).
     ``card`` is our model card (its licence from ``model.license``): MLflow then looks nothing up
-    on the Hub, which an offline machine cannot reach anyway.
+    on the Hub, which an offline machine cannot reach anyway. The pipeline truncates (a text
+    longer than the model's limit failed in prediction and in MLflow's own signature check);
+    it keeps the first tokens, at the max length the tokenizer was saved with.
     """
     import mlflow
     from huggingface_hub import ModelCard
@@ -42,6 +44,7 @@ def log_model(model: Any, tokenizer: Any, example: list[str], card: str) -> None
         name=MODEL_ARTIFACT,
         task="text-classification",
         input_example=example,
+        model_config={"truncation": True},
         model_card=ModelCard(card),
         pip_requirements=pip_requirements(),
     )
