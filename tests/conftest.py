@@ -65,8 +65,9 @@ def make_texts(n_per_class: int = 20, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def build_tiny_model(directory: Path) -> Path:
-    """A 2-layer BERT (hidden 32) and a WordPiece tokenizer, saved with save_pretrained."""
+def build_tiny_model(directory: Path, max_positions: int = 64) -> Path:
+    """A 2-layer BERT (hidden 32) and a WordPiece tokenizer, saved with save_pretrained;
+    ``max_positions``: the tokens it takes."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
@@ -88,7 +89,7 @@ def build_tiny_model(directory: Path) -> Path:
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
-        model_max_length=64,
+        model_max_length=max_positions,
     )
     config = BertConfig(
         vocab_size=len(vocab),
@@ -96,7 +97,7 @@ def build_tiny_model(directory: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=64,
+        max_position_embeddings=max_positions,
     )
     import torch
 

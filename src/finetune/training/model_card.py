@@ -9,7 +9,14 @@ import yaml
 
 from finetune.core.schema import PipelineConfig
 from finetune.tracking import runs as tracking
+from finetune.training.budget import MIN_EPOCHS
 
+_LENGTH_BY = {
+    "p99": ": the 99th percentile of the train texts' token lengths",
+    "time_budget": ": cut below the train texts' 99th percentile so that "
+    f"{MIN_EPOCHS} epochs (`epochs: auto`; else the configured number) fit `train.time_budget` "
+    "at the step cost measured before training",
+}
 _LONG_TEXT = {
     "head": "their first tokens",
     "tail": "their last tokens",
@@ -94,7 +101,9 @@ Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
 
 - Base model: `{model.name_or_path}` ({model.name})
 - Labels ({len(labels)}): {", ".join(f"`{label}`" for label in labels)}
-- Max sequence length: {resolved["model.max_length"]} (`model.max_length: {model.max_length}`);
+- Max sequence length: {resolved["model.max_length"]} (`model.max_length: {model.max_length}`{
+        _LENGTH_BY.get(resolved.get("model.max_length_by", ""), "")
+    });
   longer texts keep {
         _LONG_TEXT[model.long_text].format(share=model.head_share)
     } (`model.long_text: {model.long_text}`)

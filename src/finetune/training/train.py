@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from finetune.core.artifacts import LABEL_MAP, load_labels, load_split
-from finetune.core.io import StagedOutputs, file_md5, write_json
+from finetune.core.io import StagedOutputs, file_md5, read_json, write_json
 from finetune.core.schema import PipelineConfig
 from finetune.core.secrets import mask_url
 from finetune.core.store import TrackingUnavailable, tracking_uri
@@ -36,6 +38,7 @@ from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
 from finetune.tracking.buffer import MetricsLog
 from finetune.tracking.models import log_model
+from finetune.training import budget
 from finetune.training.callbacks import MlflowMetrics
 from finetune.training.checkpoints import (
     MLFLOW_RUN_FILE,
@@ -44,14 +47,17 @@ from finetune.training.checkpoints import (
     checkpoint_root,
     resumable_run_id,
 )
-from finetune.training.hardware import dist_info, end_distributed
+from finetune.training.hardware import dist_info, end_distributed, select_precision
 from finetune.training.layers import resolve_attention_dropout
 from finetune.training.model_card import model_card
 from finetune.training.pruning import RUN_ID_ATTR, ReportToTrial, TrialPruned, current_trial
-from finetune.training.schedule import make_plan
-from finetune.training.trainer import TrainResult, fine_tune
+from finetune.training.schedule import EVAL_SHARE, Plan, make_plan
+from finetune.training.trainer import TrainResult, build_model, fine_tune
 
 log = logging.getLogger(__name__)
+
+RESOLVED_FILE = "resolved.json"  # in the checkpoint directory: the length a resumed run keeps
+RESUMED_SETTINGS = ("model.max_length", "model.max_length_by")
 
 
 class TrackingLost(TrackingUnavailable):
@@ -72,7 +78,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
     data_files = [train_path, validation_path, Path(paths.processed_dir) / LABEL_MAP]
     key = checkpoint_key(cfg, data_files)
     ckpt_dir = checkpoint_root(paths) / key
-    resolved = resolve_settings(cfg, train_df, len(validation_df))
+    resolved = resolve_settings(cfg, train_df, len(validation_df), labels, ckpt_dir / RESOLVED_FILE)
     model_cfg = cfg.model.model_copy(
         update={"max_length": resolved["model.max_length"], "pooling": resolved["model.pooling"]}
     )
@@ -91,6 +97,9 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
         run_id = active.info.run_id
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         write_json(ckpt_dir / MLFLOW_RUN_FILE, {"run_id": run_id})
+        # a resumed run keeps the length its checkpoints were trained at (the budget's fit
+        # measures this machine's speed, which may differ the next time)
+        write_json(ckpt_dir / RESOLVED_FILE, {k: resolved[k] for k in RESUMED_SETTINGS})
         if previous is None:
             mlflow.set_tags({**tracking.run_tags(), **(trial.mlflow_tags() if trial else {})})
             mlflow.log_params(tracking.flatten(cfg.params()))
@@ -163,18 +172,31 @@ def baseline_check(
 
 
 def resolve_settings(
-    cfg: PipelineConfig, train_df: pd.DataFrame, n_validation: int
+    cfg: PipelineConfig,
+    train_df: pd.DataFrame,
+    n_validation: int,
+    labels: list[str],
+    saved: Path | None = None,
 ) -> dict[str, Any]:
     """What this training uses for the settings that may be ``auto``: the max length from the
-    train texts' token lengths (finetune.modeling.tokens), the training length from the row counts
-    (finetune.training.schedule; the epochs are the most it may train)."""
+    train texts' token lengths (finetune.modeling.tokens), cut to fit the time budget where long
+    texts would not let it train on the data more than once (finetune.training.budget), the
+    training length from the row counts (finetune.training.schedule; the epochs are the most it
+    may train). ``saved``: the length a resumed run measured before (its checkpoints have it)."""
     tokenizer = tokens.load_tokenizer(cfg.model.name_or_path)
-    lengths = tokens.token_counts(tokenizer, train_df["text"].tolist())
+    texts = train_df["text"].tolist()
+    lengths = tokens.token_counts(tokenizer, texts)
     plan = make_plan(cfg.train, len(train_df), n_validation, dist_info()[1])
+    start = tokens.max_length(cfg.model.max_length, lengths, tokens.position_limit(tokenizer))
+    if saved is not None and saved.is_file():
+        fitted = read_json(saved)
+        length, by = int(fitted["model.max_length"]), str(fitted["model.max_length_by"])
+        log.info("max length %d as measured before this run was resumed (%s)", length, saved)
+    else:
+        length, by = _budget_length(cfg, plan, tokenizer, texts, lengths, start, labels)
     resolved = {
-        "model.max_length": tokens.max_length(
-            cfg.model.max_length, lengths, tokens.position_limit(tokenizer)
-        ),
+        "model.max_length": length,
+        "model.max_length_by": by,
         "model.pooling": resolve_pooling(cfg.model.name_or_path, cfg.model.pooling),
         **plan.resolved(),
     }
@@ -187,13 +209,14 @@ def resolve_settings(
     resolved["train.attention_dropout"] = dropout
     truncated = float((lengths > resolved["model.max_length"]).mean()) if len(lengths) else 0.0
     log.info(
-        "max length %d (model.max_length=%s; %.2f%% of train texts truncated, keeping %s); "
-        "%s pooling "
+        "max length %d (model.max_length=%s, set by %s; %.2f%% of train texts truncated, "
+        "keeping %s); %s pooling "
         "(model.pooling=%s); attention dropout %s (train.attention_dropout=%s); %s epochs "
         "(train.epochs=%s, %d train rows, %d steps an epoch), evaluated every %s steps, "
         "time budget %s",
         resolved["model.max_length"],
         cfg.model.max_length,
+        by,
         100 * truncated,
         cfg.model.long_text.replace("head_tail", f"head and tail ({cfg.model.head_share:g} head)"),
         resolved["model.pooling"],
@@ -208,6 +231,87 @@ def resolve_settings(
         cfg.train.time_budget,
     )
     return resolved
+
+
+def _budget_length(
+    cfg: PipelineConfig,
+    plan: Plan,
+    tokenizer: Any,
+    texts: list[str],
+    lengths: np.ndarray,
+    start: int,
+    labels: list[str],
+) -> tuple[int, str]:
+    """``start`` (the setting, or auto's p99 length) and what set it, or, for ``auto`` with a time
+    budget and texts over budget.MIN_FITTED_LENGTH, the length fitted to the budget from the
+    step cost measured here (finetune.training.budget)."""
+    if cfg.model.max_length != tokens.AUTO:
+        return start, "setting"
+    reason = None
+    if plan.time_budget_s is None:
+        reason = "no train.time_budget"
+    elif plan.by_max_steps:
+        reason = "train.max_steps sets the length"
+    elif dist_info()[1] > 1:
+        reason = "several processes (each would measure its own)"
+    elif start <= budget.MIN_FITTED_LENGTH:
+        return start, "p99"
+    if reason:
+        log.info("max length %d (p99) not fitted to a time budget: %s", start, reason)
+        return start, "p99"
+    import torch
+
+    if cfg.train.num_threads:
+        torch.set_num_threads(int(cfg.train.num_threads))
+    spec, name = cfg.train, cfg.model.name_or_path
+    pooling = resolve_pooling(name, cfg.model.pooling)
+
+    def make_model(length: int) -> Any:
+        dropout = resolve_attention_dropout(spec.attention_dropout, length, name)
+        return build_model(name, labels, spec, pooling, dropout)[0]
+
+    probe = sorted({budget.MIN_FITTED_LENGTH, start})
+    began = time.perf_counter()
+    points = budget.measure_step_cost(
+        make_model,
+        tokenizer,
+        texts,
+        lengths,
+        probe,
+        spec.batch_size,
+        spec.learning_rate,
+        select_precision(spec.precision),
+    )
+    cost = budget.StepCost.from_points(points)
+    epochs = budget.MIN_EPOCHS if plan.adaptive else plan.epochs
+    seconds = plan.time_budget_s * (1 - EVAL_SHARE)
+    length = budget.fit_length(
+        lengths, start, epochs, seconds, cost, floor=budget.MIN_FITTED_LENGTH
+    )
+    log.info(
+        "time budget: a training sample costs %s s (measured in %.0f s); %g epoch(s) at max "
+        "length %d take about %.0f s, at %d about %.0f s, of %.0f s for training steps",
+        ", ".join(f"{v:.4f} at {k} tokens" for k, v in points.items()),
+        time.perf_counter() - began,
+        epochs,
+        start,
+        epochs * budget.epoch_seconds(lengths, start, cost, 1),
+        length,
+        epochs * budget.epoch_seconds(lengths, length, cost, 1),
+        seconds,
+    )
+    if length == start:
+        return start, "p99"
+    log.warning(
+        "max length cut from %d (p99 of the train texts) to %d so that %g epochs fit "
+        "train.time_budget=%s on this machine (set model.max_length or a longer budget to "
+        "keep more of each text)",
+        start,
+        length,
+        epochs,
+        cfg.train.time_budget,
+    )
+    return length, "time_budget"
 
 
 def write_outputs(
