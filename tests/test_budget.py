@@ -10,10 +10,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from finetune.augment import augment
 from finetune.core.validate import parse
 from finetune.data import preprocess
+from finetune.modeling.tokens import load_tokenizer, token_counts
 from finetune.training import budget, train
 from finetune.training.trainer import build_model
 from tests.conftest import build_tiny_model, config, make_stage_cfg, make_texts
@@ -35,21 +37,25 @@ def test_fit_length_keeps_short_texts_and_cuts_long_ones_to_what_the_budget_trai
     cost = budget.StepCost(0.0, 0.001)
     # at 512: 50 x 512 + 50 x 100 = 30,600 tokens an epoch, 61.2 s for two
     assert budget.fit_length(lengths, 512, 2, 61.2, cost) == 512
-    # 40 s for two epochs: 20 s an epoch, 20,000 tokens: 50 x L + 5,000 -> L = 300 (x8: 296)
-    assert budget.fit_length(lengths, 512, 2, 40.0, cost) == 296
+    # 40 s for two epochs: 20 s an epoch, 20,000 tokens: 50 x L + 5,000 -> L = 300 (x64: 256)
+    assert budget.fit_length(lengths, 512, 2, 40.0, cost) == 256
     assert budget.fit_length(lengths, 512, 2, 1.0, cost) == budget.MIN_FITTED_LENGTH
     assert budget.fit_length(lengths, 96, 2, 1.0, cost) == 96, "never cut at or below the floor"
-    assert budget.fit_length(lengths, 512, 2, 20.0, cost, processes=2) == 296
+    assert budget.fit_length(lengths, 512, 2, 20.0, cost, processes=2) == 256
     # a fixed part per sample makes shorter texts save less
-    # (0.05 s x 100 rows: 5 s an epoch; 15 s for tokens: 50 x L + 5,000 = 15,000)
-    assert budget.fit_length(lengths, 512, 2, 40.0, budget.StepCost(0.05, 0.001)) == 200
+    # (0.05 s x 100 rows: 5 s an epoch; 15 s for tokens: 50 x L + 5,000 = 15,000 -> 192)
+    assert budget.fit_length(lengths, 512, 2, 40.0, budget.StepCost(0.05, 0.001)) == 192
 
 
-def test_fit_length_from_a_start_that_is_no_multiple_of_8() -> None:
+def test_fit_length_from_a_start_that_is_no_multiple_of_the_step() -> None:
     lengths = np.array([700] * 10)
     cost = budget.StepCost(0.0, 0.001)
-    assert budget.fit_length(lengths, 509, 1, 5.09, cost) == 509
-    assert budget.fit_length(lengths, 509, 1, 5.08, cost) == 504
+    assert budget.fit_length(lengths, 500, 1, 5.0, cost) == 500
+    assert budget.fit_length(lengths, 500, 1, 4.99, cost) == 448
+    assert budget.fit_length(lengths, 500, 1, 1.9, cost) == 128
+    assert budget.fit_length(lengths, 150, 1, 1.0, cost) == 128
+    assert budget.fit_length(lengths, 500, 1, 1.9, cost, floor=100) == 128
+    assert budget.fit_length(lengths, 500, 1, 1.2, cost, floor=100) == 100
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +77,6 @@ def test_the_step_cost_is_measured_on_the_model_as_it_trains(long_model_dir: Pat
     def make_model(length: int) -> Any:
         built.append(length)
         return build_model(str(long_model_dir), labels, spec, "cls")[0]
-
-    from finetune.modeling.tokens import load_tokenizer, token_counts
 
     tokenizer = load_tokenizer(str(long_model_dir))
     texts = _long_texts(2)["text"].tolist()
@@ -101,23 +105,32 @@ def long_cfg(tmp_path: Path, long_model_dir: Path, monkeypatch: pytest.MonkeyPat
 def test_a_budget_too_short_for_long_texts_cuts_them_and_says_so(
     long_cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The cut follows the measured cost (here a token costs 10 ms: 2 epochs of the train rows
-    at the p99 length take longer than the 27 s the budget leaves for steps)."""
+    """The cut follows the measured cost (here a token costs 8 ms: an epoch of the train rows at
+    the p99 length takes longer than the 27 s the budget leaves for steps; max_epochs 1 makes
+    one epoch the goal, not two)."""
     measured: list[list[int]] = []
 
     def measure(make_model: Any, tokenizer: Any, texts: Any, lengths: Any, probe: Any, *a: Any):
         measured.append(list(probe))
         make_model(probe[0])  # the model builds at each length
-        return {n: n * 0.01 for n in probe}
+        return {n: n * 0.008 for n in probe}
 
     monkeypatch.setattr(budget, "measure_step_cost", measure)
     monkeypatch.setattr(budget, "MIN_FITTED_LENGTH", 32)
-    result = train.run(long_cfg)
+    long_cfg["train"]["keep_checkpoints"] = True
+    train.run(long_cfg)
     assert measured and measured[0][0] == 32 and measured[0][1] > 200, "floor and p99 probed"
-    assert result.metrics
-    rows = json.loads(Path(long_cfg["paths"]["train_report"]).read_text())
     p99 = measured[0][1]
-    assert 32 <= rows["max_length"] < p99
+    tokenizer = load_tokenizer(long_cfg["model"]["name_or_path"])
+    texts = pd.read_parquet(Path(long_cfg["paths"]["augmented_dir"]) / "train.parquet")["text"]
+    lengths = token_counts(tokenizer, texts.tolist())
+    expected = {
+        budget.fit_length(lengths, p99, 1, s, budget.StepCost(0.0, 0.008), floor=32)
+        for s in (26.0, 27.0)  # the budget less a tenth, less the probe's own (short) time
+    }
+    assert len(expected) == 1 and next(iter(expected)) < p99
+    rows = json.loads(Path(long_cfg["paths"]["train_report"]).read_text())
+    assert rows["max_length"] == next(iter(expected))
     assert "max length cut from" in caplog.text and "train.time_budget=30s" in caplog.text
     model_dir = Path(long_cfg["paths"]["model_dir"])
     saved = json.loads((model_dir / "tokenizer_config.json").read_text())["model_max_length"]
@@ -129,21 +142,44 @@ def test_a_budget_too_short_for_long_texts_cuts_them_and_says_so(
     params = mlflow.get_run(run_id).data.params
     assert params["resolved.model.max_length_by"] == "time_budget"
     assert params["resolved.model.max_length"] == str(saved)
+    # the checkpoints keep the length, for a resumed run
+    (kept,) = Path(long_cfg["paths"]["checkpoints_dir"]).glob(f"*/{train.RESOLVED_FILE}")
+    assert json.loads(kept.read_text()) == {
+        "model.max_length": saved,
+        "model.max_length_by": "time_budget",
+    }
 
 
 def test_no_budget_no_probe_and_a_resumed_run_keeps_its_length(
     long_cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    probed: list[Any] = []
+
     def fail(*a: Any, **k: Any) -> Any:
-        raise AssertionError("no step cost is measured")
+        probed.append(a)
+        raise torch.OutOfMemoryError("probe out of memory")
 
     monkeypatch.setattr(budget, "measure_step_cost", fail)
-    long_cfg["train"]["time_budget"] = None
-    typed = parse(long_cfg)
     train_df = pd.read_parquet(Path(long_cfg["paths"]["augmented_dir"]) / "train.parquet")
-    resolved = train.resolve_settings(typed, train_df, 10, ["a", "b"])
+    budgeted = parse(long_cfg)
+    long_cfg["train"]["time_budget"] = None
+    unbudgeted = parse(long_cfg)
+    resolved = train.resolve_settings(unbudgeted, train_df, 10, ["a", "b"])
     assert resolved["model.max_length_by"] == "p99" and resolved["model.max_length"] > 200
-    saved = tmp_path / "resolved.json"
+    assert not probed, "no budget: nothing timed"
+
+    ckpt = tmp_path / "ckpt"
+    saved = ckpt / train.RESOLVED_FILE
+    ckpt.mkdir()
     saved.write_text(json.dumps({"model.max_length": 40, "model.max_length_by": "time_budget"}))
-    again = train.resolve_settings(typed, train_df, 10, ["a", "b"], saved)
-    assert (again["model.max_length"], again["model.max_length_by"]) == (40, "time_budget")
+    # no checkpoint next to it (a run that failed before its first): timed again, and here
+    # the timing runs out of memory, so the p99 length stays
+    again = train.resolve_settings(budgeted, train_df, 10, ["a", "b"], saved)
+    assert len(probed) == 1 and again["model.max_length"] == resolved["model.max_length"]
+    (ckpt / "checkpoint-4").mkdir()
+    (ckpt / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    resumed = train.resolve_settings(budgeted, train_df, 10, ["a", "b"], saved)
+    assert (resumed["model.max_length"], resumed["model.max_length_by"]) == (40, "time_budget")
+    saved.unlink()  # checkpoints from before the budget's fit were trained at the p99 length
+    old = train.resolve_settings(budgeted, train_df, 10, ["a", "b"], saved)
+    assert old["model.max_length"] == resolved["model.max_length"] and len(probed) == 1

@@ -14,12 +14,16 @@ So, when the length is ``auto``, a time budget is set and the train split's text
 the model as it will train (precision, LoRA, freezing, attention dropout) at two lengths, one
 untimed step then :data:`PROBE_STEPS` timed ones each (:func:`measure_step_cost`). The cost of a
 training sample is taken as linear in its tokens (fixed + per-token seconds). The length is then
-the longest multiple of 8, from the p99 length down to :data:`MIN_FITTED_LENGTH`, at which
-:data:`MIN_EPOCHS` passes over the train rows (texts cut to that length: sum of min(length, L))
-fit the budget less the share evaluations take (:func:`fit_length`). No cut goes below
-:data:`MIN_FITTED_LENGTH` (the common short setting of BERT fine-tuning); a length at or under it is
-never changed. Which rule set the length is recorded (``resolved.model.max_length_by``:
-``setting``, ``p99`` or ``time_budget``), logged and written in the model card.
+the p99 length itself or the longest multiple of :data:`LENGTH_STEP` below it, down to
+:data:`MIN_FITTED_LENGTH`, at which :data:`MIN_EPOCHS` passes over the train rows (texts cut to
+that length: sum of min(length, L); batches of similar lengths pad little) fit the budget less the
+probe's own time and the share evaluations take (:func:`fit_length`); with a fixed number of
+epochs, that number. No cut goes below :data:`MIN_FITTED_LENGTH` (the common short setting of
+BERT fine-tuning); a length at or under it is never changed. Lengths are multiples of
+:data:`LENGTH_STEP`, so a little timing noise rarely changes the length between two runs; a
+resumed run keeps the length it started with. Which rule set the length is recorded
+(``resolved.model.max_length_by``: ``setting``, ``p99`` or ``time_budget``), logged with the
+epochs the budget is expected to afford, and written in the model card.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MIN_EPOCHS = 2  # passes over the train rows the budget should afford (epochs: auto)
 MIN_FITTED_LENGTH = 128  # the budget never cuts texts shorter than this
+LENGTH_STEP = 64  # cut lengths are multiples of this: a little timing noise rarely moves them
 PROBE_STEPS = 2  # timed training steps per probed length (after one untimed)
 
 
@@ -78,12 +83,14 @@ def fit_length(
     processes: int = 1,
     floor: int = MIN_FITTED_LENGTH,
 ) -> int:
-    """The longest multiple of 8 from ``start`` down to ``floor`` at which ``epochs`` passes over
-    texts of these token ``lengths`` take at most ``seconds``; ``floor`` when none does, and
-    ``start`` itself when it is not above ``floor`` (short texts are never cut)."""
+    """``start`` or the longest multiple of :data:`LENGTH_STEP` below it, down to ``floor``, at
+    which ``epochs`` passes over texts of these token ``lengths`` take at most ``seconds``;
+    ``floor`` when none does, and ``start`` itself when it is not above ``floor`` (short texts
+    are never cut)."""
     if start <= floor:
         return start
-    candidates = [start, *range(8 * ((start - 1) // 8), floor - 1, -8)]
+    below = LENGTH_STEP * ((start - 1) // LENGTH_STEP)
+    candidates = [start, *range(below, floor, -LENGTH_STEP), floor]
     for length in candidates:
         if epochs * epoch_seconds(lengths, length, cost, processes) <= seconds:
             return length
@@ -128,7 +135,7 @@ def measure_step_cost(
         batch = _probe_batch(tokenizer, texts, lengths, length, batch_size)
         batch = {k: v.to(device) for k, v in batch.items()}
         batch["labels"] = torch.zeros(batch_size, dtype=torch.long, device=device)
-        took = 0.0
+        took, loss = 0.0, None
         for step in range(PROBE_STEPS + 1):
             began = time.perf_counter()
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -141,5 +148,7 @@ def measure_step_cost(
             if step:  # the first step warms up (allocations, kernels)
                 took += time.perf_counter() - began
         out[length] = took / (PROBE_STEPS * batch_size)
-        del model, optimizer
+        del model, optimizer, params, batch, loss  # one probe model in memory at a time
+        if cuda:
+            torch.cuda.empty_cache()
     return out

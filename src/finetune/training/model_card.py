@@ -9,13 +9,14 @@ import yaml
 
 from finetune.core.schema import PipelineConfig
 from finetune.tracking import runs as tracking
-from finetune.training.budget import MIN_EPOCHS
+from finetune.training.budget import MIN_EPOCHS, MIN_FITTED_LENGTH
 
 _LENGTH_BY = {
     "p99": ": the 99th percentile of the train texts' token lengths",
-    "time_budget": ": cut below the train texts' 99th percentile so that "
-    f"{MIN_EPOCHS} epochs (`epochs: auto`; else the configured number) fit `train.time_budget` "
-    "at the step cost measured before training",
+    "time_budget": ": cut below the train texts' 99th percentile to the longest length at "
+    f"which {MIN_EPOCHS} epochs (`epochs: auto`; else the configured number) fit "
+    "`train.time_budget` at the step cost timed before training, not under "
+    f"{MIN_FITTED_LENGTH} tokens",
 }
 _LONG_TEXT = {
     "head": "their first tokens",

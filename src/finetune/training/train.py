@@ -45,6 +45,7 @@ from finetune.training.checkpoints import (
     PENDING_METRICS_FILE,
     checkpoint_key,
     checkpoint_root,
+    latest_checkpoint,
     resumable_run_id,
 )
 from finetune.training.hardware import dist_info, end_distributed, select_precision
@@ -188,10 +189,13 @@ def resolve_settings(
     lengths = tokens.token_counts(tokenizer, texts)
     plan = make_plan(cfg.train, len(train_df), n_validation, dist_info()[1])
     start = tokens.max_length(cfg.model.max_length, lengths, tokens.position_limit(tokenizer))
-    if saved is not None and saved.is_file():
+    resuming = saved is not None and latest_checkpoint(saved.parent) is not None
+    if resuming and saved.is_file():
         fitted = read_json(saved)
         length, by = int(fitted["model.max_length"]), str(fitted["model.max_length_by"])
-        log.info("max length %d as measured before this run was resumed (%s)", length, saved)
+        log.info("max length %d, as the run being resumed was trained (%s)", length, saved)
+    elif resuming:  # checkpoints from before the budget's fit: trained at the p99 length
+        length, by = start, "setting" if cfg.model.max_length != tokens.AUTO else "p99"
     else:
         length, by = _budget_length(cfg, plan, tokenizer, texts, lengths, start, labels)
     resolved = {
@@ -247,15 +251,17 @@ def _budget_length(
     step cost measured here (finetune.training.budget)."""
     if cfg.model.max_length != tokens.AUTO:
         return start, "setting"
+    if start <= budget.MIN_FITTED_LENGTH:
+        return start, "p99"
     reason = None
     if plan.time_budget_s is None:
         reason = "no train.time_budget"
     elif plan.by_max_steps:
-        reason = "train.max_steps sets the length"
+        reason = "train.max_steps sets the training length"
     elif dist_info()[1] > 1:
-        reason = "several processes (each would measure its own)"
-    elif start <= budget.MIN_FITTED_LENGTH:
-        return start, "p99"
+        reason = "several processes (each would time its own steps)"
+    elif cfg.train.torch_compile:
+        reason = "train.torch_compile (the probe would time uncompiled steps)"
     if reason:
         log.info("max length %d (p99) not fitted to a time budget: %s", start, reason)
         return start, "p99"
@@ -272,44 +278,60 @@ def _budget_length(
 
     probe = sorted({budget.MIN_FITTED_LENGTH, start})
     began = time.perf_counter()
-    points = budget.measure_step_cost(
-        make_model,
-        tokenizer,
-        texts,
-        lengths,
-        probe,
-        spec.batch_size,
-        spec.learning_rate,
-        select_precision(spec.precision),
-    )
+    try:
+        points = budget.measure_step_cost(
+            make_model,
+            tokenizer,
+            texts,
+            lengths,
+            probe,
+            spec.batch_size,
+            spec.learning_rate,
+            select_precision(spec.precision),
+        )
+    except torch.OutOfMemoryError as exc:
+        log.warning(
+            "max length %d (p99) not fitted to the time budget: timing a training step ran out "
+            "of memory (%s); training itself will need a smaller train.batch_size",
+            start,
+            str(exc).splitlines()[0][:200],
+        )
+        return start, "p99"
+    probe_s = time.perf_counter() - began
     cost = budget.StepCost.from_points(points)
-    epochs = budget.MIN_EPOCHS if plan.adaptive else plan.epochs
-    seconds = plan.time_budget_s * (1 - EVAL_SHARE)
+    # epochs: auto stops at max_epochs at the latest
+    epochs = min(budget.MIN_EPOCHS, plan.epochs) if plan.adaptive else plan.epochs
+    seconds = max(plan.time_budget_s - probe_s, 0.0) * (1 - EVAL_SHARE)
     length = budget.fit_length(
         lengths, start, epochs, seconds, cost, floor=budget.MIN_FITTED_LENGTH
     )
+    afford = {n: seconds / budget.epoch_seconds(lengths, n, cost, 1) for n in (start, length)}
     log.info(
-        "time budget: a training sample costs %s s (measured in %.0f s); %g epoch(s) at max "
-        "length %d take about %.0f s, at %d about %.0f s, of %.0f s for training steps",
+        "time budget: a training sample costs %s s (timed in %.0f s); %.0f s left for training "
+        "steps afford %.2f epochs at max length %d, %.2f at %d",
         ", ".join(f"{v:.4f} at {k} tokens" for k, v in points.items()),
-        time.perf_counter() - began,
-        epochs,
-        start,
-        epochs * budget.epoch_seconds(lengths, start, cost, 1),
-        length,
-        epochs * budget.epoch_seconds(lengths, length, cost, 1),
+        probe_s,
         seconds,
+        afford[start],
+        start,
+        afford[length],
+        length,
     )
     if length == start:
         return start, "p99"
     log.warning(
-        "max length cut from %d (p99 of the train texts) to %d so that %g epochs fit "
-        "train.time_budget=%s on this machine (set model.max_length or a longer budget to "
-        "keep more of each text)",
+        "max length cut from %d (p99 of the train texts) to %d: train.time_budget=%s affords "
+        "about %.2f epochs there (%.2f at %d)%s. Set model.max_length or a longer budget to keep "
+        "more of each text",
         start,
         length,
-        epochs,
         cfg.train.time_budget,
+        afford[length],
+        afford[start],
+        start,
+        f"; {epochs:g} would need more than the budget even at {length}"
+        if afford[length] < epochs
+        else "",
     )
     return length, "time_budget"
 
