@@ -54,6 +54,7 @@ def main() -> None:
     from finetune.modeling.classifier import effective_max_length, open_classifier
 
     spec = params().error_analysis.explanations.model_dump()
+    spec["time_budget"] = None  # every sampled text, not what the report's budget fits
     if args.methods:
         spec["methods"] = args.methods.split(",")
     if args.samples:

@@ -15,7 +15,13 @@ import pytest
 
 from finetune import cli
 from finetune.analysis import explainers as X
-from finetune.analysis.explain import check_texts, context, terminal_lines
+from finetune.analysis.explain import (
+    check_texts,
+    context,
+    render_page,
+    report_rows,
+    terminal_lines,
+)
 from finetune.core.errors import DataError
 from finetune.core.schema import ExplanationsConfig
 from finetune.lifecycle.explain import run_explain
@@ -241,6 +247,78 @@ def test_the_context_is_plain_json(decisive: dict[str, Any]) -> None:
     lines = terminal_lines(ctx, top=2)
     assert lines[0].endswith("refund (0.90), explaining other")
     assert any(line.strip().startswith("SHAP") for line in lines)
+
+
+def test_a_time_budget_explains_the_first_texts_that_fit(decisive: dict[str, Any]) -> None:
+    now = [0.0]  # a clock only the explainer moves: 0.5 s a text, everything else free
+
+    def slow(texts: list[str], targets: list[int]) -> list[np.ndarray]:
+        now[0] += 0.5 * len(texts)
+        return [np.arange(len(X.words(t)), dtype=float) for t in texts]
+
+    def run(budget: float | None) -> X.Explained:
+        now[0] = 0.0
+        return X.explain(
+            {"slow": slow}, decisive["proba"], texts, [1] * 8, seed=0, time_budget_s=budget,
+            clock=lambda: now[0],
+        )  # fmt: skip
+
+    texts = [cue_text(random.Random(i), True) for i in range(8)]
+    everything = run(None)
+    assert everything.texts == texts and len(everything.per_text) == 8 * 2
+    assert everything.table.set_index("method").loc["slow", "seconds_per_text"] == 0.5
+    # after 3 texts (1.5 s) a fourth would end at 2.0 s: over 1.8; after 2, a third fits
+    cut = run(1.8)
+    assert cut.texts == texts[:3] and set(cut.per_text["text"]) == {0, 1, 2}
+    assert len(cut.scores["slow"]) == len(cut.scores[X.RANDOM]) == 3
+    assert run(2.0).texts == texts[:4], "one that ends on the budget fits"
+    assert run(0.001).texts == texts[:1], "at least one text"
+
+
+def test_the_report_mixes_errors_and_correct_texts_in_proportion() -> None:
+    errors = pd.DataFrame(
+        {
+            "id": [f"e{i}" for i in range(4)],
+            "text": [f"wrong {i}" for i in range(4)],
+            "label": "a",
+            "predicted": "b",
+            "confidence": [0.9, 0.8, 0.7, 0.6],
+        }
+    )
+    errors = errors.rename(columns={"label": "true_label", "predicted": "predicted_label"})
+    predictions = pd.DataFrame(
+        {
+            "id": [f"c{i}" for i in range(5)],
+            "text": [f"right {i}" for i in range(4)] + [" "],
+            "label": "a",
+            "predicted": "a",
+            "confidence": 0.9,
+            "correct": True,
+        }
+    )
+    rows = report_rows(predictions, errors, top_errors=4, correct=2, seed=0)
+    assert rows["correct"].tolist() == [False, True, False, False, True, False]
+    assert [i for i in rows["id"] if i.startswith("e")] == ["e0", "e1", "e2", "e3"]
+    assert " " not in rows["text"].tolist()
+    ctx = context(None, rows.iloc[:0], candidates=6)
+    assert ctx["examples"] == []
+
+
+def test_the_page_says_when_the_budget_left_texts_out(decisive: dict[str, Any]) -> None:
+    rows = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "text": decisive["texts"][:2],
+            "predicted_label": ["refund", "refund"],
+            "confidence": [0.9, 0.8],
+        }
+    )
+    explainers = build_all(decisive)
+    result = X.explain(explainers, decisive["proba"], rows["text"].tolist()[:1], [1], seed=0)
+    page = render_page(context(result, rows.iloc[:1], candidates=2), "m", "pytorch")
+    assert "1 of 2 texts explained" in page and "explanations.time_budget" in page
+    whole = render_page(context(result, rows.iloc[:1]), "m", "pytorch")
+    assert "texts explained" not in whole
 
 
 # --------------------------------------------------------------------------- finetune explain

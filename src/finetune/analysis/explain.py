@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from finetune.analysis import explainers as X
+from finetune.core.durations import parse_duration
 from finetune.core.errors import DataError
 from finetune.core.schema import ExplanationsConfig
 
@@ -25,8 +26,10 @@ log = logging.getLogger(__name__)
 def report_rows(
     predictions: pd.DataFrame, errors: pd.DataFrame, top_errors: int, correct: int, seed: int
 ) -> pd.DataFrame:
-    """The texts the error report explains: the ``top_errors`` most confident errors, then a
-    seeded sample of ``correct`` correct predictions; empty texts left out."""
+    """The texts the error report explains: the ``top_errors`` most confident errors and a
+    seeded sample of ``correct`` correct predictions, empty texts left out, in an order that
+    mixes the two in proportion (2 errors, 1 correct, ... for 20 and 10): a time budget that
+    ends the list early keeps both kinds. Errors keep their order (most confident first)."""
     wrong = errors.head(top_errors).assign(correct=False)
     right = predictions[predictions["correct"].astype(bool)]
     right = right[right["text"].astype(str).str.strip() != ""]
@@ -34,7 +37,11 @@ def report_rows(
     right = right.rename(columns={"label": "true_label", "predicted": "predicted_label"})
     keep = ["id", "text", "true_label", "predicted_label", "confidence", "correct"]
     wrong = wrong[wrong["text"].astype(str).str.strip() != ""]
-    return pd.concat([wrong[keep], right.assign(correct=True)[keep]], ignore_index=True)
+    parts = [wrong[keep], right.assign(correct=True)[keep]]
+    # each row's place within its kind, as a share: sorting by it interleaves the kinds
+    order = np.concatenate([(np.arange(len(p)) + 0.5) / max(len(p), 1) for p in parts])
+    rows = pd.concat(parts, ignore_index=True)
+    return rows.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
 
 
 def explain_rows(
@@ -74,15 +81,30 @@ def explain_rows(
     texts = [X.normalise(str(t)) for t in rows["text"]]
     if tokenizer is not None:  # only the words the model reads (model.long_text's cut)
         texts = [X.visible_text(tokenizer, t, max_length, long_text) for t in texts]
-    result = X.explain(explainers, proba, texts, targets, spec.fractions, seed)
-    return context(result, rows)
+    budget = (
+        parse_duration(spec.time_budget, "error_analysis.explanations.time_budget").total_seconds()
+        if spec.time_budget
+        else None
+    )
+    result = X.explain(explainers, proba, texts, targets, spec.fractions, seed, budget)
+    return context(result, rows.iloc[: len(result.texts)], candidates=len(rows))
 
 
-def context(result: X.Explained | None, rows: pd.DataFrame) -> dict[str, Any]:
+def context(
+    result: X.Explained | None, rows: pd.DataFrame, candidates: int | None = None
+) -> dict[str, Any]:
     """What the pages, tables and terminal show: per text its labels and each method's words;
-    the faithfulness and agreement tables; the recommendation. JSON-serialisable."""
+    the faithfulness and agreement tables; the recommendation; ``candidates``: the texts there
+    were to explain (a time budget may have ended the list earlier). JSON-serialisable."""
     if result is None:
-        return {"methods": [], "examples": [], "table": [], "agreement": [], "recommended": None}
+        return {
+            "methods": [],
+            "examples": [],
+            "table": [],
+            "agreement": [],
+            "recommended": None,
+            "candidates": len(rows),
+        }
     methods = [m for m in result.scores if m != X.RANDOM]
     examples = []
     for i, row in enumerate(rows.to_dict("records")):
@@ -113,6 +135,7 @@ def context(result: X.Explained | None, rows: pd.DataFrame) -> dict[str, Any]:
             if m != X.RANDOM and not ok
         ],
         "fractions": list(result.fractions),
+        "candidates": len(rows) if candidates is None else candidates,
     }
 
 

@@ -248,8 +248,9 @@ def lime_text(proba: Proba, num_samples: int, seed: int) -> Explainer:
 def random_scores(seed: int) -> Explainer:
     """Seeded random word scores: the floor the others must beat."""
 
+    rng = np.random.default_rng(seed)  # one stream across calls (texts come one at a time)
+
     def explain(texts: list[str], targets: list[int]) -> list[np.ndarray]:
-        rng = np.random.default_rng(seed)
         return [rng.standard_normal(len(words(t))) for t in texts]
 
     return explain
@@ -345,27 +346,54 @@ def explain(
     targets: list[int],
     fractions: Sequence[float] = FRACTIONS,
     seed: int = 0,
+    time_budget_s: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Explained:
     """Run every explainer (and the random floor) on ``texts`` towards ``targets``, time them,
-    and measure their faithfulness and agreement. ``texts`` must be non-empty strings."""
+    and measure their faithfulness and agreement. ``texts`` must be non-empty strings.
+
+    Texts are explained one at a time, in order; with ``time_budget_s`` the next one is begun
+    only while it is expected to fit (the mean time of those done so far, faithfulness
+    included), and the result holds the texts explained (at least one). ``clock``: seconds."""
     texts = [normalise(t) for t in texts]
     if any(not t for t in texts):
         raise ValueError("an explained text is empty")
     runs = {**explainers, RANDOM: random_scores(seed)}
-    scores: dict[str, list[np.ndarray]] = {}
-    seconds: dict[str, float] = {}
-    for name, explainer in runs.items():
-        began = time.perf_counter()
-        scores[name] = [np.asarray(s, dtype=float) for s in explainer(texts, targets)]
-        lengths = [len(s) for s in scores[name]]
-        if lengths != [len(words(t)) for t in texts]:
-            raise RuntimeError(f"{name} did not give one score per word: {lengths}")
-        seconds[name] = (time.perf_counter() - began) / max(1, len(texts))
-        log.info("%s: %.3f s per text (%d texts)", name, seconds[name], len(texts))
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in runs}
+    seconds = dict.fromkeys(runs, 0.0)
     parts = []
-    for name, attributions in scores.items():
-        f = faithfulness(proba, texts, targets, attributions, fractions)
-        parts.append(f.assign(method=name, text=range(len(texts))))
+    began = clock()
+    for i, (text, target) in enumerate(zip(texts, targets, strict=True)):
+        spent = clock() - began
+        if time_budget_s is not None and i and spent * (i + 1) / i > time_budget_s:
+            log.info(
+                "explained %d of %d texts: the next would not fit the time budget (%.0f s; "
+                "%.1f s a text so far)",
+                i,
+                len(texts),
+                time_budget_s,
+                spent / i,
+            )
+            texts, targets = texts[:i], targets[:i]
+            break
+        n = len(words(text))
+        for name, explainer in runs.items():
+            started = clock()
+            (attribution,) = explainer([text], [target])
+            seconds[name] += clock() - started
+            scores[name].append(np.asarray(attribution, dtype=float))
+            if len(scores[name][-1]) != n:
+                raise RuntimeError(
+                    f"{name} did not give one score per word: {len(scores[name][-1])} for {n}"
+                )
+        f = faithfulness(  # one batch of model calls for every method's variants of this text
+            proba, [text] * len(runs), [target] * len(runs), [s[-1] for s in scores.values()],
+            fractions,
+        )  # fmt: skip
+        parts.append(f.assign(method=list(runs), text=i))
+    seconds = {name: s / len(texts) for name, s in seconds.items()}
+    for name, s in seconds.items():
+        log.info("%s: %.3f s per text (%d texts)", name, s, len(texts))
     per_text = pd.concat(parts, ignore_index=True)
     table = summarise(per_text, seconds)
     pairs = [

@@ -311,6 +311,7 @@ class ExplanationsConfig(Section):
     shap_max_evals: Annotated[int, Field(ge=10)]
     lime_samples: Annotated[int, Field(ge=10)]
     fractions: Annotated[list[Annotated[Number, Field(gt=0, le=1)]], Field(min_length=1)]
+    time_budget: Annotated[str, Field(pattern=r"^\d+\s*[smhdw]$")] | None
 
 
 class ErrorAnalysisConfig(Section):
