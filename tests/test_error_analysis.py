@@ -245,9 +245,11 @@ def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     explained = json.loads((tables / "explanations.json").read_text())
     preds = pd.read_parquet(paths["predictions"])
     n_errors, n_right = int((~preds["correct"]).sum()), int(preds["correct"].sum())
-    assert [e["correct"] for e in explained["examples"]] == [False] * min(20, n_errors) + [
-        True
-    ] * min(10, n_right), "the most confident errors, then a sample of correct predictions"
+    kinds = [e["correct"] for e in explained["examples"]]
+    assert (kinds.count(False), kinds.count(True)) == (min(20, n_errors), min(10, n_right)), (
+        "the most confident errors and a sample of correct predictions, all within the budget"
+    )
+    assert explained["candidates"] == len(kinds)
     assert explained["methods"] == ["integrated_gradients", "shap", "lime"]
     faithfulness = pd.read_csv(tables / "explainers.csv")
     assert faithfulness["method"].tolist() == [*explained["methods"], "random"]
@@ -265,6 +267,7 @@ def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     assert set(queue["split"]) <= {"train", "validation"}
     assert queue["flagged"].is_monotonic_decreasing  # flagged rows first, then the queue
     assert "flip_rate_typos" in summary and "weak_slices" in summary
+    assert summary["explained_texts"] == len(kinds)
     mlflow.set_tracking_uri(pipeline_cfg["tracking"]["uri"])
     run_id = json.loads(Path(paths["run_info"]).read_text())["run_id"]
     names = {a.path for a in MlflowClient().list_artifacts(run_id, "error_analysis")}

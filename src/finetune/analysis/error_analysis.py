@@ -164,6 +164,7 @@ def analyse_all(
     )
     timings["explanations"] = time.perf_counter() - began
     summary.update({f"faithfulness_{r['method']}": r["faithfulness"] for r in explained["table"]})
+    summary["explained_texts"] = len(explained["examples"])  # of explained["candidates"]
 
     summary.update(
         {
