@@ -12,7 +12,8 @@ first tokens of a long text usually say what it is about.
 So, when the length is ``auto``, a time budget is set and the train split's texts are longer than
 :data:`MIN_FITTED_LENGTH` tokens, the cost of a training step is measured on this machine with
 the model as it will train (precision, LoRA, freezing, attention dropout) at two lengths, one
-untimed step then :data:`PROBE_STEPS` timed ones each (:func:`measure_step_cost`). The cost of a
+untimed step on :data:`WARMUP_ROWS` rows, then :data:`PROBE_STEPS` timed steps of a whole batch
+(:func:`measure_step_cost`; on 2 avx2 cores, about 30 s for MiniLM at 512 and 128). The cost of a
 training sample is taken as linear in its tokens (fixed + per-token seconds). The length is then
 the p99 length itself or the longest multiple of :data:`LENGTH_STEP` below it, down to
 :data:`MIN_FITTED_LENGTH`, at which :data:`MIN_EPOCHS` passes over the train rows (texts cut to
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 MIN_EPOCHS = 2  # passes over the train rows the budget should afford (epochs: auto)
 MIN_FITTED_LENGTH = 128  # the budget never cuts texts shorter than this
 LENGTH_STEP = 64  # cut lengths are multiples of this: a little timing noise rarely moves them
-PROBE_STEPS = 2  # timed training steps per probed length (after one untimed)
+PROBE_STEPS = 1  # timed training steps of a whole batch per probed length
+WARMUP_ROWS = 2  # the untimed step before them (allocations, kernels) takes this many rows
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,9 @@ def measure_step_cost(
     precision: str,
 ) -> dict[int, float]:
     """Seconds per training sample at each of ``probe_lengths``: ``make_model(length)`` builds
-    the model as it would train at that length; one untimed step, then :data:`PROBE_STEPS` timed
-    steps (forward, backward, AdamW) on a batch of the longest texts cut to that length. The
-    probe models are thrown away."""
+    the model as it would train at that length; one untimed step on :data:`WARMUP_ROWS` rows,
+    then :data:`PROBE_STEPS` timed steps (forward, backward, AdamW) on a batch of the longest
+    texts cut to that length. The probe models are thrown away."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -135,11 +137,12 @@ def measure_step_cost(
         batch = _probe_batch(tokenizer, texts, lengths, length, batch_size)
         batch = {k: v.to(device) for k, v in batch.items()}
         batch["labels"] = torch.zeros(batch_size, dtype=torch.long, device=device)
+        warmup = {k: v[:WARMUP_ROWS] for k, v in batch.items()}
         took, loss = 0.0, None
         for step in range(PROBE_STEPS + 1):
             began = time.perf_counter()
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = model(**batch).loss
+                loss = model(**(batch if step else warmup)).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -148,7 +151,7 @@ def measure_step_cost(
             if step:  # the first step warms up (allocations, kernels)
                 took += time.perf_counter() - began
         out[length] = took / (PROBE_STEPS * batch_size)
-        del model, optimizer, params, batch, loss  # one probe model in memory at a time
+        del model, optimizer, params, batch, warmup, loss  # one probe model at a time
         if cuda:
             torch.cuda.empty_cache()
     return out
