@@ -246,10 +246,14 @@ def test_error_analysis_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     preds = pd.read_parquet(paths["predictions"])
     n_errors, n_right = int((~preds["correct"]).sum()), int(preds["correct"].sum())
     kinds = [e["correct"] for e in explained["examples"]]
-    assert (kinds.count(False), kinds.count(True)) == (min(20, n_errors), min(10, n_right)), (
-        "the most confident errors and a sample of correct predictions, all within the budget"
-    )
-    assert explained["candidates"] == len(kinds)
+    # the most confident errors and a sample of correct predictions, mixed; the 60 s budget
+    # may end the list early on a loaded machine, never before one of each kind
+    assert explained["candidates"] == min(20, n_errors) + min(10, n_right)
+    assert 1 <= len(kinds) <= explained["candidates"]
+    wrong, right = min(20, n_errors), min(10, n_right)  # mixed by each one's share of its kind
+    mixed = sorted([((i + 0.5) / wrong, 0, False) for i in range(wrong)]
+                   + [((i + 0.5) / right, 1, True) for i in range(right)])  # fmt: skip
+    assert kinds == [kind for *_, kind in mixed][: len(kinds)]
     assert explained["methods"] == ["integrated_gradients", "shap", "lime"]
     faithfulness = pd.read_csv(tables / "explainers.csv")
     assert faithfulness["method"].tolist() == [*explained["methods"], "random"]

@@ -273,6 +273,30 @@ def test_a_time_budget_explains_the_first_texts_that_fit(decisive: dict[str, Any
     assert len(cut.scores["slow"]) == len(cut.scores[X.RANDOM]) == 3
     assert run(2.0).texts == texts[:4], "one that ends on the budget fits"
     assert run(0.001).texts == texts[:1], "at least one text"
+    with pytest.raises(ValueError, match="no text to explain"):
+        X.explain({"slow": slow}, decisive["proba"], [], [], seed=0)
+
+
+def test_one_text_at_a_time_scores_as_one_batch_would(decisive: dict[str, Any]) -> None:
+    """The per-text loop gives each explainer the same seeds and each text the same
+    faithfulness as whole-batch calls: LIME's k-th text gets seed + k, the random floor one
+    stream."""
+    texts = [X.normalise(t) for t in decisive["texts"][:3]]
+    targets = [1, 1, 1]
+    kw = {"shap_max_evals": 60, "lime_samples": 80, "seed": 5}
+    result = X.explain(X.build([X.LIME], decisive["proba"], **kw), decisive["proba"], texts,
+                       targets, seed=5)  # fmt: skip
+    batched = X.build([X.LIME], decisive["proba"], **kw)[X.LIME](texts, targets)
+    for got, want in zip(result.scores[X.LIME], batched, strict=True):
+        np.testing.assert_allclose(got, want)
+    floor = X.random_scores(5)(texts, targets)
+    for got, want in zip(result.scores[X.RANDOM], floor, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for method in (X.LIME, X.RANDOM):
+        mine = result.per_text[result.per_text["method"] == method]
+        alone = X.faithfulness(decisive["proba"], texts, targets, result.scores[method])
+        np.testing.assert_allclose(mine["comprehensiveness"], alone["comprehensiveness"])
+        np.testing.assert_allclose(mine["sufficiency"], alone["sufficiency"])
 
 
 def test_the_report_mixes_errors_and_correct_texts_in_proportion() -> None:
@@ -301,7 +325,7 @@ def test_the_report_mixes_errors_and_correct_texts_in_proportion() -> None:
     assert [i for i in rows["id"] if i.startswith("e")] == ["e0", "e1", "e2", "e3"]
     assert " " not in rows["text"].tolist()
     ctx = context(None, rows.iloc[:0], candidates=6)
-    assert ctx["examples"] == []
+    assert ctx["examples"] == [] and ctx["candidates"] == 6
 
 
 def test_the_page_says_when_the_budget_left_texts_out(decisive: dict[str, Any]) -> None:

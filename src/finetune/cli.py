@@ -199,7 +199,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"{exc} (or pass --repo)"
         ) from exc
     spec = cfg.error_analysis.explanations.model_dump()
-    spec["time_budget"] = None  # the report's budget: the user's own texts are all explained
     if args.methods is not None:
         spec["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.samples is not None:

@@ -28,7 +28,8 @@ def report_rows(
 ) -> pd.DataFrame:
     """The texts the error report explains: the ``top_errors`` most confident errors and a
     seeded sample of ``correct`` correct predictions, empty texts left out, in an order that
-    mixes the two in proportion (2 errors, 1 correct, ... for 20 and 10): a time budget that
+    mixes the two in proportion (for 20 and 10: error, correct, error, error, correct, ...): a
+    time budget that
     ends the list early keeps both kinds. Errors keep their order (most confident first)."""
     wrong = errors.head(top_errors).assign(correct=False)
     right = predictions[predictions["correct"].astype(bool)]
@@ -103,7 +104,7 @@ def context(
             "table": [],
             "agreement": [],
             "recommended": None,
-            "candidates": len(rows),
+            "candidates": len(rows) if candidates is None else candidates,
         }
     methods = [m for m in result.scores if m != X.RANDOM]
     examples = []

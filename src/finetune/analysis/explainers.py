@@ -21,6 +21,7 @@ their top 20% words they have in common.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -215,16 +216,18 @@ def lime_text(proba: Proba, num_samples: int, seed: int) -> Explainer:
     feature), removing words, every word's weight kept."""
     from lime.lime_text import LimeTextExplainer
 
+    calls = itertools.count()  # the k-th text explained gets seed + k, one call or many
+
     def explain(texts: list[str], targets: list[int]) -> list[np.ndarray]:
         out = []
-        for i, (text, target) in enumerate(zip(texts, targets, strict=True)):
+        for text, target in zip(texts, targets, strict=True):
             n = len(words(text))
             explainer = LimeTextExplainer(
                 split_expression=r"\s+",
                 bow=False,
                 mask_string="",
                 feature_selection="none",
-                random_state=seed + i,
+                random_state=seed + next(calls),
             )
             result = explainer.explain_instance(
                 text,
@@ -356,6 +359,8 @@ def explain(
     only while it is expected to fit (the mean time of those done so far, faithfulness
     included), and the result holds the texts explained (at least one). ``clock``: seconds."""
     texts = [normalise(t) for t in texts]
+    if not texts:
+        raise ValueError("no text to explain")
     if any(not t for t in texts):
         raise ValueError("an explained text is empty")
     runs = {**explainers, RANDOM: random_scores(seed)}

@@ -105,7 +105,7 @@ def run_explain(
         rows,
         loaded.labels,
         proba,
-        spec,
+        spec.model_copy(update={"time_budget": None}),  # the report's budget: all of these
         seed,
         model=loaded.model,
         tokenizer=loaded.tokenizer,
