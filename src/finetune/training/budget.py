@@ -13,7 +13,8 @@ So, when the length is ``auto``, a time budget is set and the train split's text
 :data:`MIN_FITTED_LENGTH` tokens, the cost of a training step is measured on this machine with
 the model as it will train (precision, LoRA, freezing, attention dropout) at two lengths, one
 untimed step on :data:`WARMUP_ROWS` rows, then :data:`PROBE_STEPS` timed steps of a whole batch
-(:func:`measure_step_cost`; on 2 avx2 cores, about 30 s for MiniLM at 512 and 128). The cost of a
+(:func:`measure_step_cost`; on 2 avx2 cores MiniLM took 0.74 s a sample at 512 and 0.17 at 128, so a
+step of 32 takes about 24 s and 5 s). The cost of a
 training sample is taken as linear in its tokens (fixed + per-token seconds). The length is then
 the p99 length itself or the longest multiple of :data:`LENGTH_STEP` below it, down to
 :data:`MIN_FITTED_LENGTH`, at which :data:`MIN_EPOCHS` passes over the train rows (texts cut to
