@@ -236,7 +236,7 @@ def test_auto_is_resolved_recorded_and_reproducible(
     tokenizer = json.loads((model_dir / "tokenizer_config.json").read_text())
     assert tokenizer["model_max_length"] == 16, "kept with the model for every later use"
     card = (model_dir / "README.md").read_text()
-    assert "Max sequence length: 16 (`model.max_length: auto`)" in card
+    assert "Max sequence length: 16 (`model.max_length: auto`: the 99th percentile" in card
     run_id = json.loads(Path(stage_cfg["paths"]["run_info"]).read_text())["run_id"]
     params = MlflowClient(stage_cfg["tracking"]["uri"]).get_run(run_id).data.params
     assert params["resolved.model.max_length"] == "16"
