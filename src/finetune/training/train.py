@@ -189,6 +189,7 @@ def resolve_settings(
     lengths = tokens.token_counts(tokenizer, texts)
     plan = make_plan(cfg.train, len(train_df), n_validation, dist_info()[1])
     start = tokens.max_length(cfg.model.max_length, lengths, tokens.position_limit(tokenizer))
+    pooling = resolve_pooling(cfg.model.name_or_path, cfg.model.pooling)
     resuming = saved is not None and latest_checkpoint(saved.parent) is not None
     if resuming and saved.is_file():
         fitted = read_json(saved)
@@ -197,11 +198,11 @@ def resolve_settings(
     elif resuming:  # checkpoints from before the budget's fit: trained at the p99 length
         length, by = start, "setting" if cfg.model.max_length != tokens.AUTO else "p99"
     else:
-        length, by = _budget_length(cfg, plan, tokenizer, texts, lengths, start, labels)
+        length, by = _budget_length(cfg, plan, tokenizer, texts, lengths, start, labels, pooling)
     resolved = {
         "model.max_length": length,
         "model.max_length_by": by,
-        "model.pooling": resolve_pooling(cfg.model.name_or_path, cfg.model.pooling),
+        "model.pooling": pooling,
         **plan.resolved(),
     }
     dropout = resolve_attention_dropout(
@@ -245,6 +246,7 @@ def _budget_length(
     lengths: np.ndarray,
     start: int,
     labels: list[str],
+    pooling: str,
 ) -> tuple[int, str]:
     """``start`` (the setting, or auto's p99 length) and what set it, or, for ``auto`` with a time
     budget and texts over budget.MIN_FITTED_LENGTH, the length fitted to the budget from the
@@ -270,7 +272,6 @@ def _budget_length(
     if cfg.train.num_threads:
         torch.set_num_threads(int(cfg.train.num_threads))
     spec, name = cfg.train, cfg.model.name_or_path
-    pooling = resolve_pooling(name, cfg.model.pooling)
 
     def make_model(length: int) -> Any:
         dropout = resolve_attention_dropout(spec.attention_dropout, length, name)
