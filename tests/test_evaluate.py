@@ -53,6 +53,32 @@ def test_metrics_when_a_class_is_absent_from_the_split() -> None:
     )
 
 
+def test_metrics_by_length_bucket_relative_to_max_length() -> None:
+    tokens = np.array([10, 64, 65, 128, 129, 256, 257, 900])
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    model = np.array([0, 1, 0, 1, 1, 0, 1, 0])  # right on what it reads whole, wrong past it
+    baseline = np.array([0, 0, 0, 0, 0, 1, 0, 1])
+    out = M.by_length(tokens, y, model, baseline, max_length=128)
+    assert {k: (v["tokens"], v["num_examples"]) for k, v in out.items()} == {
+        "within_half": ("1-64", 2),
+        "within": ("65-128", 2),
+        "beyond": ("129-256", 2),
+        "beyond_twice": ("257+", 2),
+    }
+    assert out["within"]["accuracy"] == 1 and out["beyond"]["accuracy"] == 0
+    assert out["beyond_twice"]["baseline_accuracy"] == 1
+    assert out["within_half"]["baseline_f1_macro"] == pytest.approx(M.macro_f1([0, 1], [0, 0]))
+    empty = M.by_length(np.array([3, 5]), np.array([0, 1]), np.array([0, 1]), np.array([0, 0]), 128)
+    assert empty["beyond"] == {
+        "tokens": "129-256",
+        "num_examples": 0,
+        "accuracy": None,
+        "f1_macro": None,
+        "baseline_accuracy": None,
+        "baseline_f1_macro": None,
+    }
+
+
 def test_ece_and_temperature_scaling_fix_overconfidence() -> None:
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, size=(4000, 3))
@@ -121,6 +147,12 @@ def test_evaluate_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     assert 0 < inf["batch_latency_ms_p50"] <= inf["batch_latency_ms_p95"]
     preds = pd.read_parquet(paths["predictions"])
     assert {"num_tokens", "truncated", "baseline_predicted", "channel"} <= set(preds.columns)
+    buckets = m["by_length"]
+    assert list(buckets) == ["within_half", "within", "beyond", "beyond_twice"]
+    assert sum(b["num_examples"] for b in buckets.values()) == m["num_examples"]
+    assert buckets["beyond"]["num_examples"] + buckets["beyond_twice"]["num_examples"] == int(
+        preds["truncated"].sum()
+    )
     pr = pd.read_csv(paths["pr_curve_plot"])
     roc = pd.read_csv(paths["roc_plot"])
     rel = pd.read_csv(paths["reliability_plot"])
@@ -140,6 +172,8 @@ def test_evaluate_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
         m["delta_vs_baseline"]["f1_macro"]
     )
     assert "inference_batch_latency_ms_p95" in logged and "val_ece" in logged
+    filled = [k for k, b in buckets.items() if b["num_examples"]]
+    assert logged[f"test_f1_macro_length_{filled[0]}"] == buckets[filled[0]]["f1_macro"]
     artifacts = {a.path for a in client.list_artifacts(run_id, "evaluate")}
     assert {"evaluate/reliability.png", "evaluate/pr_curves.png", "evaluate/roc_curve.json"} <= (
         artifacts

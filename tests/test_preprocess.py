@@ -407,7 +407,7 @@ def test_run_writes_splits_label_map_and_report(stage_cfg: dict[str, Any]) -> No
     assert counts["test"] == {"account": 4, "billing": 4, "shipping": 4}
     assert "class_counts" not in report and report["smallest_class_train_rows"] == 12
     md = Path(paths["preprocess_report_md"]).read_text()
-    assert "| billing | 12 | 4 | 4 |" in md and "## Token lengths" in md
+    assert "| billing | 12 | 4 | 4 |" in md and "## Token lengths" in md and "tokens cut" in md
     hist = pd.read_csv(paths["token_length_plot"])
     assert list(hist.columns) == ["tokens", "train", "validation", "test"]
     assert hist["train"].sum() == 36
@@ -422,6 +422,7 @@ def test_truncation_rate_at_max_length(tiny_model_dir: Path) -> None:
     assert lengths.tolist() == [3, 7]
     stats = data_report.length_stats(np.array([3, 7, 10, 12]), max_length=8)
     assert stats["truncated"] == 2 and stats["truncation_rate"] == 0.5
+    assert stats["tokens_cut_rate"] == round((2 + 4) / 32, 4)  # 6 of 32 tokens past 8
 
 
 def test_data_report_logged_to_mlflow(stage_cfg: dict[str, Any], tmp_path: Path) -> None:

@@ -50,6 +50,10 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict[str, float]:
         "max": int(lengths.max()),
         "truncated": int((lengths > max_length).sum()),
         "truncation_rate": round(float((lengths > max_length).mean()), 4),
+        # the share of all tokens past max_length: what the model never reads (long_text: head)
+        "tokens_cut_rate": round(
+            float(np.clip(lengths - max_length, 0, None).sum() / max(1, lengths.sum())), 4
+        ),
     }
 
 
@@ -151,8 +155,8 @@ def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
             "",
             f"## Token lengths ({report['tokenizer']}, max_length {report['max_length']})",
             "",
-            "| split | measured | mean | p50 | p95 | p99 | max | truncated | rate |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| split | measured | mean | p50 | p95 | p99 | max | texts cut | rate | tokens cut |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for s in SPLITS:
             st = report["token_lengths"][s]
@@ -160,7 +164,8 @@ def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
                 lines.append(
                     f"| {s} | {report['token_lengths_measured'][s]} | {st['mean']} | "
                     f"{st['p50']:g} | {st['p95']:g} | {st['p99']:g} | {st['max']} | "
-                    f"{st['truncated']} | {st['truncation_rate']:.2%} |"
+                    f"{st['truncated']} | {st['truncation_rate']:.2%} | "
+                    f"{st['tokens_cut_rate']:.2%} |"
                 )
         lines += ["", "![token lengths](token_lengths.png)"]
     if conflicts:

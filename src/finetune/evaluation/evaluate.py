@@ -174,6 +174,11 @@ def evaluate(
     baseline_test = baseline_probs[eval_name]
     frame["baseline_predicted"] = [labels[i] for i in baseline_test.argmax(axis=1)]
     frame["baseline_confidence"] = baseline_test.max(axis=1)
+    # Do texts the model reads only in part (past max_length) fare worse, and than the baseline?
+    result["by_length"] = M.by_length(
+        counts, ys[eval_name], test.probabilities.argmax(axis=1), baseline_test.argmax(axis=1),
+        max_length,
+    )  # fmt: skip
     pr, roc = M.micro_curves(ys[eval_name], test.probabilities, len(labels), ev.curve_points)
     # Per-class figures in a file of their own: `dvc metrics show` reads the headline ones.
     per_class = {
@@ -221,6 +226,10 @@ def mlflow_metrics(metrics: dict[str, Any], per_class: dict[str, Any]) -> dict[s
     for key, value in metrics.get("validation", {}).items():
         if isinstance(value, float | int) and not isinstance(value, bool):
             out[f"val_{key}"] = float(value)
+    for bucket, values in metrics.get("by_length", {}).items():
+        for key in ("accuracy", "f1_macro", "baseline_f1_macro"):
+            if values[key] is not None:
+                out[f"test_{key}_length_{bucket}"] = float(values[key])
     for key, value in metrics["inference"].items():
         if isinstance(value, float | int) and not isinstance(value, bool) and value is not None:
             out[f"inference_{key}"] = float(value)
@@ -319,5 +328,15 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         metrics["inference"]["samples_per_second"] or 0.0,
         metrics["inference"]["batch_latency_ms_p95"] or 0.0,
         len(frame),
+    )
+    log.info(
+        "by length (max_length %d): %s",
+        max_length,
+        "; ".join(
+            f"{v['tokens']} tokens: {v['num_examples']} texts, macro-F1 {v['f1_macro']:.4f} "
+            f"(baseline {v['baseline_f1_macro']:.4f})"
+            for v in metrics["by_length"].values()
+            if v["num_examples"]
+        ),
     )
     return metrics

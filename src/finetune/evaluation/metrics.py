@@ -192,3 +192,45 @@ def compare(model: dict[str, Any], baseline: dict[str, Any], keys: tuple[str, ..
         a, b = model.get(key), baseline.get(key)
         out[key] = None if a is None or b is None else round(float(a) - float(b), 6)
     return out
+
+
+# Buckets of token counts relative to the model's max_length L: (0, L/2], (L/2, L], (L, 2L], >2L.
+LENGTH_BUCKETS = ("within_half", "within", "beyond", "beyond_twice")
+
+
+def by_length(
+    num_tokens: np.ndarray,
+    y_true: np.ndarray,
+    predicted: np.ndarray,
+    baseline_predicted: np.ndarray,
+    max_length: int,
+) -> dict[str, dict[str, Any]]:
+    """Accuracy and macro-F1 of the model and of the baseline by text length in tokens, in
+    buckets relative to ``max_length`` (L): up to L/2, up to L, up to 2L (cut by the model), past
+    2L (more than half unread). Every bucket is present; an empty one has no metrics (None)."""
+    num_tokens = np.asarray(num_tokens)
+    half = max(1, max_length // 2)
+    edges = [(0, half), (half, max_length), (max_length, 2 * max_length), (2 * max_length, None)]
+    out: dict[str, dict[str, Any]] = {}
+    for key, (low, high) in zip(LENGTH_BUCKETS, edges, strict=True):
+        rows = (num_tokens > low) & (num_tokens <= high if high is not None else True)
+        n = int(rows.sum())
+        span = f"{low + 1}-{high}" if high is not None else f"{low + 1}+"
+
+        def score(pred: np.ndarray, rows: np.ndarray = rows, n: int = n) -> tuple[Any, Any]:
+            if not n:
+                return None, None
+            truth, guess = y_true[rows], pred[rows]
+            return round(float((truth == guess).mean()), 6), round(macro_f1(truth, guess), 6)
+
+        accuracy, f1 = score(np.asarray(predicted))
+        base_accuracy, base_f1 = score(np.asarray(baseline_predicted))
+        out[key] = {
+            "tokens": span,
+            "num_examples": n,
+            "accuracy": accuracy,
+            "f1_macro": f1,
+            "baseline_accuracy": base_accuracy,
+            "baseline_f1_macro": base_f1,
+        }
+    return out
