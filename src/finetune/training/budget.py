@@ -100,7 +100,9 @@ def fit_length(
     return floor
 
 
-def _probe_batch(tokenizer: Any, texts: list[str], lengths: np.ndarray, length: int, size: int):
+def _probe_batch(
+    tokenizer: Any, texts: list[str], lengths: np.ndarray, length: int, size: int
+) -> Any:
     """``size`` of the longest texts (repeated when there are fewer), cut to ``length``."""
     order = np.argsort(-lengths, kind="stable")[:size]
     chosen = [texts[i] for i in order]
