@@ -22,6 +22,7 @@ from finetune.analysis.render import SECTIONS
 from finetune.analysis.slices import bootstrap_ci, has_negation, length_bins, slice_metrics
 from finetune.core.errors import ConfigError
 from finetune.modeling.backbones import load_trained
+from finetune.modeling.truncation import HEAD_ONLY
 from tests.conftest import config
 
 LABELS = ["account", "billing", "shipping"]
@@ -143,7 +144,7 @@ def test_cleanlab_ranks_flipped_labels_first() -> None:
 
 def test_integrated_gradients_on_the_tiny_model(pipeline_cfg: dict[str, Any]) -> None:
     model, tokenizer = load_trained(pipeline_cfg["paths"]["model_dir"])
-    explain = integrated_gradients(model, tokenizer, 32, 8, ("head", 0.25))
+    explain = integrated_gradients(model, tokenizer, 32, 8, HEAD_ONLY)
     (scores,) = explain(["refund my card please"], [1])
     assert scores.shape == (4,) and np.isfinite(scores).all() and np.abs(scores).max() > 0
 

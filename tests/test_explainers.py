@@ -25,6 +25,7 @@ from finetune.analysis.explain import (
 from finetune.core.errors import DataError
 from finetune.core.schema import ExplanationsConfig
 from finetune.lifecycle.explain import run_explain
+from finetune.modeling.truncation import LongText
 from tests.conftest import FILLER, base_params, make_stage_cfg, make_texts, train_tiny
 
 CUE = "refund"
@@ -181,7 +182,7 @@ def test_integrated_gradients_sums_pieces_into_words_and_skips_what_the_model_ca
 ) -> None:
     text = " ".join(["refund", *FILLER, *FILLER])  # 25 words, cut at 16 tokens
     explain = X.integrated_gradients(
-        decisive["model"], decisive["tokenizer"], 16, 8, ("head", 0.25)
+        decisive["model"], decisive["tokenizer"], 16, 8, LongText("head", 0.25)
     )
     (scores,) = explain([text], [1])
     assert len(scores) == 25
@@ -199,11 +200,29 @@ def test_integrated_gradients_sums_pieces_into_words_and_skips_what_the_model_ca
 def test_a_long_text_is_explained_as_the_words_the_model_reads(decisive: dict[str, Any]) -> None:
     text = " ".join(["refund", *FILLER, *FILLER])  # 25 words
     tokenizer = decisive["tokenizer"]
-    assert X.visible_text(tokenizer, text, 64, ("head", 0.25)) == text
-    assert X.visible_text(tokenizer, text, 6, ("head", 0.25)) == " ".join(text.split()[:4])
-    assert X.visible_text(tokenizer, text, 6, ("tail", 0.25)) == " ".join(text.split()[-4:])
-    both = X.visible_text(tokenizer, text, 6, ("head_tail", 0.5))
+    assert X.visible_text(tokenizer, text, 64, LongText("head", 0.25)) == text
+    assert X.visible_text(tokenizer, text, 6, LongText("head", 0.25)) == " ".join(text.split()[:4])
+    assert X.visible_text(tokenizer, text, 6, LongText("tail", 0.25)) == " ".join(text.split()[-4:])
+    both = X.visible_text(tokenizer, text, 6, LongText("head_tail", 0.5))
     assert both == " ".join(text.split()[:2] + text.split()[-2:])
+    assert X.visible_text(tokenizer, text, 6, LongText("chunks")) == text, "chunks read it all"
+
+
+@pytest.mark.parametrize("pool", ["mean", "max"])
+def test_integrated_gradients_over_the_windows_of_a_chunked_text(
+    decisive: dict[str, Any], pool: str
+) -> None:
+    text = " ".join(["refund", *FILLER, *FILLER])  # 25 words, windows of 14 text tokens
+    model, tokenizer = decisive["model"], decisive["tokenizer"]
+    explain = X.integrated_gradients(model, tokenizer, 16, 8, LongText("chunks", pool=pool))
+    (scores,) = explain([text], [1])
+    assert len(scores) == 25
+    if pool == "mean":
+        assert np.abs(scores).min() > 0, "every word is in a window the text's logit averages"
+        return
+    # max: the words of the one window whose logit for the class is the highest
+    seen = np.flatnonzero(scores)
+    assert 0 < len(seen) <= 14 and seen.max() - seen.min() == len(seen) - 1
 
 
 def test_an_onnx_model_gets_the_explainers_that_need_only_probabilities(

@@ -19,6 +19,7 @@ from finetune.analysis import explainers as X
 from finetune.core.durations import parse_duration
 from finetune.core.errors import DataError
 from finetune.core.schema import ExplanationsConfig
+from finetune.modeling.truncation import HEAD_ONLY, LongText
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def explain_rows(
     model: Any = None,
     tokenizer: Any = None,
     max_length: int = 128,
-    long_text: tuple[str, float] = ("head", 0.25),
+    long_text: LongText = HEAD_ONLY,
     batch_size: int = 64,
     target_column: str = "predicted_label",
 ) -> dict[str, Any]:
@@ -247,14 +248,15 @@ def terminal_lines(ctx: dict[str, Any], top: int = 5) -> list[str]:
 
 
 def check_texts(
-    texts: Sequence[str], token_counts: Sequence[int], limit: int, names: Sequence[str]
+    texts: Sequence[str], token_counts: Sequence[int], limit: int | None, names: Sequence[str]
 ) -> None:
     """``finetune explain``'s input: no empty text, none longer than the model reads (the
-    explainers would score words the model never sees). ``names``: how to name each text."""
+    explainers would score words the model never sees; ``limit`` None: a model that reads all
+    of a text, chunks). ``names``: how to name each text."""
     for name, text, n in zip(names, texts, token_counts, strict=True):
         if not str(text).strip():
             raise DataError(f"{name} is empty: give a text with words in it")
-        if n > limit:
+        if limit is not None and n > limit:
             raise DataError(
                 f"{name} is {n} tokens and the model reads at most {limit}: shorten it to the "
                 "part you want explained, or pass --max-length up to the model's limit"

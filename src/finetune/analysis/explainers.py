@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from finetune.modeling.truncation import HEAD_ONLY, LongText
+
 log = logging.getLogger(__name__)
 
 IG, SHAP, LIME, RANDOM = "integrated_gradients", "shap", "lime", "random"
@@ -66,11 +68,14 @@ def scaled(scores: np.ndarray) -> np.ndarray:
 
 
 def integrated_gradients(
-    model: Any, tokenizer: Any, max_length: int, n_steps: int, long_text: tuple[str, float]
+    model: Any, tokenizer: Any, max_length: int, n_steps: int, long_text: LongText
 ) -> Explainer:
     """Layer integrated gradients on the input embeddings; the baseline replaces every token but
     the special ones with padding. A word's score is the sum over its pieces and the embedding
-    dimension; words cut off by ``max_length`` (the model never sees them) score 0."""
+    dimension; words cut off by ``max_length`` (the model never sees them) score 0. A chunked
+    text (``model.long_text: chunks``) is attributed window by window: with mean pooling each
+    window's scores count for 1/windows of the text's (its logit is their mean), with max
+    pooling only the window whose logit for the class is the highest counts."""
     import torch
     from captum.attr import LayerIntegratedGradients
 
@@ -84,6 +89,23 @@ def integrated_gradients(
     lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
+    def weighted_windows(ids: list[int], special: list[int], target: int) -> list[Any]:
+        """(positions, weight) of the windows whose attributions make up the text's."""
+        found = truncation.windows(special, max_length, long_text) or [list(range(len(ids)))]
+        if len(found) == 1 or long_text.pool == truncation.MEAN:
+            return [(keep, 1.0 / len(found)) for keep in found]
+        with torch.inference_mode():  # max pooling: the window that gives the class's logit
+            best = max(
+                found,
+                key=lambda keep: float(
+                    forward(
+                        torch.tensor([[ids[i] for i in keep]], device=model.device),
+                        torch.ones((1, len(keep)), dtype=torch.long, device=model.device),
+                    )[0, target]
+                ),
+            )
+        return [(best, 1.0)]
+
     def explain(texts: list[str], targets: list[int]) -> list[np.ndarray]:
         out = []
         for text, target in zip(texts, targets, strict=True):
@@ -95,24 +117,26 @@ def integrated_gradients(
                 verbose=False,
             )
             special_mask = list(full["special_tokens_mask"][0])
-            enc = truncation.cut(dict(full), max_length, *long_text)
-            keep = truncation.kept_positions(special_mask, max_length, *long_text)
-            special = [special_mask[i] for i in keep] if keep is not None else special_mask
-            offsets = enc.pop("offset_mapping")[0]
-            ids = torch.tensor(enc["input_ids"], device=model.device)
-            mask = torch.tensor(enc["attention_mask"], device=model.device)
-            is_special = torch.tensor([special], device=ids.device, dtype=torch.bool)
-            baseline = torch.where(is_special, ids, torch.full_like(ids, pad))
-            attr = lig.attribute(
-                ids,
-                baselines=baseline,
-                additional_forward_args=(mask,),
-                target=int(target),
-                n_steps=n_steps,
-                internal_batch_size=n_steps,
-            )
-            token_scores = attr.sum(dim=-1)[0].detach().float().cpu().numpy()
-            out.append(_word_scores(text, offsets, special, token_scores))
+            all_ids = list(full["input_ids"][0])
+            token_scores = np.zeros(len(all_ids))
+            for keep, weight in weighted_windows(all_ids, special_mask, int(target)):
+                ids = torch.tensor([[all_ids[i] for i in keep]], device=model.device)
+                mask = torch.ones_like(ids)
+                is_special = torch.tensor(
+                    [[special_mask[i] for i in keep]], device=ids.device, dtype=torch.bool
+                )
+                baseline = torch.where(is_special, ids, torch.full_like(ids, pad))
+                attr = lig.attribute(
+                    ids,
+                    baselines=baseline,
+                    additional_forward_args=(mask,),
+                    target=int(target),
+                    n_steps=n_steps,
+                    internal_batch_size=n_steps,
+                )
+                token_scores[keep] += weight * attr.sum(dim=-1)[0].detach().float().cpu().numpy()
+            offsets = full["offset_mapping"][0]
+            out.append(_word_scores(text, offsets, special_mask, token_scores))
         return out
 
     return explain
@@ -151,10 +175,10 @@ def _word_at(text: str, starts: np.ndarray, begin: int, end: int) -> int | None:
     return int(np.searchsorted(starts, begin, side="right")) - 1
 
 
-def visible_text(tokenizer: Any, text: str, max_length: int, long_text: tuple[str, float]) -> str:
+def visible_text(tokenizer: Any, text: str, max_length: int, long_text: LongText) -> str:
     """``text`` (normalised) cut to the words the model reads at ``max_length`` tokens, the
     way it cuts them (``model.long_text``: head, tail or head and tail joined); the text itself
-    when it fits. Explainers then score only words the model sees."""
+    when it fits or is read whole (chunks). Explainers then score only words the model sees."""
     from finetune.modeling import truncation
 
     enc = tokenizer(
@@ -162,7 +186,7 @@ def visible_text(tokenizer: Any, text: str, max_length: int, long_text: tuple[st
         verbose=False,
     )  # fmt: skip
     special = list(enc["special_tokens_mask"][0])
-    keep = truncation.kept_positions(special, max_length, *long_text)
+    keep = truncation.kept_positions(special, max_length, long_text)
     if keep is None:
         return text
     offsets, starts = enc["offset_mapping"][0], _word_starts(text)
@@ -474,7 +498,7 @@ def build(
     model: Any = None,
     tokenizer: Any = None,
     max_length: int = 128,
-    long_text: tuple[str, float] = ("head", 0.25),
+    long_text: LongText = HEAD_ONLY,
     n_steps: int = 16,
     shap_max_evals: int = 200,
     lime_samples: int = 200,

@@ -129,6 +129,9 @@ def evaluate(
     }
     head = model_metrics[eval_name]
     counts = token_counts(tokenizer, splits[eval_name]["text"].tolist())
+    long_text = truncation.settings(model.config)
+    # the texts the model reads only part of (with chunks it reads every token)
+    cut = (counts > max_length) & (long_text.mode != truncation.CHUNKS)
     judged = val_name if val_name in model_metrics else eval_name  # validation when there is one
     result: dict[str, Any] = {
         **verdict(
@@ -136,13 +139,13 @@ def evaluate(
             baseline_metrics[judged]["f1_macro"],
             train_metrics,
             np.bincount(train_df["label_id"].to_numpy().astype(int), minlength=len(labels)),
-            float((counts > max_length).mean()) if len(counts) else 0.0,
+            float(cut.mean()) if len(cut) else 0.0,
             require_beat_baseline,
             test=(head["f1_macro"], baseline_metrics[eval_name]["f1_macro"], len(ys[eval_name]))
             if judged != eval_name
             else None,
             length_limit=_at_position_limit(model, max_length),
-            long_text=truncation.settings(model.config)[0],
+            long_text=long_text.mode,
         ),
         "split": eval_name,
         **{k: head[k] for k in (*HEADLINE, "ece", "ece_temperature_scaled")},
@@ -170,7 +173,7 @@ def evaluate(
     df = splits[eval_name]
     frame = predictions_frame(df, test.probabilities, labels)
     frame["num_tokens"] = counts
-    frame["truncated"] = counts > max_length
+    frame["truncated"] = cut
     baseline_test = baseline_probs[eval_name]
     frame["baseline_predicted"] = [labels[i] for i in baseline_test.argmax(axis=1)]
     frame["baseline_confidence"] = baseline_test.max(axis=1)

@@ -11,7 +11,9 @@ Behaviour for awkward inputs (documented in the README, tested):
 - **overlong** texts are cut to ``max_length`` tokens the way training cut them
   (``model.long_text``: the head, the tail, or both ends) and predicted from those; their
   ``status`` is ``truncated``. Texts longer than ``max_length * CHARS_PER_TOKEN_CAP`` characters
-  are cut (at the same ends) before tokenizing, so one huge input cannot stall a batch.
+  are cut (at the same ends) before tokenizing, so one huge input cannot stall a batch. A model
+  trained with ``model.long_text: chunks`` reads all of every text, in windows of
+  ``max_length`` batched like texts: ``status`` ``ok``.
 - everything else has ``status`` ``ok``. Input order is kept; batches are sorted by length.
 """
 
@@ -107,8 +109,8 @@ def predict_frame(
     char_cap = max_length * CHARS_PER_TOKEN_CAP
     status = np.array([STATUS_EMPTY if not t else STATUS_OK for t in texts], dtype=object)
     keep = [i for i, t in enumerate(texts) if t]
-    clipped = [truncation.clip_chars(texts[i], char_cap, *loaded.long_text) for i in keep]
-    if clipped:
+    clipped = [truncation.clip_chars(texts[i], char_cap, loaded.long_text) for i in keep]
+    if clipped and loaded.long_text.mode != truncation.CHUNKS:
         counts = loaded.token_counts(clipped)
         for i, text, n in zip(keep, clipped, counts, strict=True):
             if n > max_length or len(text) < len(texts[i]):

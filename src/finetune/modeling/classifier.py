@@ -45,8 +45,8 @@ class Classifier:
     # None for ONNX
     model: Any = None
     tokenizer: Any = None
-    # how a text over max_length is cut (mode, head share): finetune.modeling.truncation
-    long_text: tuple[str, float] = (truncation.HEAD, truncation.DEFAULT_SHARE)
+    # how a text over max_length is read: finetune.modeling.truncation
+    long_text: truncation.LongText = truncation.HEAD_ONLY
 
 
 def _torch_model(model: Any, tokenizer: Any, source: str) -> Classifier:

@@ -77,7 +77,7 @@ class OnnxClassifier:
     pad_id: int
     path: Path
     load_seconds: float
-    long_text: tuple[str, float] = (truncation.HEAD, truncation.DEFAULT_SHARE)
+    long_text: truncation.LongText = truncation.HEAD_ONLY
     # Dynamically quantized (int8): the activations' scale comes from the whole batch, so a
     # text's probabilities would depend on the texts batched with it (up to 0.39 apart and
     # 0.5% of labels flipped on 100,000 sst2 sentences at batch 64, bench/batch_predict.py).
@@ -90,21 +90,29 @@ class OnnxClassifier:
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
-    def encode(self, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
-        """Token ids, attention mask (and token types) padded to the longest text; a text over
-        ``max_length`` cut as the model was trained (:mod:`finetune.modeling.truncation`)."""
-        mode, share = self.long_text
-        if mode == truncation.HEAD:
+    def encode(self, texts: list[str], max_length: int) -> tuple[dict[str, np.ndarray], list[int]]:
+        """Token ids, attention mask (and token types) padded to the longest row, and the text
+        of each row: a text over ``max_length`` cut as the model was trained (one row), or its
+        windows for chunks (:mod:`finetune.modeling.truncation`)."""
+        long_text = self.long_text
+        if long_text.mode == truncation.HEAD:
             self.tokenizer.enable_truncation(max_length)
         else:
             self.tokenizer.no_truncation()
-        rows = []
-        for enc in self.tokenizer.encode_batch(texts):
+        rows, owner = [], []
+        for text, enc in enumerate(self.tokenizer.encode_batch(texts)):
             columns = (enc.ids, enc.attention_mask, enc.type_ids)
-            keep = None
-            if mode != truncation.HEAD:
-                keep = truncation.kept_positions(enc.special_tokens_mask, max_length, mode, share)
-            rows.append(columns if keep is None else tuple([c[i] for i in keep] for c in columns))
+            found = None
+            if long_text.mode != truncation.HEAD:
+                found = truncation.windows(enc.special_tokens_mask, max_length, long_text)
+            for keep in found or [None]:
+                rows.append(
+                    columns if keep is None else tuple([c[i] for i in keep] for c in columns)
+                )
+                owner.append(text)
+        return self._feeds(rows), owner
+
+    def _feeds(self, rows: list[tuple[list[int], list[int], list[int]]]) -> dict[str, np.ndarray]:
         width = max((len(r[0]) for r in rows), default=0)
         shape = (len(rows), width)
         ids = np.full(shape, self.pad_id, dtype=np.int64)
@@ -120,14 +128,26 @@ class OnnxClassifier:
         self.tokenizer.no_truncation()
         return [len(e.ids) for e in self.tokenizer.encode_batch(texts)]
 
-    def logits(self, texts: list[str], max_length: int) -> np.ndarray:
-        return self.session.run(["logits"], self.encode(texts, max_length))[0]
+    def logits(
+        self, texts: list[str], max_length: int, batch_size: int | None = None
+    ) -> np.ndarray:
+        """One row of logits per text: its windows' pooled for chunks, run at most
+        ``batch_size`` rows at a time (all at once when None)."""
+        feeds, owner = self.encode(texts, max_length)
+        step = batch_size or max(len(owner), 1)
+        out = [
+            self.session.run(["logits"], {k: v[i : i + step] for k, v in feeds.items()})[0]
+            for i in range(0, len(owner), step)
+        ]
+        rows = np.concatenate(out) if out else np.zeros((0, len(self.labels)))
+        return truncation.pool(rows, owner, len(texts), self.long_text.pool)
 
     def predict_proba(
         self, texts: list[str], batch_size: int = 64, max_length: int | None = None
     ) -> Predictions:
-        """Class probabilities in input order; batches of texts of similar length (one text
-        per batch for a dynamically quantized graph: :attr:`per_text`)."""
+        """Class probabilities in input order; batches of texts of similar length, at most
+        ``batch_size`` rows a run (one row per run for a dynamically quantized graph:
+        :attr:`per_text`)."""
         length = min(max_length or self.max_length, self.max_positions)
         batch_size = 1 if self.per_text else batch_size
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
@@ -136,7 +156,7 @@ class OnnxClassifier:
         began = time.perf_counter()
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            logits = self.logits([texts[i] for i in idx], length).astype(np.float64)
+            logits = self.logits([texts[i] for i in idx], length, batch_size).astype(np.float64)
             logits -= logits.max(axis=1, keepdims=True)
             exp = np.exp(logits)
             probs[idx] = exp / exp.sum(axis=1, keepdims=True)

@@ -19,9 +19,11 @@ _LENGTH_BY = {
     f"{MIN_FITTED_LENGTH} tokens",
 }
 _LONG_TEXT = {
-    "head": "their first tokens",
-    "tail": "their last tokens",
-    "head_tail": "their first {share:.0%} of tokens and the rest from their end",
+    "head": "keep their first tokens",
+    "tail": "keep their last tokens",
+    "head_tail": "keep their first {share:.0%} of tokens and the rest from their end",
+    "chunks": "are read whole, in windows of that length overlapping by {overlap:.0%}, the "
+    "text's logits the {pool} of its windows'",
 }
 
 
@@ -105,8 +107,10 @@ Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
 - Max sequence length: {resolved["model.max_length"]} (`model.max_length: {model.max_length}`{
         _LENGTH_BY.get(resolved.get("model.max_length_by", ""), "")
     });
-  longer texts keep {
-        _LONG_TEXT[model.long_text].format(share=model.head_share)
+  longer texts {
+        _LONG_TEXT[model.long_text].format(
+            share=model.head_share, overlap=model.chunk_overlap, pool=model.chunk_pool
+        )
     } (`model.long_text: {model.long_text}`)
 - Epochs: {_epochs_line(cfg, metrics, resolved)}
 - Attention dropout while training: {_attention_dropout(cfg, resolved)}

@@ -32,7 +32,7 @@ from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
 from finetune.evaluation.baseline import baseline_gap, baseline_standing, fit_predict_baseline
 from finetune.evaluation.metrics import macro_f1
-from finetune.modeling import tokens
+from finetune.modeling import tokens, truncation
 from finetune.modeling.backbones import backbone_attention_dropout, resolve_pooling
 from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
@@ -199,6 +199,12 @@ def resolve_settings(
         length, by = start, "setting" if cfg.model.max_length != tokens.AUTO else "p99"
     else:
         length, by = _budget_length(cfg, plan, tokenizer, texts, lengths, start, labels, pooling)
+    rows = len(train_df)
+    if cfg.model.long_text == truncation.CHUNKS:  # a long text trains as its windows
+        specials = int(tokenizer.num_special_tokens_to_add())
+        rows = truncation.count_windows(lengths, length, specials, cfg.model.chunk_overlap)
+        n_validation = round(n_validation * rows / max(len(train_df), 1))
+        plan = make_plan(cfg.train, rows, n_validation, dist_info()[1])
     resolved = {
         "model.max_length": length,
         "model.max_length_by": by,
@@ -214,23 +220,24 @@ def resolve_settings(
     resolved["train.attention_dropout"] = dropout
     truncated = float((lengths > resolved["model.max_length"]).mean()) if len(lengths) else 0.0
     log.info(
-        "max length %d (model.max_length=%s, set by %s; %.2f%% of train texts truncated, "
-        "keeping %s); %s pooling "
+        "max length %d (model.max_length=%s, set by %s; %.2f%% of train texts longer, read as "
+        "%s); %s pooling "
         "(model.pooling=%s); attention dropout %s (train.attention_dropout=%s); %s epochs "
-        "(train.epochs=%s, %d train rows, %d steps an epoch), evaluated every %s steps, "
+        "(train.epochs=%s, %d train %s, %d steps an epoch), evaluated every %s steps, "
         "time budget %s",
         resolved["model.max_length"],
         cfg.model.max_length,
         by,
         100 * truncated,
-        cfg.model.long_text.replace("head_tail", f"head and tail ({cfg.model.head_share:g} head)"),
+        truncation.from_model_config(cfg.model).describe(),
         resolved["model.pooling"],
         cfg.model.pooling,
         dropout,
         cfg.train.attention_dropout,
         f"at most {plan.epochs:g}" if plan.adaptive else f"{plan.epochs:g}",
         cfg.train.epochs,
-        len(train_df),
+        rows,
+        "windows" if rows != len(train_df) else "rows",
         plan.steps_per_epoch,
         plan.eval_steps or plan.steps_per_epoch,
         cfg.train.time_budget,
@@ -256,7 +263,9 @@ def _budget_length(
     if start <= budget.MIN_FITTED_LENGTH:
         return start, "p99"
     reason = None
-    if plan.time_budget_s is None:
+    if cfg.model.long_text == truncation.CHUNKS:
+        reason = "model.long_text: chunks reads every token at any length (shorter, more windows)"
+    elif plan.time_budget_s is None:
         reason = "no train.time_budget"
     elif plan.by_max_steps:
         reason = "train.max_steps sets the training length"

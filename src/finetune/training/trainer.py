@@ -39,6 +39,9 @@ from finetune.training.schedule import Plan, TrainingLength, load_state, make_pl
 
 log = logging.getLogger(__name__)
 
+# model.long_text: chunks: which text (row of the split) a window of the tokenized split is from
+DOCUMENT_COLUMN = "document"
+
 
 def compute_metrics(eval_pred: Any) -> dict[str, float]:
     logits, labels = eval_pred
@@ -52,16 +55,35 @@ def compute_metrics(eval_pred: Any) -> dict[str, float]:
     }
 
 
+def document_metrics(documents: list[int], how: str) -> Any:
+    """``compute_metrics`` for a validation set of chunks: its windows' logits pooled into one
+    prediction per text (``how``: mean or max, as every prediction path pools them), so
+    validation metrics, and what early stopping and the baseline check judge, are per text."""
+    owner = np.asarray(documents)
+    n = int(owner.max()) + 1 if len(owner) else 0
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        logits, labels = eval_pred
+        labels = np.asarray(labels)
+        text_labels = np.zeros(n, dtype=np.int64)
+        text_labels[owner] = labels  # a text's windows all carry its label
+        return compute_metrics((truncation.pool(np.asarray(logits), owner, n, how), text_labels))
+
+    return compute
+
+
 def tokenize(
     df: pd.DataFrame,
     tokenizer: Any,
     max_length: int,
     teacher_logits: np.ndarray | None = None,
-    long_text: tuple[str, float] = (truncation.HEAD, truncation.DEFAULT_SHARE),
+    long_text: truncation.LongText = truncation.HEAD_ONLY,
 ) -> Any:
     """A datasets.Dataset of input_ids/attention_mask/labels/length, unpadded (collator pads);
     with ``teacher_logits``, a column of them per example (distillation); texts over
-    ``max_length`` cut the ``long_text`` way (mode, head share)."""
+    ``max_length`` cut the ``long_text`` way. With chunks a long text gives several rows (its
+    windows, each with the text's label and teacher logits) and a :data:`DOCUMENT_COLUMN`
+    says which row of ``df`` each came from."""
     from datasets import Dataset
 
     columns: dict[str, Any] = {"text": df["text"].tolist(), "labels": df["label_id"].tolist()}
@@ -69,12 +91,19 @@ def tokenize(
         columns[TEACHER_COLUMN] = teacher_logits.tolist()
     ds = Dataset.from_dict(columns)
 
-    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-        enc = truncation.encode(tokenizer, batch["text"], max_length, *long_text)
+    def encode(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, Any]:
+        enc, owner = truncation.encode(tokenizer, batch["text"], max_length, long_text)
+        for key in batch:
+            if key != "text":
+                enc[key] = [batch[key][i] for i in owner]
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        if long_text.mode == truncation.CHUNKS:
+            enc[DOCUMENT_COLUMN] = [indices[i] for i in owner]
         return enc
 
-    return ds.map(encode, batched=True, remove_columns=["text"], desc="tokenize")
+    return ds.map(
+        encode, batched=True, with_indices=True, remove_columns=ds.column_names, desc="tokenize"
+    )
 
 
 @dataclass
@@ -198,7 +227,11 @@ def build_trainer(
         eval_dataset=val_ds,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
-        compute_metrics=compute_metrics,
+        compute_metrics=(
+            document_metrics(val_ds[DOCUMENT_COLUMN], truncation.settings(model.config).pool)
+            if DOCUMENT_COLUMN in val_ds.column_names
+            else compute_metrics
+        ),
         compute_loss_func=weighted_loss(class_weights) if class_weights else None,
         callbacks=[*extra, bar],
         **distill,
@@ -254,9 +287,9 @@ def fine_tune(
         teacher = teacher_log_probs(
             spec.distill.teachers, train_df["text"].tolist(), labels, spec.eval_batch_size
         )
-    long_text = (model_cfg.long_text, model_cfg.head_share)
+    long_text = truncation.from_model_config(model_cfg)
     # saved with the model: evaluate, predict and the ONNX export cut long texts the same way
-    model.config.update({truncation.CONFIG_KEY: long_text[0], truncation.SHARE_KEY: long_text[1]})
+    model.config.update(long_text.config())
     train_ds = tokenize(train_df, tokenizer, model_cfg.max_length, teacher, long_text)
     val_ds = tokenize(validation_df, tokenizer, model_cfg.max_length, long_text=long_text)
     rank, world = dist_info()
