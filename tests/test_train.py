@@ -412,6 +412,9 @@ def test_eval_schedule_and_min_delta_follow_the_data() -> None:
     plan = schedule.make_plan(spec, 1360, 240)
     assert (plan.steps_per_epoch, plan.eval_steps, plan.max_steps) == (43, 25, 860)
     assert plan.min_delta == pytest.approx(1 / 240) and plan.adaptive
+    # chunks: 240 validation windows of 80 texts; the metric judges texts: one text's worth
+    chunked = schedule.make_plan(spec, 1360, 240, n_judged=80)
+    assert chunked.min_delta == pytest.approx(1 / 80) and chunked.eval_steps == plan.eval_steps
     assert plan.warmup_steps == 43  # 6% of 860 is 52: at most one epoch
     # large validation split: once per epoch; tiny one: not more often than every 20 steps
     assert schedule.make_plan(spec, 15000, 3000).eval_steps == 313  # clinc150: 1.5 an epoch

@@ -587,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="predict a CSV/JSONL file with class probabilities (--engine spark: tables on Spark)",
         description="Rows with an empty text get status=empty and no prediction; texts longer "
-        "than --max-length tokens are truncated (status=truncated). Input order is kept.",
+        "than --max-length tokens are cut as the model was trained to cut them (status=truncated), "
+        "or read whole in windows by a model trained with chunks. Input order is kept.",
     )
     p.add_argument(
         "-m",
@@ -613,7 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-length",
         type=int,
-        help="tokens; longer texts are truncated (default: the length the model was trained with)",
+        help="tokens; longer texts are cut, or read in windows of it by a chunks model (default: "
+        "the length the model was trained with)",
     )
     p.add_argument(
         "--input-format", choices=["auto", "csv", "jsonl", "tsv", "parquet"], default="auto"

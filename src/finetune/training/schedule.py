@@ -109,8 +109,16 @@ def eval_every(n_validation: int, samples_per_step: int, steps_per_epoch: int) -
     return max(1, min(steps_per_epoch, steps))
 
 
-def make_plan(spec: TrainConfig, n_train: int, n_validation: int, world: int = 1) -> Plan:
-    """The training length settings for ``n_train`` rows (``world`` processes)."""
+def make_plan(
+    spec: TrainConfig,
+    n_train: int,
+    n_validation: int,
+    world: int = 1,
+    n_judged: int | None = None,
+) -> Plan:
+    """The training length settings for ``n_train`` rows (``world`` processes); evaluations
+    cost ``n_validation`` rows and the metric judges ``n_judged`` texts (``model.long_text:
+    chunks``: fewer than the rows, a long text's windows pooled; default: the rows)."""
     samples_per_step = spec.batch_size * spec.gradient_accumulation_steps * world
     steps_per_epoch = max(1, math.ceil(n_train / samples_per_step))
     adaptive = spec.epochs == "auto"
@@ -127,7 +135,7 @@ def make_plan(spec: TrainConfig, n_train: int, n_validation: int, world: int = 1
     elif spec.metric_for_best_model == "loss":
         min_delta = 0.0  # one example's worth has no meaning for a loss
     else:
-        min_delta = 1.0 / max(n_validation, 1)
+        min_delta = 1.0 / max(n_judged or n_validation, 1)
     budget = (
         parse_duration(spec.time_budget, "train.time_budget").total_seconds()
         if spec.time_budget

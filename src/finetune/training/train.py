@@ -203,8 +203,8 @@ def resolve_settings(
     if cfg.model.long_text == truncation.CHUNKS:  # a long text trains as its windows
         specials = int(tokenizer.num_special_tokens_to_add())
         rows = truncation.count_windows(lengths, length, specials, cfg.model.chunk_overlap)
-        n_validation = round(n_validation * rows / max(len(train_df), 1))
-        plan = make_plan(cfg.train, rows, n_validation, dist_info()[1])
+        windows = round(n_validation * rows / max(len(train_df), 1))  # about as many a text
+        plan = make_plan(cfg.train, rows, windows, dist_info()[1], n_validation)
     resolved = {
         "model.max_length": length,
         "model.max_length_by": by,

@@ -55,6 +55,20 @@ def compute_metrics(eval_pred: Any) -> dict[str, float]:
     }
 
 
+class InOrderEval:
+    """Trainer mixin: evaluation in the dataset's row order, whatever ``group_by_length`` says
+    (transformers groups evaluation rows by length too, which would pair a window's logits with
+    another text's): :func:`document_metrics` pools each text's windows by row. Several
+    processes: None, as transformers has it (accelerate shards in order and gathers back)."""
+
+    args: Any
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        from torch.utils.data import SequentialSampler
+
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+
 def document_metrics(documents: list[int], how: str) -> Any:
     """``compute_metrics`` for a validation set of chunks: its windows' logits pooled into one
     prediction per text (``how``: mean or max, as every prediction path pools them), so
@@ -204,15 +218,17 @@ def build_trainer(
     from transformers import DataCollatorWithPadding, Trainer
     from transformers.trainer_callback import ProgressCallback
 
+    chunked = DOCUMENT_COLUMN in val_ds.column_names
     if length is None:
-        plan = make_plan(spec, len(train_ds), len(val_ds), dist_info()[1])
+        judged = len(set(val_ds[DOCUMENT_COLUMN])) if chunked else None
+        plan = make_plan(spec, len(train_ds), len(val_ds), dist_info()[1], judged)
         length = TrainingLength(plan, len(val_ds))
     args = _training_args(spec, length.plan, precision, output_dir, seed, progress)
     extra = [*(callbacks or []), length]
     samples_per_step = spec.batch_size * spec.gradient_accumulation_steps * dist_info()[1]
     bar = Progress(samples_per_step)
     distill: dict[str, Any] = {}
-    trainer_class = Trainer
+    trainer_class: type = Trainer
     if spec.distill.enabled:
         trainer_class = DistillationTrainer
         distill = {
@@ -220,6 +236,8 @@ def build_trainer(
             "alpha": spec.distill.alpha,
             "class_weights": class_weights,
         }
+    if chunked:  # per-text validation pools a text's windows by row: evaluate them in order
+        trainer_class = type(f"InOrder{trainer_class.__name__}", (InOrderEval, trainer_class), {})
     trainer = trainer_class(
         model=model,
         args=args,
@@ -229,7 +247,7 @@ def build_trainer(
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         compute_metrics=(
             document_metrics(val_ds[DOCUMENT_COLUMN], truncation.settings(model.config).pool)
-            if DOCUMENT_COLUMN in val_ds.column_names
+            if chunked
             else compute_metrics
         ),
         compute_loss_func=weighted_loss(class_weights) if class_weights else None,
@@ -279,9 +297,6 @@ def fine_tune(
         spec.attention_dropout, int(model_cfg.max_length), model_cfg.name_or_path
     )
     model, tokenizer = build_model(model_cfg.name_or_path, labels, spec, model_cfg.pooling, dropout)
-    weights = class_weights_for(spec.class_weights, labels, train_df["label_id"])
-    if weights:
-        log.info("class weights: %s", dict(zip(labels, np.round(weights, 3), strict=True)))
     teacher = None
     if spec.distill.enabled:
         teacher = teacher_log_probs(
@@ -292,13 +307,17 @@ def fine_tune(
     model.config.update(long_text.config())
     train_ds = tokenize(train_df, tokenizer, model_cfg.max_length, teacher, long_text)
     val_ds = tokenize(validation_df, tokenizer, model_cfg.max_length, long_text=long_text)
+    # from the rows trained on (with chunks a long text's windows each count)
+    weights = class_weights_for(spec.class_weights, labels, pd.Series(train_ds["labels"]))
+    if weights:
+        log.info("class weights: %s", dict(zip(labels, np.round(weights, 3), strict=True)))
     rank, world = dist_info()
     with tempfile.TemporaryDirectory(prefix="finetune-ckpt-") as tmp:
         output_dir = Path(checkpoint_dir) if checkpoint_dir else Path(tmp)
         resume = latest_checkpoint(output_dir)
         if rank == 0:
             drop_incomplete_checkpoints(output_dir, resume)
-        plan = make_plan(spec, len(train_ds), len(val_ds), world)
+        plan = make_plan(spec, len(train_ds), len(val_ds), world, len(validation_df))
         length = TrainingLength(plan, len(val_ds), load_state(resume))
         trainer = build_trainer(
             model,
