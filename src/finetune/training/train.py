@@ -317,9 +317,9 @@ def _budget_length(
     )
     afford = {n: seconds / budget.epoch_seconds(lengths, n, cost, 1) for n in (start, length)}
     log.info(
-        "time budget: a training sample costs %s s (timed in %.0f s); %.0f s left for training "
+        "time budget: a training sample costs %s (timed in %.0f s); %.0f s left for training "
         "steps afford %.2f epochs at max length %d, %.2f at %d",
-        ", ".join(f"{v:.4f} at {k} tokens" for k, v in points.items()),
+        ", ".join(f"{v:.4f} s at {k} tokens" for k, v in points.items()),
         probe_s,
         seconds,
         afford[start],
