@@ -106,8 +106,8 @@ def test_a_budget_too_short_for_long_texts_cuts_them_and_says_so(
     long_cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The cut follows the measured cost (here a token costs 8 ms: an epoch of the train rows at
-    the p99 length takes longer than the 27 s the budget leaves for steps; max_epochs 1 makes
-    one epoch the goal, not two)."""
+    the p99 length takes longer than the 27 s the budget leaves for steps; one epoch is the
+    goal)."""
     measured: list[list[int]] = []
 
     def measure(make_model: Any, tokenizer: Any, texts: Any, lengths: Any, probe: Any, *a: Any):

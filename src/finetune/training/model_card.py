@@ -14,7 +14,7 @@ from finetune.training.budget import MIN_EPOCHS, MIN_FITTED_LENGTH
 _LENGTH_BY = {
     "p99": ": the 99th percentile of the train texts' token lengths",
     "time_budget": ": cut below the train texts' 99th percentile to the longest length at "
-    f"which {MIN_EPOCHS} epochs (`epochs: auto`; else the configured number) fit "
+    f"which {MIN_EPOCHS} epoch(s) (`epochs: auto`; else the configured number) fit "
     "`train.time_budget` at the step cost timed before training, not under "
     f"{MIN_FITTED_LENGTH} tokens",
 }
