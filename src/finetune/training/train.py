@@ -318,14 +318,11 @@ def _budget_length(
     afford = {n: seconds / budget.epoch_seconds(lengths, n, cost, 1) for n in (start, length)}
     log.info(
         "time budget: a training sample costs %s (timed in %.0f s); %.0f s left for training "
-        "steps afford %.2f epochs at max length %d, %.2f at %d",
+        "steps afford %s",
         ", ".join(f"{v:.4f} s at {k} tokens" for k, v in points.items()),
         probe_s,
         seconds,
-        afford[start],
-        start,
-        afford[length],
-        length,
+        ", ".join(f"{afford[n]:.2f} epochs at max length {n}" for n in dict.fromkeys(afford)),
     )
     if length == start:
         return start, "p99"
