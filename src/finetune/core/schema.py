@@ -571,6 +571,7 @@ class PathsConfig(Section):
     checkpoints_dir: str
     evaluate_metrics: str
     evaluate_per_class: str
+    evaluate_by_length: str
     confusion_plot: str
     confusion_image: str
     predictions: str

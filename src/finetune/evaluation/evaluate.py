@@ -178,7 +178,7 @@ def evaluate(
     frame["baseline_predicted"] = [labels[i] for i in baseline_test.argmax(axis=1)]
     frame["baseline_confidence"] = baseline_test.max(axis=1)
     # Do texts the model reads only in part (past max_length) fare worse, and than the baseline?
-    result["by_length"] = M.by_length(
+    by_length = M.by_length(
         counts, ys[eval_name], test.probabilities.argmax(axis=1), baseline_test.argmax(axis=1),
         max_length,
     )  # fmt: skip
@@ -191,6 +191,7 @@ def evaluate(
     return {
         "metrics": result,
         "per_class": per_class,
+        "by_length": by_length,
         "frame": frame,
         "probs": test.probabilities,
         "y": ys[eval_name],
@@ -200,9 +201,11 @@ def evaluate(
     }
 
 
-def mlflow_metrics(metrics: dict[str, Any], per_class: dict[str, Any]) -> dict[str, float]:
-    """The flat numbers logged to MLflow: test_*, val_*, baseline_test_*, delta_test_*, and
-    test_<metric>_<label's safe name> per class."""
+def mlflow_metrics(
+    metrics: dict[str, Any], per_class: dict[str, Any], by_length: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """The flat numbers logged to MLflow: test_*, val_*, baseline_test_*, delta_test_*,
+    test_<metric>_<label's safe name> per class and test_<metric>_length_<bucket>."""
     out: dict[str, float] = {}
     for key in (
         *HEADLINE,
@@ -229,7 +232,7 @@ def mlflow_metrics(metrics: dict[str, Any], per_class: dict[str, Any]) -> dict[s
     for key, value in metrics.get("validation", {}).items():
         if isinstance(value, float | int) and not isinstance(value, bool):
             out[f"val_{key}"] = float(value)
-    for bucket, values in metrics.get("by_length", {}).items():
+    for bucket, values in (by_length or {}).items():
         for key in ("accuracy", "f1_macro", "baseline_f1_macro"):
             if values[key] is not None:
                 out[f"test_{key}_length_{bucket}"] = float(values[key])
@@ -289,6 +292,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     with tracking.train_run(paths.run_info, cfg.tracking, stage="evaluate"), StagedOutputs() as out:
         write_json(out.file(paths.evaluate_metrics), metrics)
         write_json(out.file(paths.evaluate_per_class), res["per_class"])
+        write_json(out.file(paths.evaluate_by_length), res["by_length"])
         write_parquet(out.file(paths.predictions), frame)
         # DVC "confusion" template: one record per example, actual vs predicted.
         frame[["label", "predicted"]].rename(columns={"label": "actual"}).to_csv(
@@ -311,10 +315,11 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             figure.savefig(target, format="png", dpi=110)
             mlflow.log_figure(figure, f"evaluate/{name}")
             plt.close(figure)
-        mlflow.log_metrics(mlflow_metrics(metrics, res["per_class"]))
+        mlflow.log_metrics(mlflow_metrics(metrics, res["per_class"], res["by_length"]))
         mlflow.set_tag("evaluate.beats_baseline", str(metrics["beats_baseline"]).lower())
         mlflow.log_dict(metrics, "evaluate/metrics.json")
         mlflow.log_dict(res["per_class"], "evaluate/per_class.json")
+        mlflow.log_dict(res["by_length"], "evaluate/by_length.json")
         mlflow.log_dict({"labels": labels, "matrix": cm.tolist()}, "evaluate/confusion_matrix.json")
         for key in ("pr_curve", "roc_curve", "reliability"):
             mlflow.log_dict(res[key], f"evaluate/{key}.json")
@@ -338,7 +343,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         "; ".join(
             f"{v['tokens']} tokens: {v['num_examples']} texts, macro-F1 {v['f1_macro']:.4f} "
             f"(baseline {v['baseline_f1_macro']:.4f})"
-            for v in metrics["by_length"].values()
+            for v in res["by_length"].values()
             if v["num_examples"]
         ),
     )
