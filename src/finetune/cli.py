@@ -439,7 +439,9 @@ def cmd_init_data(args: argparse.Namespace) -> int:
     lines = [
         f"wrote {target.relative_to(root)}: {found.rows} rows, text column "
         f"{found.text_column!r}, label column {found.label_column!r}, "
-        f"{len(found.class_counts)} classes, predefined splits: {splits}",
+        f"{len(found.class_counts)} "
+        f"{'labels (multi-label)' if found.task == 'multi_label' else 'classes'}, "
+        f"predefined splits: {splits}",
         *(f"  could not decide: {x}" for x in found.undecided),
         "next, in this repository:",
         f'  make params O="data={name}"     # make it the workspace\'s data, then',

@@ -27,3 +27,12 @@ def load_labels(processed_dir: str | Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path} is missing: run `dvc repro preprocess` first")
     return list(read_json(path)["labels"])
+
+
+def load_task(processed_dir: str | Path) -> str:
+    """single_label or multi_label: what preprocess found (a label map from before multi-label
+    support is single-label)."""
+    path = Path(processed_dir) / LABEL_MAP
+    if not path.is_file():
+        raise DataError(f"{path} is missing: run `dvc repro preprocess` first")
+    return str(read_json(path).get("task", "single_label"))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from finetune.core.errors import DataError
+from finetune.data.label_sets import LIST_SEPARATOR, guess_separator, split_sets
 from finetune.data.sources import expand, format_of, read_file, sniff_delimiter, split_of
 
 TEXT_NAMES = ("text", "sentence", "message", "body", "review", "content", "comment", "utterance")
@@ -43,6 +44,10 @@ class Inspection:
     label_column: str | None
     id_column: str | None
     class_counts: dict[str, int] = field(default_factory=dict)
+    task: str = "single_label"  # or multi_label: class_counts are rows per label
+    label_separator: str | None = None  # what joins a row's labels (None for JSONL lists)
+    task_reason: str = ""
+    labels_per_row: float | None = None
     text_words: dict[str, float] = field(default_factory=dict)
     undecided: list[str] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)  # files beside the split files, not used
@@ -71,10 +76,13 @@ def _is_label_like(values: pd.Series) -> bool:
     if len(present) < 2:
         return False
     distinct = present.nunique()
-    return (
-        2 <= distinct <= max(2, MAX_LABEL_SHARE * len(present))
-        and present.str.len().max() <= MAX_LABEL_CHARS
+    if not 2 <= distinct <= max(2, MAX_LABEL_SHARE * len(present)):
+        return False
+    separator = guess_separator(present.unique().tolist()).separator
+    names = (
+        [x for s in split_sets(present.unique(), separator) for x in s] if separator else present
     )
+    return max(len(x) for x in names) <= MAX_LABEL_CHARS  # short names (each label of a set)
 
 
 def _guess(table: pd.DataFrame, undecided: list[str]) -> tuple[str | None, str | None, str | None]:
@@ -157,7 +165,26 @@ def inspect(path_or_glob: str) -> Inspection:
         else pd.Series(dtype=float)
     )
     counts = everything[label_column].astype(str).value_counts() if label_column else None
-    if counts is not None and (counts < 2).any():
+    guess = guess_separator(everything[label_column].dropna().astype(str)) if label_column else None
+    multi: dict[str, Any] = {}
+    if guess is not None and guess.ambiguous:
+        undecided.append(f"{guess.reason} (column {label_column!r})")
+    elif guess is not None and guess.separator is not None:
+        sets = split_sets(everything[label_column].astype("string").tolist(), guess.separator)
+        counts = pd.Series([x for s in sets for x in s], dtype=str).value_counts()
+        multi = {
+            "task": "multi_label",
+            "label_separator": None if guess.separator == LIST_SEPARATOR else guess.separator,
+            "task_reason": guess.reason,
+            "labels_per_row": round(float(np.mean([len(s) for s in sets])), 3),
+        }
+        empty = sum(not s for s in sets)
+        if empty:
+            undecided.append(
+                f"{empty} row(s) have no label: kept as rows with an empty label set (remove "
+                "them if they are unlabelled rather than labelled with none)"
+            )
+    elif counts is not None and (counts < 2).any():
         rare = counts[counts < 2].index.tolist()
         undecided.append(
             f"{len(rare)} class(es) have a single example (e.g. {rare[:3]}): preprocess stops "
@@ -188,6 +215,7 @@ def inspect(path_or_glob: str) -> Inspection:
         ),
         undecided=undecided,
         left_out=left_out,
+        **multi,
     )
 
 
@@ -210,6 +238,10 @@ def render(found: Inspection, name: str, path: str) -> str:
         values["delimiter"] = found.delimiter
     values["text_column"] = found.text_column or "CHANGE_ME"
     values["label_column"] = found.label_column or "CHANGE_ME"
+    if found.task == "multi_label":
+        values["task"] = "multi_label"
+        if found.label_separator:
+            values["label_separator"] = found.label_separator
     if found.id_column:
         values["id_column"] = found.id_column
     if found.left_out:
@@ -228,7 +260,13 @@ def render(found: Inspection, name: str, path: str) -> str:
     if found.class_counts:
         top = ", ".join(f"{k} {v}" for k, v in list(found.class_counts.items())[:8])
         more = " ..." if len(found.class_counts) > 8 else ""
-        header.append(f"# {len(found.class_counts)} classes: {top}{more}.")
+        if found.task == "multi_label":
+            header.append(
+                f"# Multi-label ({found.task_reason}): {len(found.class_counts)} labels, "
+                f"{found.labels_per_row} per row; rows per label: {top}{more}."
+            )
+        else:
+            header.append(f"# {len(found.class_counts)} classes: {top}{more}.")
     if found.text_words:
         w = found.text_words
         header.append(

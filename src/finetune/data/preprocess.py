@@ -28,6 +28,7 @@ from finetune.core.schema import DataConfig, PathsConfig, PipelineConfig
 from finetune.core.validate import parse
 from finetune.data import cleaning
 from finetune.data import report as data_report
+from finetune.data.label_sets import canonical
 from finetune.data.sources import (
     FILE_COL,
     ROW_COL,
@@ -41,6 +42,8 @@ from finetune.data.validation import (
     _source_name,
     _where,
     check_classes,
+    label_sets,
+    label_task,
     label_values,
     validate,
 )
@@ -62,6 +65,7 @@ class Preprocessed:
     labels: list[str]
     report: dict[str, Any] = field(default_factory=dict)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
+    task: str = "single_label"  # or multi_label: splits hold label_ids (a list per row)
 
 
 def label_order(present: list[str], spec: DataConfig) -> list[str]:
@@ -142,7 +146,16 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
     n_read = table.num_rows
     texts = cleaning.build_text(table, spec.text_columns, spec.text_separator)
     texts, step_counts = cleaning.clean_texts(texts, spec.cleaning)
-    labels = label_values(raw, spec)
+    task = label_task(raw, spec)
+    multi = task.task == "multi_label"
+    if multi:  # a set per row, written as one text in vocabulary order: "acq|earn", "" for none
+        log.info("%s: multi-label (%s)", name, task.reason)
+        sets = label_sets(raw, spec, task)
+        vocabulary = label_order(sorted({x for s in sets for x in s}), spec)
+        position = {x: i for i, x in enumerate(vocabulary)}
+        labels = pa.chunked_array([pa.array([canonical(s, position) for s in sets], pa.string())])
+    else:
+        labels = label_values(raw, spec)
 
     empty = _mask(pc.or_kleene(pc.is_null(texts), pc.equal(texts, "")))
     if empty.any():
@@ -188,11 +201,22 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
     kept_labels = labels.take(pa.array(keep)).to_pylist()
     split_names = split_col.take(pa.array(keep)).to_pylist()
     present = sorted(set(kept_labels))
-    label_list = label_order(present, spec)
-    label2id = {label: i for i, label in enumerate(label_list)}
-    label_ids = np.array([label2id[x] for x in kept_labels], dtype=np.int64)
+    if multi:
+        kept_sets = [tuple(sorted(sets[i], key=position.__getitem__)) for i in keep]
+        label_list = [x for x in vocabulary if any(x in s for s in kept_sets)]
+        label_ids = multi_label_strata(kept_sets, label_list, max(spec.min_examples_per_class, 3))
+    else:
+        label_list = label_order(present, spec)
+        label2id = {label: i for i, label in enumerate(label_list)}
+        label_ids = np.array([label2id[x] for x in kept_labels], dtype=np.int64)
     needed = max(spec.min_examples_per_class, 3)
-    if raw.predefined_splits:
+    if multi:
+        if len(label_list) < 2:
+            raise DataError(
+                f"{name}: the label sets hold {len(label_list)} label(s) {label_list}; a "
+                f"classifier needs at least two"
+            )
+    elif raw.predefined_splits:
         train_mask = np.array([s == "train" for s in split_names])
         sizes = pd.Series(np.array(kept_labels, dtype=object)[train_mask]).value_counts()
         carve = sum(s not in set(split_names) for s in ("validation", "test"))
@@ -219,25 +243,38 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
         )
     parts = {s: p[~drop[p]] for s, p in parts.items()}
 
-    parts, unseen_dropped = _unseen_labels(parts, label_ids, label_list, spec, name)
-    if unseen_dropped and spec.labels is None:  # the classes are what train holds
-        label_list, label_ids = _train_classes(label_list, label_ids, parts["train"])
+    if multi:
+        label_list, kept_sets, unseen_dropped = _unseen_set_labels(
+            parts, kept_sets, label_list, spec, name
+        )
+        labels = pa.chunked_array([pa.array(["|".join(s) for s in kept_sets], pa.string())])
+        keep_index = np.arange(len(keep))  # labels now follow the kept rows
+    else:
+        parts, unseen_dropped = _unseen_labels(parts, label_ids, label_list, spec, name)
+        if unseen_dropped and spec.labels is None:  # the classes are what train holds
+            label_list, label_ids = _train_classes(label_list, label_ids, parts["train"])
 
     ids = _ids(raw, spec)
     splits: dict[str, pd.DataFrame] = {}
     for s in SPLITS:
         rows = pa.array(keep[parts[s]])
-        columns = {
-            "id": ids.take(rows),
-            "text": texts.take(rows),
-            "label": labels.take(rows),
-            "label_id": pa.array(label_ids[parts[s]], pa.int64()),
-        }
+        columns = {"id": ids.take(rows), "text": texts.take(rows)}
+        if multi:
+            position = {x: i for i, x in enumerate(label_list)}
+            columns["label"] = labels.take(pa.array(keep_index[parts[s]]))
+            columns["label_ids"] = pa.array(
+                [[position[x] for x in kept_sets[i]] for i in parts[s]], pa.list_(pa.int64())
+            )
+        else:
+            columns["label"] = labels.take(rows)
+            columns["label_id"] = pa.array(label_ids[parts[s]], pa.int64())
         for col in spec.extra_columns:
             columns[col] = table.column(col).take(rows)
         splits[s] = pa.table(columns).to_pandas()
 
-    conflicts = _conflict_examples(texts, labels, conflict_positions)
+    conflicts = _conflict_examples(
+        texts, label_values(raw, spec) if multi else labels, conflict_positions
+    )
     counts = {
         "rows_read": n_read,
         "files": len(raw.files),
@@ -255,14 +292,105 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
     }
     report = {
         **counts,
+        "task": task.task,
+        "task_reason": task.reason,
         "num_classes": len(label_list),
         "rows": {s: len(splits[s]) for s in SPLITS},
-        "class_counts": {
-            s: {label: int((splits[s]["label"] == label).sum()) for label in label_list}
-            for s in SPLITS
-        },
+        "class_counts": {s: _class_counts(splits[s], label_list) for s in SPLITS},
     }
-    return Preprocessed(splits=splits, labels=label_list, report=report, conflicts=conflicts)
+    if multi:
+        report["label_separator"] = task.separator
+        report["rows_without_label"] = {
+            s: int((splits[s]["label_ids"].map(len) == 0).sum()) for s in SPLITS
+        }
+        report["labels_per_row"] = {
+            s: round(float(splits[s]["label_ids"].map(len).mean()), 4) for s in SPLITS
+        }
+        report["labels_missing"] = {
+            s: [x for x in label_list if report["class_counts"][s][x] == 0] for s in SPLITS
+        }
+        for s, missing in report["labels_missing"].items():
+            if missing and s != "train":
+                log.warning(
+                    "%s: %d label(s) have no %s row (their %s figures are undefined): %s",
+                    name,
+                    len(missing),
+                    s,
+                    s,
+                    missing[:20],
+                )
+    return Preprocessed(
+        splits=splits, labels=label_list, report=report, conflicts=conflicts, task=task.task
+    )
+
+
+def _class_counts(df: pd.DataFrame, labels: list[str]) -> dict[str, int]:
+    """Rows per label: a multi-label row counts once for each of its labels."""
+    if "label_ids" in df.columns:
+        counts = np.bincount(
+            np.concatenate([np.asarray(x, dtype=np.int64) for x in df["label_ids"]] or [[]]).astype(
+                np.int64
+            ),
+            minlength=len(labels),
+        )
+        return {label: int(counts[i]) for i, label in enumerate(labels)}
+    return {label: int((df["label"] == label).sum()) for label in labels}
+
+
+def multi_label_strata(sets: list[tuple[str, ...]], labels: list[str], needed: int) -> np.ndarray:
+    """One stratum per row for the stratified split of multi-label data: the row's rarest
+    label (so the rare labels spread over the splits); rows with no label, and labels with fewer
+    than ``needed`` rows, share one stratum."""
+    counts: dict[str, int] = {}
+    for s in sets:
+        for x in s:
+            counts[x] = counts.get(x, 0) + 1
+    position = {x: i for i, x in enumerate(labels)}
+    rest = len(labels)
+    out = np.full(len(sets), rest, dtype=np.int64)
+    for row, s in enumerate(sets):
+        common = [x for x in s if counts[x] >= needed]
+        if common:
+            out[row] = position[min(common, key=lambda x: (counts[x], position[x]))]
+    return out
+
+
+def _unseen_set_labels(
+    parts: dict[str, np.ndarray],
+    sets: list[tuple[str, ...]],
+    labels: list[str],
+    spec: DataConfig,
+    name: str,
+) -> tuple[list[str], list[tuple[str, ...]], dict[str, int]]:
+    """Multi-label: a label that no train row has cannot be learnt: an error, or it leaves the
+    vocabulary and every set (the rows stay, with their other labels)."""
+    for s in ("validation", "test"):
+        if len(parts[s]) == 0:
+            raise DataError(f"{name}: the {s} split is empty after cleaning; add examples")
+    in_train = {x for i in parts["train"] for x in sets[i]}
+    unseen = [x for x in labels if x not in in_train]
+    if not unseen:
+        return labels, sets, {}
+    if spec.unseen_labels == "error":
+        raise DataError(
+            f"{name}: label(s) {unseen[:20]} occur in the validation/test sets but in no train "
+            f"row: the model could never predict them; add training examples, or set "
+            f"data.unseen_labels: drop"
+        )
+    gone = set(unseen)
+    dropped = {
+        s: int(sum(any(x in gone for x in sets[i]) for i in parts[s]))
+        for s in ("validation", "test")
+    }
+    log.warning(
+        "%s: label(s) %s occur in no train row; they leave the label sets of %s row(s) "
+        "(data.unseen_labels: drop)",
+        name,
+        unseen[:20],
+        dropped,
+    )
+    kept = [x for x in labels if x not in gone]
+    return kept, [tuple(x for x in s if x not in gone) for s in sets], dropped
 
 
 def _conflict_examples(
@@ -291,7 +419,7 @@ def write_outputs(result: Preprocessed, paths: PathsConfig, out: StagedOutputs) 
         pq.write_table(
             pa.Table.from_pandas(part, preserve_index=False), processed / f"{name}.parquet"
         )
-    write_json(processed / LABEL_MAP, {"labels": result.labels})
+    write_json(processed / LABEL_MAP, {"labels": result.labels, "task": result.task})
 
 
 def run(cfg: PipelineConfig | Mapping[str, Any]) -> Preprocessed:

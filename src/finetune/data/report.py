@@ -128,6 +128,27 @@ def markdown(report: Mapping[str, Any], conflicts: list[dict[str, Any]]) -> str:
             f"| {md_cell(label)} | " + " | ".join(str(counts[s][label]) for s in SPLITS) + " |"
         )
     lines.append("| **total** | " + " | ".join(str(report["rows"][s]) for s in SPLITS) + " |")
+    if report.get("task") == "multi_label":
+        lines += [
+            "",
+            f"Multi-label ({report['task_reason']}): a row counts once for each of its labels.",
+            "",
+            "| | " + " | ".join(SPLITS) + " |",
+            "|---|" + "---:|" * len(SPLITS),
+            "| labels per row (mean) | "
+            + " | ".join(str(report["labels_per_row"][s]) for s in SPLITS)
+            + " |",
+            "| rows with no label | "
+            + " | ".join(str(report["rows_without_label"][s]) for s in SPLITS)
+            + " |",
+            "| labels with no row | "
+            + " | ".join(str(len(report["labels_missing"][s])) for s in SPLITS)
+            + " |",
+        ]
+        for s in SPLITS:
+            if report["labels_missing"][s]:
+                missing = ", ".join(report["labels_missing"][s])
+                lines.append(f"\nLabels with no {s} row: {md_cell(missing)}.")
     lines += [
         "",
         "## Cleaning",
@@ -181,7 +202,7 @@ def write(
     out.file(paths.preprocess_report_md).write_text(markdown(report, result.conflicts))
     # Rows per class in a file of their own; the DVC metrics file keeps the headline figures.
     write_json(out.file(paths.preprocess_class_counts), report["class_counts"])
-    headline = {k: v for k, v in report.items() if k != "class_counts"}
+    headline = {k: v for k, v in report.items() if k not in ("class_counts", "labels_missing")}
     train_counts = report["class_counts"]["train"].values()
     headline["smallest_class_train_rows"] = min(train_counts, default=0)
     headline["largest_class_train_rows"] = max(train_counts, default=0)

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from finetune.core.errors import DataError
 from finetune.core.schema import DataConfig
+from finetune.data.label_sets import LIST_SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,23 @@ def _undecodable(path: Path, encoding: str) -> DataError:
     )
 
 
+def _joined_lists(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A list column (a JSONL/Parquet column of label lists) as text: items joined by
+    :data:`LIST_SEPARATOR`, one after each item, so ``["a"]`` and ``[]`` still read as lists."""
+    try:
+        items = pc.cast(column, pa.list_(pa.string()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise DataError(
+            f"column {name!r} holds lists of {column.type.value_type}, which cannot be read as "
+            f"labels; write each row's labels as a list of names"
+        ) from exc
+    marked = pc.list_value_length(items)
+    joined = pc.binary_join_element_wise(
+        pc.binary_join(items, LIST_SEPARATOR), pa.scalar(""), LIST_SEPARATOR
+    )
+    return pc.if_else(pc.is_null(marked), pa.scalar(LIST_SEPARATOR), joined)
+
+
 def _all_strings(table: pa.Table) -> pa.Table:
     """Every column as a string column (ints/floats/bools keep their text form)."""
     columns = []
@@ -158,6 +176,8 @@ def _all_strings(table: pa.Table) -> pa.Table:
             columns.append(column.cast(pa.string()))
         elif pa.types.is_null(column.type):
             columns.append(pa.nulls(len(table), pa.string()))
+        elif pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            columns.append(_joined_lists(name, column))
         else:
             try:
                 columns.append(pc.cast(column, pa.string()))
@@ -244,6 +264,11 @@ def read_file(
         message = str(exc)
         if "UTF8" in message or "UTF-8" in message or "utf8" in message:
             raise _undecodable(path, encoding) from exc
+        if re.search(r"changed from (array to \w+|\w+ to array)", message):
+            raise DataError(
+                f"{path}: {message.splitlines()[0]}: a column mixes lists and single values; "
+                f'write every row\'s labels as a list (["a"] for one label, [] for none)'
+            ) from exc
         if "Empty CSV file" in message:
             raise DataError(f"{path} is empty: it has no header and no rows") from exc
         raise DataError(f"{path}: cannot parse as {kind}: {message.splitlines()[0]}") from exc

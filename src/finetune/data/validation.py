@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from finetune.core.errors import DataError
 from finetune.data import cleaning
+from finetune.data.label_sets import LIST_SEPARATOR, guess_separator, split_sets
 from finetune.data.sources import FILE_COL, ROW_COL, RawData, as_raw
 
 if TYPE_CHECKING:
@@ -76,6 +77,51 @@ def label_values(raw: RawData, spec: DataConfig) -> pa.ChunkedArray:
     return labels
 
 
+class LabelTask(NamedTuple):
+    task: str  # single_label | multi_label
+    separator: str | None  # what joins a row's labels (multi_label)
+    reason: str  # why: for the log and the data report
+
+
+def label_task(raw: RawData, spec: DataConfig) -> LabelTask:
+    """Single- or multi-label, and the separator, from data.task / data.label_separator, or
+    (task: auto) from the label column's values (:func:`guess_separator`)."""
+    if spec.task == "single_label":
+        return LabelTask("single_label", None, "data.task: single_label")
+    if spec.label_separator is not None:
+        return LabelTask(
+            "multi_label", spec.label_separator, f"data.label_separator: {spec.label_separator!r}"
+        )
+    values = label_values(raw, spec).to_pylist()
+    guess = guess_separator(values)
+    if guess.ambiguous:
+        raise DataError(
+            f"column {spec.label_column!r}: {guess.reason} (e.g. "
+            f"{[v for v in values if v and ('|' in v or ';' in v or ',' in v)][:3]})"
+        )
+    if guess.separator is not None:
+        return LabelTask("multi_label", guess.separator, guess.reason)
+    if spec.task == "multi_label":
+        return LabelTask("multi_label", "|", f"data.task: multi_label; {guess.reason}")
+    return LabelTask("single_label", None, f"data.task: auto; {guess.reason}")
+
+
+def label_sets(raw: RawData, spec: DataConfig, task: LabelTask) -> list[tuple[str, ...]]:
+    """Each row's label set (multi_label), checked against data.labels when that is given."""
+    sets = split_sets(label_values(raw, spec).to_pylist(), task.separator or LIST_SEPARATOR)
+    if spec.label_set:
+        allowed = set(spec.label_set)
+        outside = np.array([any(x not in allowed for x in s) for s in sets], dtype=bool)
+        if outside.any():
+            found = sorted({x for s in sets for x in s if x not in allowed})
+            raise DataError(
+                f"column {spec.label_column!r} has label(s) {found[:10]} outside data.labels "
+                f"{list(spec.label_set)} in {int(outside.sum())} row(s) ({_where(raw, outside)}); "
+                f"fix those rows or add the label(s) to data.labels"
+            )
+    return sets
+
+
 def check_values(raw: RawData, spec: DataConfig) -> None:
     """A label column of continuous numbers, or a text column that is mostly numbers, is a
     wrong column choice: say which rows show it and what to set."""
@@ -127,6 +173,11 @@ def validate(raw: RawData | pd.DataFrame, spec: DataConfig) -> None:
     if raw.table.num_rows == 0:
         raise DataError(f"{name} has a header but no rows: add labelled examples")
     check_values(raw, spec)
+    task = label_task(raw, spec)
+    if task.task == "multi_label":
+        label_sets(raw, spec, task)  # an empty set is a row with no label: allowed
+        _check_ids(raw, spec)
+        return
     labels = label_values(raw, spec)
     null_labels = _mask(
         pc.or_kleene(pc.is_null(labels), pc.equal(pc.utf8_trim_whitespace(labels), ""))
@@ -147,6 +198,10 @@ def validate(raw: RawData | pd.DataFrame, spec: DataConfig) -> None:
                 f"{list(spec.label_set)} in {int(outside.sum())} row(s) ({_where(raw, outside)}); "
                 f"fix those rows or add the label(s) to data.labels"
             )
+    _check_ids(raw, spec)
+
+
+def _check_ids(raw: RawData, spec: DataConfig) -> None:
     if spec.id_column:
         ids = raw.table.column(spec.id_column)
         null_ids = _mask(pc.is_null(ids))
