@@ -108,6 +108,8 @@ class DataConfig(Section):
     text_column: str | Annotated[list[str], Field(min_length=1)]
     text_separator: str
     label_column: str
+    task: Literal["auto", "single_label", "multi_label"]
+    label_separator: Annotated[str, Field(min_length=1)] | None
     labels: Annotated[list[str | int], Field(min_length=2)] | None
     id_column: str | None
     extra_columns: list[str]
@@ -180,6 +182,15 @@ class DistillConfig(Section):
         return (self.teacher,) if isinstance(self.teacher, str) else tuple(self.teacher)
 
 
+class MultiLabelConfig(Section):
+    """How a multi-label model learns and decides (data.task resolving to multi_label)."""
+
+    thresholds: Literal["tuned"] | Annotated[float, Field(gt=0, lt=1)]
+    min_positives: Positive
+    at_least_one: bool | Auto
+    pos_weight: Literal["none", "sqrt", "balanced"]
+
+
 class TrainConfig(Section):
     epochs: PositiveNumber | Auto
     max_epochs: PositiveNumber
@@ -203,6 +214,7 @@ class TrainConfig(Section):
     early_stopping_patience: Positive | None
     early_stopping_min_delta: Annotated[Number, Field(ge=0)] | Auto
     class_weights: Literal["balanced"] | list[PositiveNumber] | dict[str, PositiveNumber] | None
+    multi_label: MultiLabelConfig
     freeze_embeddings: bool
     freeze_layers: NonNegative
     layer_lr_decay: Annotated[Number, Field(gt=0, le=1)]

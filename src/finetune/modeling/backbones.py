@@ -121,8 +121,10 @@ def load_classifier(
     labels: list[str],
     pooling: str = "cls",
     attention_dropout: float | None = None,
+    problem_type: str | None = None,
 ) -> Any:
     """A sequence-classification model with a fresh head for ``labels`` (in id order).
+    ``problem_type``: transformers' (``multi_label_classification``: a sigmoid per label).
 
     ``pooling="cls"``: the architecture's own ``AutoModelForSequenceClassification`` head
     ([CLS] token + pooler for BERT). ``pooling="mean"``: the head on the masked mean of the last
@@ -160,6 +162,7 @@ def load_classifier(
                     label2id=label2id,
                     ignore_mismatched_sizes=True,
                     output_loading_info=True,
+                    **({"problem_type": problem_type} if problem_type else {}),
                     **overrides,
                 )
             report_loading(name_or_path, info)
@@ -170,7 +173,7 @@ def load_classifier(
         encoder = AutoModel.from_pretrained(path, config=config)
     except (OSError, ValueError) as exc:
         raise model_not_found(name_or_path, exc) from exc
-    return _mean_pooling_classifier(encoder, id2label, label2id)
+    return _mean_pooling_classifier(encoder, id2label, label2id, problem_type)
 
 
 def load_encoder(name_or_path: str) -> Any:
@@ -254,7 +257,10 @@ def report_loading(name_or_path: str, info: dict[str, Any]) -> None:
 
 
 def _mean_pooling_classifier(
-    encoder: Any, id2label: dict[int, str], label2id: dict[str, int]
+    encoder: Any,
+    id2label: dict[int, str],
+    label2id: dict[str, int],
+    problem_type: str | None = None,
 ) -> Any:
     from finetune.modeling.pooling_model import (
         MeanPoolingConfig,
@@ -270,6 +276,7 @@ def _mean_pooling_classifier(
         id2label=id2label,
         label2id=label2id,
         classifier_dropout=_head_dropout(encoder.config),
+        **({"problem_type": problem_type} if problem_type else {}),
     )
     model = MeanPoolingForSequenceClassification(config)
     drop_pooler(encoder)

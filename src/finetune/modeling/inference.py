@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from finetune.modeling import truncation
+from finetune.modeling import decisions, truncation
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,12 @@ def length_sorted_batches(
                 )
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 def predict_proba(
     model: Any, tokenizer: Any, texts: list[str], batch_size: int = 64, max_length: int = 128
 ) -> Predictions:
     """Class probabilities for ``texts`` (input order), batching texts of similar length; a
-    chunked text's windows' logits pooled (``model.chunk_pool``) before the softmax."""
+    chunked text's windows' logits pooled (``model.chunk_pool``) before the softmax (or, for a
+    multi-label model, the sigmoid per label)."""
     num_labels = int(model.config.num_labels)
     if not texts:
         return Predictions(np.zeros((0, num_labels), dtype=np.float32))
@@ -88,7 +83,7 @@ def predict_proba(
         began = now
     how = truncation.settings(model.config).pool
     pooled = truncation.pool(np.concatenate(logits), np.concatenate(rows), len(texts), how)
-    return Predictions(_softmax(pooled), timings)
+    return Predictions(decisions.probabilities(pooled, model.config), timings)
 
 
 def _mean_pool(states: Any, attention_mask: Any) -> np.ndarray:
@@ -136,6 +131,5 @@ def embed_and_predict(
     owner, n = np.concatenate(rows), len(texts)
     how = truncation.settings(model.config).pool
     pooled = truncation.pool(np.concatenate(logits), owner, n, how)
-    return truncation.pool(np.concatenate(embeddings), owner, n).astype(np.float32), _softmax(
-        pooled
-    )
+    embedded = truncation.pool(np.concatenate(embeddings), owner, n).astype(np.float32)
+    return embedded, decisions.probabilities(pooled, model.config)

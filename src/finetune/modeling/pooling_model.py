@@ -111,7 +111,9 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         logits = self.classifier(self.dropout(pooled))
         loss = None
-        if labels is not None:
+        if labels is not None and self.config.problem_type == "multi_label_classification":
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        elif labels is not None:
             loss = nn.functional.cross_entropy(
                 logits.view(-1, self.num_labels).float(), labels.view(-1)
             )

@@ -63,3 +63,40 @@ def weighted_loss(weights: list[float]) -> Any:
         return total / num_items_in_batch
 
     return loss_func
+
+
+def positive_weights(rule: str, targets: np.ndarray) -> list[float] | None:
+    """Multi-label: the BCE weight of each label's positives from the train rows' 0/1
+    ``targets`` (n, L). ``sqrt``: sqrt(negatives / positives), ``balanced``: the ratio itself
+    (a label on 1 row in 1,000 weighs its positives 999x), ``none``: 1 each (None). A label no
+    train row has weighs 1."""
+    if rule == "none":
+        return None
+    positives = np.asarray(targets, dtype=np.float64).sum(axis=0)
+    negatives = len(targets) - positives
+    ratio = np.where(positives > 0, negatives / np.maximum(positives, 1.0), 1.0)
+    ratio = np.maximum(ratio, 1e-6)
+    return [float(w) for w in (np.sqrt(ratio) if rule == "sqrt" else ratio)]
+
+
+def multi_label_loss(pos_weight: list[float] | None) -> Any:
+    """A Trainer ``compute_loss_func``: binary cross-entropy per label (a sigmoid each), the
+    positives of label j weighted ``pos_weight[j]``; the mean over every (example, label) of the
+    batch. With gradient accumulation the Trainer passes ``num_items_in_batch``, the label
+    entries of the whole accumulated batch (examples x labels: it counts ``labels`` elements),
+    so the sum is divided by it and accumulation gives the big batch's gradient."""
+    import torch
+
+    weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float32)
+
+    def loss_func(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
+        w = None if weight is None else weight.to(logits.device)
+        each = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits.float(), labels.float(), pos_weight=w, reduction="none"
+        )
+        if num_items_in_batch is None:
+            return each.mean()
+        return each.sum() / num_items_in_batch
+
+    return loss_func

@@ -24,15 +24,20 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from finetune.core.artifacts import LABEL_MAP, load_labels, load_split
+from finetune.core.artifacts import LABEL_MAP, load_labels, load_split, load_task
 from finetune.core.io import StagedOutputs, file_md5, read_json, write_json
 from finetune.core.schema import PipelineConfig
 from finetune.core.secrets import mask_url
 from finetune.core.store import TrackingUnavailable, tracking_uri
 from finetune.core.validate import parse
-from finetune.evaluation.baseline import baseline_gap, baseline_standing, fit_predict_baseline
-from finetune.evaluation.metrics import macro_f1
-from finetune.modeling import tokens, truncation
+from finetune.evaluation.baseline import (
+    baseline_gap,
+    baseline_standing,
+    fit_predict_baseline,
+    fit_predict_multilabel_baseline,
+)
+from finetune.evaluation.metrics import macro_f1, multilabel_f1
+from finetune.modeling import decisions, tokens, truncation
 from finetune.modeling.backbones import backbone_attention_dropout, resolve_pooling
 from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
@@ -84,8 +89,9 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
         update={"max_length": resolved["model.max_length"], "pooling": resolved["model.pooling"]}
     )
     train_args = (train_df, validation_df, labels, model_cfg, cfg.train, cfg.seed)
+    multi = cfg.train.multi_label if load_task(paths.processed_dir) == "multi_label" else None
     if dist_info()[0] != 0:  # DDP worker: train in lockstep; rank 0 logs and writes every output
-        fine_tune(*train_args, checkpoint_dir=ckpt_dir)
+        fine_tune(*train_args, checkpoint_dir=ckpt_dir, multi_label=multi)
         end_distributed()
         return TrainResult(None, None, labels, {})
 
@@ -114,7 +120,9 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
             trial.trial.set_user_attr(RUN_ID_ATTR, run_id)
             callbacks.append(ReportToTrial(trial))
         try:
-            result = fine_tune(*train_args, callbacks=callbacks, checkpoint_dir=ckpt_dir)
+            result = fine_tune(
+                *train_args, callbacks=callbacks, checkpoint_dir=ckpt_dir, multi_label=multi
+            )
         except TrialPruned:
             metrics_log.flush(force=True)
             mlflow.set_tags({"tune.state": "PRUNED"})
@@ -144,21 +152,10 @@ def baseline_check(
     below it by more than that is never made champion (``promotion.require_beat_baseline``); one
     that does not clearly beat it is named first by evaluate and the error report."""
     train = load_split(cfg.paths.processed_dir, "train")
-    y = validation_df["label_id"].to_numpy().astype(int)
-    probs = fit_predict_baseline(
-        train["text"].tolist(),
-        train["label_id"].to_numpy().astype(int),
-        {"validation": validation_df["text"].tolist()},
-        len(labels),
-        cfg.evaluate.baseline,
-        cfg.seed,
-    )["validation"]
-    pred = probs.argmax(axis=1)
-    figures = {
-        "baseline_val_accuracy": float((pred == y).mean()),
-        "baseline_val_f1_macro": macro_f1(y, pred),
-        "baseline_tolerance": 1.0 / max(len(y), 1),  # one validation example's worth
-    }
+    if "label_ids" in validation_df.columns:
+        figures = multilabel_baseline_figures(cfg, train, validation_df, labels)
+    else:
+        figures = _baseline_figures(cfg, train, validation_df, labels)
     gap = baseline_gap({**metrics, **figures})
     figures["beats_baseline"] = baseline_standing({**metrics, **figures}) == "beats"
     if gap is not None:
@@ -170,6 +167,56 @@ def baseline_check(
             else " (promotion.require_beat_baseline is false: it may become champion)",
         )
     return figures
+
+
+def _baseline_figures(
+    cfg: PipelineConfig, train: pd.DataFrame, validation_df: pd.DataFrame, labels: list[str]
+) -> dict[str, Any]:
+    y = validation_df["label_id"].to_numpy().astype(int)
+    probs = fit_predict_baseline(
+        train["text"].tolist(),
+        train["label_id"].to_numpy().astype(int),
+        {"validation": validation_df["text"].tolist()},
+        len(labels),
+        cfg.evaluate.baseline,
+        cfg.seed,
+    )["validation"]
+    pred = probs.argmax(axis=1)
+    return {
+        "baseline_val_accuracy": float((pred == y).mean()),
+        "baseline_val_f1_macro": macro_f1(y, pred),
+        "baseline_tolerance": 1.0 / max(len(y), 1),  # one validation example's worth
+    }
+
+
+def multilabel_baseline_figures(
+    cfg: PipelineConfig, train: pd.DataFrame, validation_df: pd.DataFrame, labels: list[str]
+) -> dict[str, Any]:
+    """The one-vs-rest TF-IDF baseline on validation, its thresholds tuned there as the
+    model's are: subset accuracy, macro- and micro-F1."""
+    n = len(labels)
+    y = decisions.multi_hot(validation_df["label_ids"].tolist(), n) > 0
+    probs = fit_predict_multilabel_baseline(
+        train["text"].tolist(),
+        decisions.multi_hot(train["label_ids"].tolist(), n),
+        {"validation": validation_df["text"].tolist()},
+        cfg.evaluate.baseline,
+        cfg.seed,
+    )["validation"]
+    spec = cfg.train.multi_label
+    at_least_one = decisions.at_least_one(spec.at_least_one, train["label_ids"].map(len).to_numpy())
+    chosen = (
+        decisions.tune(y, probs, spec.min_positives, at_least_one)
+        if spec.thresholds == "tuned"
+        else decisions.fixed(n, float(spec.thresholds), at_least_one)
+    )
+    pred = decisions.decide(probs, chosen)
+    return {
+        "baseline_val_accuracy": float((pred == y).all(axis=1).mean()),
+        "baseline_val_f1_macro": multilabel_f1(y, pred, "macro"),
+        "baseline_val_f1_micro": multilabel_f1(y, pred, "micro"),
+        "baseline_tolerance": 1.0 / max(len(y), 1),
+    }
 
 
 def resolve_settings(

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score
 
-from finetune.core.schema import ModelConfig, Pooling, TrainConfig
-from finetune.evaluation.metrics import macro_f1
-from finetune.modeling import truncation
+from finetune.core.errors import ConfigError
+from finetune.core.schema import ModelConfig, MultiLabelConfig, Pooling, TrainConfig
+from finetune.evaluation.metrics import macro_f1, multilabel_f1
+from finetune.modeling import decisions, truncation
 from finetune.modeling.backbones import load_classifier
 from finetune.modeling.tokens import load_tokenizer
 from finetune.training.callbacks import Progress
@@ -34,7 +35,12 @@ from finetune.training.layers import (
     merge_adapter,
     resolve_attention_dropout,
 )
-from finetune.training.loss import class_weights_for, weighted_loss
+from finetune.training.loss import (
+    class_weights_for,
+    multi_label_loss,
+    positive_weights,
+    weighted_loss,
+)
 from finetune.training.schedule import Plan, TrainingLength, load_state, make_plan
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,26 @@ def compute_metrics(eval_pred: Any) -> dict[str, float]:
     }
 
 
+def multi_label_metrics(min_positives: int, at_least_one: bool) -> Any:
+    """``compute_metrics`` for multi-label: a sigmoid per label, thresholds tuned on these rows
+    as the saved model's will be (:func:`finetune.modeling.decisions.tune`); ``accuracy`` is
+    subset accuracy (every label of a text right), ``f1_macro`` over the labels present."""
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        logits, labels = eval_pred
+        y = np.asarray(labels) > 0.5
+        probs = decisions.sigmoid(np.asarray(logits))
+        pred = decisions.decide(probs, decisions.tune(y, probs, min_positives, at_least_one))
+        return {
+            "accuracy": float((pred == y).all(axis=1).mean()),
+            "f1_macro": multilabel_f1(y, pred, "macro"),
+            "f1_micro": multilabel_f1(y, pred, "micro"),
+            "predicted_classes": float(pred.any(axis=0).sum()),
+        }
+
+    return compute
+
+
 class InOrderEval:
     """Trainer mixin: evaluation in the dataset's row order, whatever ``group_by_length`` says
     (transformers groups evaluation rows by length too, which would pair a window's logits with
@@ -69,7 +95,7 @@ class InOrderEval:
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
 
-def document_metrics(documents: list[int], how: str) -> Any:
+def document_metrics(documents: list[int], how: str, metrics: Any = compute_metrics) -> Any:
     """``compute_metrics`` for a validation set of chunks: its windows' logits pooled into one
     prediction per text (``how``: mean or max, as every prediction path pools them), so
     validation metrics, and what early stopping and the baseline check judge, are per text."""
@@ -79,9 +105,9 @@ def document_metrics(documents: list[int], how: str) -> Any:
     def compute(eval_pred: Any) -> dict[str, float]:
         logits, labels = eval_pred
         labels = np.asarray(labels)
-        text_labels = np.zeros(n, dtype=np.int64)
-        text_labels[owner] = labels  # a text's windows all carry its label
-        return compute_metrics((truncation.pool(np.asarray(logits), owner, n, how), text_labels))
+        text_labels = np.zeros((n, *labels.shape[1:]), dtype=labels.dtype)
+        text_labels[owner] = labels  # a text's windows all carry its label(s)
+        return metrics((truncation.pool(np.asarray(logits), owner, n, how), text_labels))
 
     return compute
 
@@ -92,15 +118,23 @@ def tokenize(
     max_length: int,
     teacher_logits: np.ndarray | None = None,
     long_text: truncation.LongText = truncation.HEAD_ONLY,
+    num_labels: int | None = None,
 ) -> Any:
     """A datasets.Dataset of input_ids/attention_mask/labels/length, unpadded (collator pads);
     with ``teacher_logits``, a column of them per example (distillation); texts over
     ``max_length`` cut the ``long_text`` way. With chunks a long text gives several rows (its
     windows, each with the text's label and teacher logits) and a :data:`DOCUMENT_COLUMN`
-    says which row of ``df`` each came from."""
+    says which row of ``df`` each came from. Multi-label (a ``label_ids`` column and
+    ``num_labels``): ``labels`` are 0/1 floats, one per label."""
     from datasets import Dataset
 
-    columns: dict[str, Any] = {"text": df["text"].tolist(), "labels": df["label_id"].tolist()}
+    if "label_ids" in df.columns:
+        if num_labels is None:
+            raise ValueError("multi-label rows need num_labels")
+        targets = decisions.multi_hot(df["label_ids"].tolist(), num_labels).tolist()
+    else:
+        targets = df["label_id"].tolist()
+    columns: dict[str, Any] = {"text": df["text"].tolist(), "labels": targets}
     if teacher_logits is not None:
         columns[TEACHER_COLUMN] = teacher_logits.tolist()
     ds = Dataset.from_dict(columns)
@@ -185,11 +219,12 @@ def build_model(
     spec: TrainConfig,
     pooling: Pooling,
     attention_dropout: float | None = None,
+    problem_type: str | None = None,
 ) -> tuple[Any, Any]:
     """Tokenizer and classifier, with the attention dropout (None: the backbone's), freezing
     and the LoRA adapter as configured."""
     tokenizer = load_tokenizer(model_name_or_path)
-    model = load_classifier(model_name_or_path, labels, pooling, attention_dropout)
+    model = load_classifier(model_name_or_path, labels, pooling, attention_dropout, problem_type)
     keep_every_kth_layer(model, spec.distill.keep_every_kth_layer)
     freeze(model, spec.freeze_embeddings, spec.freeze_layers)
     if spec.lora.enabled:
@@ -212,13 +247,20 @@ def build_trainer(
     callbacks: list[Any] | None = None,
     progress: bool = True,
     length: TrainingLength | None = None,
+    multi_label: tuple[MultiLabelConfig, bool, list[float] | None] | None = None,
 ) -> Any:
     """Our Trainer: dynamic padding (multiple of 8), length-grouped batches, bf16 autocast;
-    ``length`` (made from the data when not given) decides when training ends."""
+    ``length`` (made from the data when not given) decides when training ends. ``multi_label``:
+    (its settings, at least one label per text, the positives' BCE weights)."""
     from transformers import DataCollatorWithPadding, Trainer
     from transformers.trainer_callback import ProgressCallback
 
     chunked = DOCUMENT_COLUMN in val_ds.column_names
+    judge, loss = compute_metrics, weighted_loss(class_weights) if class_weights else None
+    if multi_label:
+        settings, at_least_one, pos_weight = multi_label
+        judge = multi_label_metrics(settings.min_positives, at_least_one)
+        loss = multi_label_loss(pos_weight)
     if length is None:
         judged = len(set(val_ds[DOCUMENT_COLUMN])) if chunked else None
         plan = make_plan(spec, len(train_ds), len(val_ds), dist_info()[1], judged)
@@ -229,6 +271,11 @@ def build_trainer(
     bar = Progress(samples_per_step)
     distill: dict[str, Any] = {}
     trainer_class: type = Trainer
+    if spec.distill.enabled and multi_label:
+        raise ConfigError(
+            "train.distill with multi-label data: distillation matches a softmax over classes; "
+            "set train.distill.enabled: false"
+        )
     if spec.distill.enabled:
         trainer_class = DistillationTrainer
         distill = {
@@ -246,11 +293,11 @@ def build_trainer(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         compute_metrics=(
-            document_metrics(val_ds[DOCUMENT_COLUMN], truncation.settings(model.config).pool)
+            document_metrics(val_ds[DOCUMENT_COLUMN], truncation.settings(model.config).pool, judge)
             if chunked
-            else compute_metrics
+            else judge
         ),
-        compute_loss_func=weighted_loss(class_weights) if class_weights else None,
+        compute_loss_func=loss,
         callbacks=[*extra, bar],
         **distill,
     )
@@ -279,12 +326,15 @@ def fine_tune(
     seed: int,
     callbacks: list[Any] | None = None,
     checkpoint_dir: str | Path | None = None,
+    multi_label: MultiLabelConfig | None = None,
 ) -> TrainResult:
     """Fine-tune and return the best model (by validation ``metric_for_best_model``).
 
     With ``checkpoint_dir`` checkpoints go there and training resumes from the newest complete
     one found; without, they go to a temporary directory. The returned model is plain
-    transformers (a LoRA adapter is merged in).
+    transformers (a LoRA adapter is merged in). ``multi_label`` (the rows hold ``label_ids``
+    sets): a sigmoid and BCE per label, and thresholds tuned on validation saved in the model's
+    config (:mod:`finetune.modeling.decisions`).
     """
     import torch
     from transformers import set_seed
@@ -296,7 +346,10 @@ def fine_tune(
     dropout = resolve_attention_dropout(
         spec.attention_dropout, int(model_cfg.max_length), model_cfg.name_or_path
     )
-    model, tokenizer = build_model(model_cfg.name_or_path, labels, spec, model_cfg.pooling, dropout)
+    problem_type = decisions.MULTI_LABEL if multi_label else None
+    model, tokenizer = build_model(
+        model_cfg.name_or_path, labels, spec, model_cfg.pooling, dropout, problem_type
+    )
     teacher = None
     if spec.distill.enabled:
         teacher = teacher_log_probs(
@@ -305,10 +358,16 @@ def fine_tune(
     long_text = truncation.from_model_config(model_cfg)
     # saved with the model: evaluate, predict and the ONNX export cut long texts the same way
     model.config.update(long_text.config())
-    train_ds = tokenize(train_df, tokenizer, model_cfg.max_length, teacher, long_text)
-    val_ds = tokenize(validation_df, tokenizer, model_cfg.max_length, long_text=long_text)
-    # from the rows trained on (with chunks a long text's windows each count)
-    weights = class_weights_for(spec.class_weights, labels, pd.Series(train_ds["labels"]))
+    n = len(labels)
+    train_ds = tokenize(train_df, tokenizer, model_cfg.max_length, teacher, long_text, n)
+    val_ds = tokenize(
+        validation_df, tokenizer, model_cfg.max_length, long_text=long_text, num_labels=n
+    )
+    weights, multi = None, None
+    if multi_label:
+        multi = _multi_label_setup(multi_label, spec, labels, np.asarray(train_ds["labels"]))
+    else:  # from the rows trained on (with chunks a long text's windows each count)
+        weights = class_weights_for(spec.class_weights, labels, pd.Series(train_ds["labels"]))
     if weights:
         log.info("class weights: %s", dict(zip(labels, np.round(weights, 3), strict=True)))
     rank, world = dist_info()
@@ -332,6 +391,7 @@ def fine_tune(
             callbacks=callbacks,
             progress=spec.progress_bar,
             length=length,
+            multi_label=multi,
         )
         log.info(
             "training %s on %d examples (%d labels), %s, precision %s, "
@@ -394,4 +454,68 @@ def fine_tune(
             metrics["val_accuracy"],
         )
     model = merge_adapter(trainer.model)
+    if multi_label and multi:
+        metrics["val_f1_micro"] = float(final["eval_f1_micro"])
+        metrics.update(decide_thresholds(model, tokenizer, validation_df, labels, model_cfg, multi))
     return TrainResult(model, tokenizer, labels, metrics, list(state.log_history))
+
+
+def _multi_label_setup(
+    settings: MultiLabelConfig, spec: TrainConfig, labels: list[str], targets: np.ndarray
+) -> tuple[MultiLabelConfig, bool, list[float] | None]:
+    """(settings, at least one label per text, the positives' BCE weights) from the train rows."""
+    if spec.class_weights is not None:
+        raise ConfigError(
+            "train.class_weights is for one class per text; multi-label data weighs each "
+            "label's positives by train.multi_label.pos_weight: set train.class_weights: null"
+        )
+    at_least_one = decisions.at_least_one(settings.at_least_one, targets.sum(axis=1))
+    every_row = bool(len(targets)) and bool((targets.sum(axis=1) > 0).all())
+    pos_weight = positive_weights(settings.pos_weight, targets)
+    if pos_weight:
+        top = np.argsort(pos_weight)[::-1][:5]
+        log.info(
+            "multi-label: BCE positive weights (%s) from %.2f to %.2f; largest: %s",
+            settings.pos_weight,
+            min(pos_weight),
+            max(pos_weight),
+            {labels[i]: round(pos_weight[i], 2) for i in top},
+        )
+    log.info(
+        "multi-label: at least one label per text: %s (train.multi_label.at_least_one=%s%s)",
+        at_least_one,
+        settings.at_least_one,
+        f"; {'every' if every_row else 'not every'} train row has a label"
+        if settings.at_least_one == "auto"
+        else "",
+    )
+    return settings, at_least_one, pos_weight
+
+
+def decide_thresholds(
+    model: Any,
+    tokenizer: Any,
+    validation_df: pd.DataFrame,
+    labels: list[str],
+    model_cfg: ModelConfig,
+    multi: tuple[MultiLabelConfig, bool, list[float] | None],
+) -> dict[str, Any]:
+    """Tune the thresholds on validation (or fix them) and save them in ``model.config``."""
+    from finetune.modeling.inference import predict_proba
+
+    settings, at_least_one, _ = multi
+    if settings.thresholds == "tuned":
+        probs = predict_proba(
+            model, tokenizer, validation_df["text"].tolist(), 64, int(model_cfg.max_length)
+        ).probabilities
+        y = decisions.multi_hot(validation_df["label_ids"].tolist(), len(labels))
+        chosen = decisions.tune(y, probs, settings.min_positives, at_least_one)
+    else:
+        chosen = decisions.fixed(len(labels), float(settings.thresholds), at_least_one)
+    model.config.update(chosen.config())
+    log.info("multi-label: %s", chosen.describe(labels))
+    return {
+        "thresholds_own": len(labels) - len(chosen.fallback),
+        "thresholds_fallback": len(chosen.fallback),
+        "threshold_global": round(chosen.global_value, 6),
+    }
