@@ -38,6 +38,7 @@ from finetune.core.labels import prob_columns
 from finetune.core.schema import ErrorAnalysisConfig, PipelineConfig
 from finetune.core.validate import parse
 from finetune.evaluation.metrics import macro_f1
+from finetune.modeling import decisions
 from finetune.reporting.plots import confusion_uri, robustness_figure, slices_figure
 from finetune.tracking import runs as tracking
 
@@ -298,6 +299,8 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             f"{pred_path} lacks {missing}: it was written for another model; "
             "run `dvc repro evaluate` again"
         )
+    if decisions.is_multi_label(model.config):
+        return _run_multilabel(cfg, predictions, model, labels, eval_metrics, started)
     labelled = pd.concat(
         [
             load_split(paths.processed_dir, name).assign(split=name)
@@ -376,6 +379,65 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         summary["label_issues_cv"],
         summary["weak_slices"],
         ctx["timings"]["total"],
+        paths.error_report_html,
+    )
+    return summary
+
+
+def _run_multilabel(
+    cfg: PipelineConfig,
+    predictions: pd.DataFrame,
+    model: Any,
+    labels: list[str],
+    eval_metrics: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """The multi-label report (:mod:`finetune.analysis.multilabel_errors`) to the same outputs."""
+    import mlflow
+
+    from finetune.analysis import multilabel_errors as ML
+
+    paths = cfg.paths
+    if "label_ids" not in predictions or "predicted_ids" not in predictions:
+        raise DataError(
+            f"{paths.predictions} holds no label sets: it was written for another model; "
+            "run `dvc repro evaluate` again"
+        )
+    result = ML.analyse(
+        predictions, labels, decisions.from_config(model.config), cfg.error_analysis, eval_metrics
+    )
+    summary = result["summary"]
+    with (
+        tracking.train_run(paths.run_info, cfg.tracking, stage="error_analysis"),
+        StagedOutputs() as out,
+    ):
+        page = ML.render_html(result, paths.model_dir)
+        Path(out.file(paths.error_report_html)).write_text(page, encoding="utf-8")
+        Path(out.file(paths.error_report)).write_text(result["markdown"])
+        tables = out.dir(paths.error_tables)
+        for name, frame in result["tables"].items():
+            frame.to_csv(tables / f"{name}.csv", index=False)
+        write_json(tables / "timings.json", {"total": round(time.perf_counter() - started, 2)})
+        write_json(out.file(paths.error_metrics), summary)
+        mlflow.log_metrics(
+            {
+                f"errors_{k}": float(v)
+                for k, v in summary.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+        )
+        mlflow.log_text(page, "error_analysis/report.html")
+        mlflow.log_text(result["markdown"], "error_analysis/report.md")
+        mlflow.log_dict(summary, "error_analysis/summary.json")
+        mlflow.log_artifacts(str(tables), "error_analysis/tables")
+    log.info(
+        "error analysis (multi-label): %d of %d texts with a wrong label set, %d labels added, "
+        "%d missed, %d likely label errors; report %s",
+        summary["num_errors"],
+        summary["num_examples"],
+        summary["false_positives"],
+        summary["false_negatives"],
+        summary["label_issues_test"],
         paths.error_report_html,
     )
     return summary

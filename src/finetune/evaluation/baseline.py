@@ -61,6 +61,34 @@ def fit_predict_baseline(
     return out
 
 
+def fit_predict_multilabel_baseline(
+    train_texts: list[str],
+    train_y: np.ndarray,
+    eval_texts: dict[str, list[str]],
+    spec: BaselineConfig,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Multi-label: the same TF-IDF features and one logistic regression per label (one vs
+    rest) on the train rows' 0/1 ``train_y`` (n, L); each label's probability per eval split.
+    A label every train row has, or none has, gets that constant."""
+    from sklearn.multiclass import OneVsRestClassifier
+
+    model = build_baseline(spec, seed)
+    y = np.asarray(train_y, dtype=np.int64)
+    varied = np.flatnonzero((y.sum(axis=0) > 0) & (y.sum(axis=0) < len(y)))
+    constant = y.mean(axis=0) if len(y) else np.zeros(y.shape[1])
+    if len(varied):
+        model.steps[-1] = (model.steps[-1][0], OneVsRestClassifier(model.steps[-1][1]))
+        model.fit(train_texts, y[:, varied])
+    out: dict[str, np.ndarray] = {}
+    for name, texts in eval_texts.items():
+        probs = np.tile(constant, (len(texts), 1)).astype(np.float64)
+        if texts and len(varied):
+            probs[:, varied] = model.predict_proba(texts)
+        out[name] = probs
+    return out
+
+
 STANDINGS = ("loses", "ties", "beats")  # worst first
 
 

@@ -19,7 +19,9 @@ from finetune.core.schema import EvaluateConfig, PipelineConfig
 from finetune.core.validate import parse
 from finetune.evaluation import metrics as M
 from finetune.evaluation.baseline import fit_predict_baseline, verdict
-from finetune.modeling import truncation
+from finetune.evaluation.multilabel import HEADLINE as MULTI_HEADLINE
+from finetune.evaluation.multilabel import evaluate_multilabel, label_confusion
+from finetune.modeling import decisions, truncation
 from finetune.modeling.backbones import inference_max_length, load_trained
 from finetune.modeling.inference import predict_proba
 from finetune.modeling.tokens import token_counts
@@ -208,7 +210,10 @@ def mlflow_metrics(
     test_<metric>_<label's safe name> per class and test_<metric>_length_<bucket>."""
     out: dict[str, float] = {}
     for key in (
-        *HEADLINE,
+        *dict.fromkeys((*HEADLINE, *MULTI_HEADLINE)),
+        "accuracy_at_0_5",
+        "f1_micro_at_0_5",
+        "f1_macro_at_0_5",
         "ece",
         "ece_temperature_scaled",
         "temperature",
@@ -242,39 +247,10 @@ def mlflow_metrics(
     return out
 
 
-def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """Stage entry: model + splits -> metrics JSON, DVC plot files, figures, predictions."""
-    import matplotlib.pyplot as plt
-    import mlflow
-
-    cfg = parse(cfg)
-    paths, ev = cfg.paths, cfg.evaluate
-    model, tokenizer = load_trained(paths.model_dir)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    names = list(dict.fromkeys(n for n in (ev.split, ev.validation_split) if n is not None))
-    splits = {name: load_split(paths.processed_dir, name) for name in names}
-    train_df = load_split(paths.processed_dir, "train")
-    max_length = inference_max_length(cfg.model.max_length, tokenizer)
-    train_metrics = read_json(paths.train_report) if Path(paths.train_report).is_file() else {}
-    res = evaluate(
-        model,
-        tokenizer,
-        splits,
-        train_df,
-        labels,
-        ev,
-        max_length,
-        cfg.seed,
-        train_metrics,
-        cfg.promotion.require_beat_baseline,
-    )
-    metrics, frame, y, probs = res["metrics"], res["frame"], res["y"], res["probs"]
-    if not metrics["beats_baseline"]:
-        log.warning(
-            "%s What to try: %s", metrics["baseline_warning"], "; ".join(metrics["what_to_try"])
-        )
-    cm = confusion_matrix(y, probs.argmax(axis=1), labels=list(range(len(labels))))
-    figures = {
+def _figures(
+    cm: np.ndarray, y: np.ndarray, probs: np.ndarray, labels: list[str], metrics: dict[str, Any]
+) -> dict[str, Any]:
+    return {
         "confusion_matrix.png": confusion_figure(cm, labels),
         "pr_curves.png": curves_figure(y, probs, labels, "pr"),
         "roc_curves.png": curves_figure(y, probs, labels, "roc"),
@@ -289,15 +265,131 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             ]
         ),
     }
+
+
+def _multilabel_figures(
+    cm: np.ndarray,
+    names: list[str],
+    y: np.ndarray,
+    probs: np.ndarray,
+    labels: list[str],
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """The label-vs-none confusion, a PR and ROC curve per label, and the reliability of the
+    label probabilities (every text-label pair)."""
+    return {
+        "confusion_matrix.png": confusion_figure(cm, names),
+        "pr_curves.png": curves_figure(y, probs, labels, "pr"),
+        "roc_curves.png": curves_figure(y, probs, labels, "roc"),
+        "reliability.png": reliability_figure(
+            [(f"label probabilities, ECE {metrics['ece']:.3f}", M.label_reliability_bins(probs, y))]
+        ),
+    }
+
+
+def _log(metrics: dict[str, Any], n: int) -> None:
+    log.info(
+        "test accuracy %.4f, macro-F1 %.4f (baseline %.4f, delta %+.4f), ECE %.3f -> %.3f "
+        "(T=%.2f), %.1f samples/s, batch p95 %.1f ms on %d examples",
+        metrics["accuracy"],
+        metrics["f1_macro"],
+        metrics["baseline"]["f1_macro"],
+        metrics["delta_vs_baseline"]["f1_macro"],
+        metrics["ece"],
+        metrics["ece_temperature_scaled"],
+        metrics["temperature"],
+        metrics["inference"]["samples_per_second"] or 0.0,
+        metrics["inference"]["batch_latency_ms_p95"] or 0.0,
+        n,
+    )
+
+
+def _log_multilabel(metrics: dict[str, Any], n: int) -> None:
+    base = metrics["baseline"]
+    log.info(
+        "test (multi-label, %d texts, thresholds %s): micro-F1 %.4f (at 0.5: %.4f; baseline "
+        "%.4f), macro-F1 %.4f (at 0.5: %.4f; baseline %.4f), subset accuracy %.4f (baseline "
+        "%.4f), Hamming loss %.4f, LRAP %s, label ECE %.3f, %.1f samples/s",
+        n,
+        metrics["thresholds"],
+        metrics["f1_micro"],
+        metrics["f1_micro_at_0_5"],
+        base["f1_micro"],
+        metrics["f1_macro"],
+        metrics["f1_macro_at_0_5"],
+        base["f1_macro"],
+        metrics["accuracy"],
+        base["accuracy"],
+        metrics["hamming_loss"],
+        metrics["lrap"],
+        metrics["ece"],
+        metrics["inference"]["samples_per_second"] or 0.0,
+    )
+
+
+def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Stage entry: model + splits -> metrics JSON, DVC plot files, figures, predictions."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    cfg = parse(cfg)
+    paths, ev = cfg.paths, cfg.evaluate
+    model, tokenizer = load_trained(paths.model_dir)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    names = list(dict.fromkeys(n for n in (ev.split, ev.validation_split) if n is not None))
+    splits = {name: load_split(paths.processed_dir, name) for name in names}
+    train_df = load_split(paths.processed_dir, "train")
+    max_length = inference_max_length(cfg.model.max_length, tokenizer)
+    train_metrics = read_json(paths.train_report) if Path(paths.train_report).is_file() else {}
+    multi = decisions.is_multi_label(model.config)
+    if multi:
+        res = evaluate_multilabel(
+            model,
+            tokenizer,
+            splits,
+            train_df,
+            labels,
+            ev,
+            cfg.train.multi_label,
+            max_length,
+            cfg.seed,
+            train_metrics,
+            cfg.promotion.require_beat_baseline,
+        )
+    else:
+        res = evaluate(
+            model,
+            tokenizer,
+            splits,
+            train_df,
+            labels,
+            ev,
+            max_length,
+            cfg.seed,
+            train_metrics,
+            cfg.promotion.require_beat_baseline,
+        )
+    metrics, frame, y, probs = res["metrics"], res["frame"], res["y"], res["probs"]
+    if not metrics["beats_baseline"]:
+        log.warning(
+            "%s What to try: %s", metrics["baseline_warning"], "; ".join(metrics["what_to_try"])
+        )
+    if multi:
+        records, cm, cm_names = label_confusion(y, res["decided"], labels)
+        figures = _multilabel_figures(cm, cm_names, y, probs, labels, metrics)
+    else:
+        cm_names = labels
+        cm = confusion_matrix(y, probs.argmax(axis=1), labels=list(range(len(labels))))
+        records = frame[["label", "predicted"]].rename(columns={"label": "actual"})
+        figures = _figures(cm, y, probs, labels, metrics)
     with tracking.train_run(paths.run_info, cfg.tracking, stage="evaluate"), StagedOutputs() as out:
         write_json(out.file(paths.evaluate_metrics), metrics)
         write_json(out.file(paths.evaluate_per_class), res["per_class"])
         write_json(out.file(paths.evaluate_by_length), res["by_length"])
         write_parquet(out.file(paths.predictions), frame)
-        # DVC "confusion" template: one record per example, actual vs predicted.
-        frame[["label", "predicted"]].rename(columns={"label": "actual"}).to_csv(
-            out.file(paths.confusion_plot), index=False
-        )
+        # DVC "confusion" template: one record per example (multi-label: per true or
+        # predicted label of an example), actual vs predicted.
+        records.to_csv(out.file(paths.confusion_plot), index=False)
         pd.DataFrame(res["pr_curve"], columns=["recall", "precision"]).to_csv(
             out.file(paths.pr_curve_plot), index=False
         )
@@ -320,23 +412,15 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         mlflow.log_dict(metrics, "evaluate/metrics.json")
         mlflow.log_dict(res["per_class"], "evaluate/per_class.json")
         mlflow.log_dict(res["by_length"], "evaluate/by_length.json")
-        mlflow.log_dict({"labels": labels, "matrix": cm.tolist()}, "evaluate/confusion_matrix.json")
+        mlflow.log_dict(
+            {"labels": cm_names, "matrix": cm.tolist()}, "evaluate/confusion_matrix.json"
+        )
         for key in ("pr_curve", "roc_curve", "reliability"):
             mlflow.log_dict(res[key], f"evaluate/{key}.json")
-    log.info(
-        "test accuracy %.4f, macro-F1 %.4f (baseline %.4f, delta %+.4f), ECE %.3f -> %.3f "
-        "(T=%.2f), %.1f samples/s, batch p95 %.1f ms on %d examples",
-        metrics["accuracy"],
-        metrics["f1_macro"],
-        metrics["baseline"]["f1_macro"],
-        metrics["delta_vs_baseline"]["f1_macro"],
-        metrics["ece"],
-        metrics["ece_temperature_scaled"],
-        metrics["temperature"],
-        metrics["inference"]["samples_per_second"] or 0.0,
-        metrics["inference"]["batch_latency_ms_p95"] or 0.0,
-        len(frame),
-    )
+    if multi:
+        _log_multilabel(metrics, len(frame))
+    else:
+        _log(metrics, len(frame))
     log.info(
         "by length (max_length %d): %s",
         max_length,

@@ -162,9 +162,16 @@ def _thin(rows: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
 def micro_curves(
     y_true: np.ndarray, probs: np.ndarray, num_classes: int, max_points: int = 200
 ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
-    """Micro-averaged one-vs-rest PR and ROC curves: one line per run, so `dvc plots diff`
+    """Micro-averaged one-vs-rest PR and ROC curves (``y_true``: class ids, or a multi-label
+    0/1 matrix): one line per run, so `dvc plots diff`
     overlays experiments. Thinned to ``max_points`` points to keep the plot files small."""
-    onehot = one_hot(np.asarray(y_true, dtype=int), num_classes).ravel()
+    y_true = np.asarray(y_true)
+    # multi-label: the 0/1 label matrix itself
+    onehot = (
+        y_true.astype(int).ravel()
+        if y_true.ndim == 2
+        else one_hot(y_true.astype(int), num_classes).ravel()
+    )
     scores = probs.ravel()
     if onehot.sum() == 0 or onehot.sum() == len(onehot):
         return [], []
@@ -207,8 +214,10 @@ def by_length(
 ) -> dict[str, dict[str, Any]]:
     """Accuracy and macro-F1 of the model and of the baseline by text length in tokens, in
     buckets relative to ``max_length`` (L): up to L/2, up to L, up to 2L (cut by the model), past
-    2L (more than half unread). Every bucket is present; an empty one has no metrics (None)."""
+    2L (more than half unread). Every bucket is present; an empty one has no metrics (None).
+    Multi-label (0/1 matrices): subset accuracy and macro-F1 over labels."""
     num_tokens = np.asarray(num_tokens)
+    y_true = np.asarray(y_true)
     half = max(1, max_length // 2)
     edges = [(0, half), (half, max_length), (max_length, 2 * max_length), (2 * max_length, None)]
     out: dict[str, dict[str, Any]] = {}
@@ -221,6 +230,9 @@ def by_length(
             if not n:
                 return None, None
             truth, guess = y_true[rows], pred[rows]
+            if truth.ndim == 2:  # multi-label: subset accuracy, macro-F1 over labels
+                exact = float((truth == guess).all(axis=1).mean())
+                return round(exact, 6), round(multilabel_f1(truth, guess, "macro"), 6)
             return round(float((truth == guess).mean()), 6), round(macro_f1(truth, guess), 6)
 
         accuracy, f1 = score(np.asarray(predicted))
@@ -234,3 +246,50 @@ def by_length(
             "baseline_f1_macro": base_f1,
         }
     return out
+
+
+def multilabel_f1(y_true: Any, y_pred: Any, average: str) -> float:
+    """F1 of 0/1 label matrices: ``micro``, ``samples``, or ``macro``/``weighted`` over the labels
+    the split has as truth or as predictions (a label with neither is left out, as
+    :func:`macro_f1` leaves out a class)."""
+    y_true, y_pred = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
+    if average in ("micro", "samples"):
+        return float(f1_score(y_true, y_pred, average=average, zero_division=0))
+    present = np.flatnonzero(y_true.any(axis=0) | y_pred.any(axis=0))
+    if not len(present):
+        return 0.0
+    return float(
+        f1_score(y_true, y_pred, average=average, labels=present.tolist(), zero_division=0)
+    )
+
+
+def label_reliability_bins(
+    probs: np.ndarray, y: np.ndarray, n_bins: int = 10
+) -> list[dict[str, Any]]:
+    """Multi-label calibration: every (text, label) probability binned; per bin the mean
+    probability (``confidence``), the share that are true labels (``accuracy``) and the count."""
+    p, t = np.asarray(probs, dtype=np.float64).ravel(), np.asarray(y, dtype=bool).ravel()
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            rows.append(
+                {
+                    "bin": f"{b / n_bins:.1f}-{(b + 1) / n_bins:.1f}",
+                    "confidence": round(float(p[mask].mean()), 4),
+                    "accuracy": round(float(t[mask].mean()), 4),
+                    "count": int(mask.sum()),
+                }
+            )
+    return rows
+
+
+def label_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+    """ECE of label probabilities: |share true - mean probability| per equal-width bin,
+    weighted by the bin's share of the (text, label) pairs."""
+    rows = label_reliability_bins(probs, y, n_bins)
+    total = sum(r["count"] for r in rows)
+    if not total:
+        return 0.0
+    return float(sum(r["count"] / total * abs(r["accuracy"] - r["confidence"]) for r in rows))

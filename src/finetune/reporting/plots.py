@@ -167,14 +167,17 @@ def confusion_figure(cm: np.ndarray, labels: list[str]) -> Any:
 
 def curves_figure(y: np.ndarray, probs: np.ndarray, labels: list[str], kind: str) -> Any:
     """Per-class one-vs-rest PR (kind="pr") or ROC (kind="roc") curves in one image: every
-    class up to MAX_CURVES classes, else the MAX_CURVES largest."""
+    class up to MAX_CURVES classes, else the MAX_CURVES largest. ``y``: class ids, or a
+    multi-label 0/1 matrix (a curve per label)."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     fig, ax = _figure(6.5, 5)
-    support = np.bincount(np.asarray(y, dtype=int), minlength=len(labels))
+    y = np.asarray(y)
+    multi = y.ndim == 2  # a multi-label 0/1 matrix
+    support = y.sum(axis=0) if multi else np.bincount(y.astype(int), minlength=len(labels))
     drawn = sorted(np.argsort(-support, kind="stable")[:MAX_CURVES])
     for i in drawn:
-        target = (y == i).astype(int)
+        target = y[:, i].astype(int) if multi else (y == i).astype(int)
         if target.sum() in (0, len(target)):
             continue
         if kind == "pr":
