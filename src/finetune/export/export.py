@@ -26,6 +26,7 @@ from finetune.core.schema import ExportConfig, PipelineConfig
 from finetune.core.validate import parse
 from finetune.export import onnx_export as ox
 from finetune.export.scoring import ExportDecision, choose, score
+from finetune.modeling import decisions
 from finetune.modeling.backbones import inference_max_length
 from finetune.modeling.classifier import Classifier, open_classifier
 from finetune.modeling.onnx_runtime import (
@@ -140,13 +141,19 @@ def score_all(
     torch.set_num_threads(threads)
     pytorch, torch_load = loaded
     labels = pytorch.labels
-    texts, y = df["text"].tolist(), df["label_id"].to_numpy().astype(int)
+    texts = df["text"].tolist()
+    y = (
+        decisions.multi_hot(df["label_ids"].tolist(), len(labels)) > 0
+        if pytorch.thresholds is not None
+        else df["label_id"].to_numpy().astype(int)
+    )
     max_length = inference_max_length(cfg.model.max_length, pytorch.tokenizer)
     common = {
         "latency_texts": spec.latency_texts,
         "batch_size": spec.throughput_batch_size,
         "max_length": max_length,
         "n_bins": cfg.evaluate.calibration_bins,
+        "thresholds": pytorch.thresholds,
     }
 
     reference = score(

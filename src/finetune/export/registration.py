@@ -44,7 +44,9 @@ def log_onnx_model(
     from finetune.modeling.onnx_runtime import load_onnx
 
     classifier = load_onnx(export_dir)
-    output = predictions_table(classifier.predict_proba(example).probabilities, classifier.labels)
+    output = predictions_table(
+        classifier.predict_proba(example).probabilities, classifier.labels, classifier.thresholds
+    )
     info = mlflow.pyfunc.log_model(
         name=ARTIFACT_PATH,
         python_model=entry_file(),  # models from code

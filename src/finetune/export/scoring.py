@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from finetune.evaluation import metrics as M
+from finetune.modeling import decisions
 from finetune.modeling.inference import Predictions
 
 # texts, batch size, max length -> probabilities (input order) and per-batch seconds
@@ -39,19 +40,40 @@ def batch1_rows(n: int, latency_texts: int | None) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n, size=latency_texts, replace=False))
 
 
+def predicted(probs: np.ndarray, thresholds: decisions.Thresholds | None) -> np.ndarray:
+    """Class ids, or (multi-label, ``thresholds``) the 0/1 label sets."""
+    return probs.argmax(axis=1) if thresholds is None else decisions.decide(probs, thresholds)
+
+
 def quality(
-    probs: np.ndarray, y: np.ndarray, labels: list[str], reference: np.ndarray | None, n_bins: int
+    probs: np.ndarray,
+    y: np.ndarray,
+    labels: list[str],
+    reference: np.ndarray | None,
+    n_bins: int,
+    thresholds: decisions.Thresholds | None = None,
 ) -> dict[str, float]:
-    """Accuracy, macro-F1, ECE, and the share of predictions equal to ``reference``'s."""
-    full = M.classification_metrics(y, probs, labels)
-    predicted = probs.argmax(axis=1)
-    out = {
-        "accuracy": round(float(full["accuracy"]), 6),
-        "f1_macro": round(float(full["f1_macro"]), 6),
-        "ece": round(M.expected_calibration_error(probs, y, n_bins), 6),
-    }
-    if reference is not None:
-        out["agreement_with_pytorch"] = round(float((predicted == reference).mean()), 6)
+    """Accuracy, macro-F1, ECE, and the share of predictions equal to ``reference``'s.
+    Multi-label (``y`` 0/1 per label, ``thresholds``): subset accuracy, macro-F1 over labels,
+    the label probabilities' ECE, and the share of texts given the same label set."""
+    guess = predicted(probs, thresholds)
+    if thresholds is not None:
+        out = {
+            "accuracy": round(float((guess == y).all(axis=1).mean()), 6) if len(y) else 0.0,
+            "f1_macro": round(M.multilabel_f1(y, guess, "macro"), 6),
+            "ece": round(M.label_calibration_error(probs, y, n_bins), 6),
+        }
+        same = (guess == reference).all(axis=1) if reference is not None else None
+    else:
+        full = M.classification_metrics(y, probs, labels)
+        out = {
+            "accuracy": round(float(full["accuracy"]), 6),
+            "f1_macro": round(float(full["f1_macro"]), 6),
+            "ece": round(M.expected_calibration_error(probs, y, n_bins), 6),
+        }
+        same = guess == reference if reference is not None else None
+    if same is not None:
+        out["agreement_with_pytorch"] = round(float(same.mean()), 6)
     return out
 
 
@@ -70,13 +92,15 @@ def score(
     max_length: int,
     n_bins: int,
     details: dict[str, Any] | None = None,
+    thresholds: decisions.Thresholds | None = None,
 ) -> dict[str, Any]:
     """Every figure of one variant. Quality is measured twice, because dynamic int8 scales
     activations per batch, so a text's prediction can depend on its batch: at ``batch_size``
     over the whole split (``accuracy``, ``f1_macro``, ...) and one text per call over a seeded
     sample of ``latency_texts`` (None: all) texts, the same for every variant
     (``*_batch1``; the latency comes from the same pass).
-    ``reference``: the PyTorch model's predicted ids of both passes (``batched``, ``batch1``)."""
+    ``reference``: the PyTorch model's predicted ids of both passes (``batched``, ``batch1``).
+    ``thresholds``: a multi-label model's (``y`` then holds 0/1 per label)."""
     began = time.perf_counter()
     batched = predict(texts, batch_size, max_length).probabilities
     total = time.perf_counter() - began
@@ -84,11 +108,11 @@ def score(
     single_texts = [texts[i] for i in rows]
     single, seconds = timed_batch1(predict, single_texts, max_length)
     ref = reference or {}
-    one = quality(single, y[rows], labels, ref.get("batch1"), n_bins)
+    one = quality(single, y[rows], labels, ref.get("batch1"), n_bins, thresholds)
     return {
         "variant": name,
         "status": "scored",
-        **quality(batched, y, labels, ref.get("batched"), n_bins),
+        **quality(batched, y, labels, ref.get("batched"), n_bins, thresholds),
         **{f"{k}_batch1": v for k, v in one.items() if k != "ece"},
         "batch1_texts": len(single_texts),
         "size_mb": round(size_bytes / 1e6, 3),
@@ -97,7 +121,10 @@ def score(
         "latency_ms_p95_batch1": round(float(np.percentile(seconds, 95)) * 1000, 3),
         f"throughput_samples_per_s_batch{batch_size}": round(len(texts) / total, 2),
         **(details or {}),
-        "_predicted": {"batched": batched.argmax(axis=1), "batch1": single.argmax(axis=1)},
+        "_predicted": {
+            "batched": predicted(batched, thresholds),
+            "batch1": predicted(single, thresholds),
+        },
     }
 
 

@@ -103,7 +103,9 @@ def predict_frame(
 ) -> pd.DataFrame:
     """``df`` plus predicted, confidence, status and one ``prob_<label>`` column per class
     (the label's safe name, :func:`finetune.core.labels.safe_names`: ``prob_billing``,
-    ``prob_C-fc2b42`` for ``C++``)."""
+    ``prob_C-fc2b42`` for ``C++``). A multi-label model: ``predicted`` is the label set joined
+    by "|" ("" for none; each label at or above its threshold), ``prob_<label>`` each label's
+    own probability and ``confidence`` the highest of them."""
     max_length = effective_max_length(loaded, max_length)
     texts = column_texts(df[text_column]) if len(df) else []
     char_cap = max_length * CHARS_PER_TOKEN_CAP
@@ -124,8 +126,9 @@ def predict_frame(
     out = df.copy()
     predicted: list[str | None] = [None] * len(texts)
     confidence = np.full(len(texts), np.nan)
-    for row, p in zip(keep, preds.probabilities, strict=True):
-        predicted[row] = loaded.labels[int(np.argmax(p))]
+    decided = loaded.decide(preds.probabilities) if keep else []
+    for row, p, label in zip(keep, preds.probabilities, decided, strict=True):
+        predicted[row] = label
         confidence[row] = float(np.max(p))
     out["predicted"] = predicted
     out["confidence"] = confidence
@@ -203,6 +206,7 @@ def log_predictions(
         loaded.labels,
         loaded.source,
         frame["status"].tolist(),
+        predicted=frame["predicted"].tolist(),
     )
     if path is not None:
         log.info("logged %d prediction(s) to %s", len(frame), path)

@@ -41,6 +41,7 @@ from typing import Any
 from finetune.core.errors import ConfigError, DataError, PipelineError
 from finetune.core.io import atomic_path, file_md5
 from finetune.core.schema import DataConfig, PipelineConfig, PromotionConfig, RetrainConfig
+from finetune.data.label_sets import as_list
 from finetune.lifecycle.dvccli import dvc_command, dvc_env
 from finetune.registry.lock import exclusive_lock, lock_path
 from finetune.registry.register import NO_REGISTER_VAR
@@ -240,6 +241,8 @@ def append_rows(
         if kind in {"csv", "tsv"}:
             rows.to_csv(fh, header=False, index=False, lineterminator="\n", sep=delimiter or ",")
         else:
+            # label lists were read as text ("a␟b␟", finetune.data.sources): lists again
+            rows = rows.map(as_list)
             rows.to_json(fh, orient="records", lines=True, force_ascii=False)
             fh.write("\n")
     log.info("appended %d row(s) to %s", len(rows), raw_path)

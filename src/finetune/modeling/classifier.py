@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finetune.core.errors import ModelNotFoundError
-from finetune.modeling import truncation
+from finetune.modeling import decisions, truncation
 from finetune.modeling.inference import Predictions
 
 if TYPE_CHECKING:
@@ -47,6 +47,17 @@ class Classifier:
     tokenizer: Any = None
     # how a text over max_length is read: finetune.modeling.truncation
     long_text: truncation.LongText = truncation.HEAD_ONLY
+    # multi-label: the probabilities are per label (a sigmoid each) and these thresholds decide
+    # the label set (finetune.modeling.decisions); None: one class per text (softmax, argmax)
+    thresholds: decisions.Thresholds | None = None
+
+    def decide(self, probs: np.ndarray) -> list[str]:
+        """The prediction per row of ``probs``: the most likely class, or (multi-label) the
+        label set joined by "|" as the data writes it ("" for none)."""
+        if self.thresholds is None:
+            return [self.labels[int(i)] for i in np.asarray(probs).argmax(axis=1)]
+        chosen = decisions.decide(np.asarray(probs), self.thresholds)
+        return ["|".join(s) for s in decisions.label_sets(chosen, self.labels)]
 
 
 def _torch_model(model: Any, tokenizer: Any, source: str) -> Classifier:
@@ -75,6 +86,9 @@ def _torch_model(model: Any, tokenizer: Any, source: str) -> Classifier:
         model=model,
         tokenizer=tokenizer,
         long_text=truncation.settings(model.config),
+        thresholds=(
+            decisions.from_config(model.config) if decisions.is_multi_label(model.config) else None
+        ),
     )
 
 
@@ -88,6 +102,7 @@ def _onnx_model(classifier: OnnxClassifier, source: str) -> Classifier:
         predict=classifier.predict_proba,
         token_counts=classifier.token_counts,
         long_text=classifier.long_text,
+        thresholds=classifier.thresholds,
     )
 
 

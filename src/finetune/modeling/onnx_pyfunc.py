@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from finetune.core.labels import prob_columns
+from finetune.modeling import decisions
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,19 @@ def as_texts(model_input: Any) -> list[str]:
     return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
 
 
-def predictions_table(probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
-    """label, score (the confidence) and prob_<label> per class, one row per text."""
+def predictions_table(
+    probs: np.ndarray, labels: list[str], thresholds: decisions.Thresholds | None = None
+) -> pd.DataFrame:
+    """label, score (the confidence) and prob_<label> per class, one row per text. With
+    ``thresholds`` (multi-label): label is the set of labels at or above their thresholds
+    joined by "|" ("" for none), prob_<label> each label's own probability."""
     table = pd.DataFrame(probs.astype(np.float64), columns=prob_columns(labels))
     table.insert(0, "score", probs.max(axis=1).astype(np.float64) if len(probs) else [])
-    table.insert(0, "label", [labels[i] for i in probs.argmax(axis=1)] if len(probs) else [])
+    if thresholds is not None:
+        chosen = decisions.label_sets(decisions.decide(probs, thresholds), labels)
+        table.insert(0, "label", ["|".join(s) for s in chosen])
+    else:
+        table.insert(0, "label", [labels[i] for i in probs.argmax(axis=1)] if len(probs) else [])
     return table
 
 
@@ -59,4 +68,4 @@ class OnnxTextClassifier(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         texts = as_texts(model_input)
         probs = self.classifier.predict_proba(texts).probabilities
-        return predictions_table(probs, self.classifier.labels)
+        return predictions_table(probs, self.classifier.labels, self.classifier.thresholds)

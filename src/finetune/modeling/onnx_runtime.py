@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from finetune.core.errors import ModelNotFoundError
-from finetune.modeling import truncation
+from finetune.modeling import decisions, truncation
 from finetune.modeling.inference import Predictions
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ class OnnxClassifier:
     # Spark's tasks, a served request) gives a text the same output, and on CPU it is no
     # slower (176 vs 153 rows/s at batch 64 on 2 cores).
     per_text: bool = False
+    # multi-label: a sigmoid per label and the thresholds saved with the model; None: softmax
+    thresholds: decisions.Thresholds | None = None
 
     @property
     def providers(self) -> list[str]:
@@ -145,9 +147,9 @@ class OnnxClassifier:
     def predict_proba(
         self, texts: list[str], batch_size: int = 64, max_length: int | None = None
     ) -> Predictions:
-        """Class probabilities in input order; batches of texts of similar length, at most
-        ``batch_size`` rows a run (one row per run for a dynamically quantized graph:
-        :attr:`per_text`)."""
+        """Class probabilities (multi-label: each label's) in input order; batches of texts of
+        similar length, at most ``batch_size`` rows a run (one row per run for a dynamically
+        quantized graph: :attr:`per_text`)."""
         length = min(max_length or self.max_length, self.max_positions)
         batch_size = 1 if self.per_text else batch_size
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
@@ -156,10 +158,9 @@ class OnnxClassifier:
         began = time.perf_counter()
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            logits = self.logits([texts[i] for i in idx], length, batch_size).astype(np.float64)
-            logits -= logits.max(axis=1, keepdims=True)
-            exp = np.exp(logits)
-            probs[idx] = exp / exp.sum(axis=1, keepdims=True)
+            logits = self.logits([texts[i] for i in idx], length, batch_size)
+            multi = self.thresholds is not None
+            probs[idx] = decisions.sigmoid(logits) if multi else decisions.softmax(logits)
             now = time.perf_counter()
             timings.append(now - began)
             began = now
@@ -241,4 +242,5 @@ def load_onnx(
         load_seconds=seconds,
         long_text=truncation.settings(config),
         per_text=quantizes_per_batch(graph),
+        thresholds=decisions.from_config(config) if decisions.is_multi_label(config) else None,
     )

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finetune.core.errors import DataError
+from finetune.core.errors import ConfigError, DataError
 from finetune.core.schema import MonitorConfig, PipelineConfig
 from finetune.monitoring import drift, performance, textstats
 from finetune.monitoring import verdict as V
@@ -316,6 +316,13 @@ def run_monitor(
     spec = cfg.monitor
     client = registry_client(cfg.tracking)
     version, classifier = resolve(cfg, source, client)
+    if classifier.thresholds is not None:
+        raise ConfigError(
+            f"finetune monitor: {source} is a multi-label model; the monitor's prediction "
+            "drift, calibration and label-free accuracy estimate assume one class per text "
+            "and are not available for multi-label models yet (its input drift would be; "
+            "predict --log-dir still logs the label sets)"
+        )
     labels = classifier.labels
     batch_y = _batch_label_ids(batch, labels)
     max_length = classifier.saved_max_length  # what the model was trained with

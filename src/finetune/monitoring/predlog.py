@@ -65,14 +65,19 @@ def _table(
     model: str,
     status: Sequence[str] | None,
     now: datetime,
+    predicted: Sequence[str | None] | None = None,
 ) -> Any:
+    """``predicted``: what the model answered (a multi-label model's label set, "a|b");
+    None: the most likely class."""
     import pyarrow as pa
 
     valid = ~np.isnan(probs).any(axis=1) if len(probs) else np.zeros(0, bool)
     top = np.where(valid, np.nanmax(np.where(valid[:, None], probs, 0.0), axis=1), np.nan)
-    predicted = [
-        labels[int(i)] if ok else None for i, ok in zip(probs.argmax(axis=1), valid, strict=True)
-    ]
+    if predicted is None:
+        chosen = probs.argmax(axis=1)
+        predicted = [labels[int(i)] if ok else None for i, ok in zip(chosen, valid, strict=True)]
+    else:
+        predicted = [p if ok else None for p, ok in zip(predicted, valid, strict=True)]
     return pa.Table.from_pydict(
         {
             "time": [now] * len(texts),
@@ -111,13 +116,15 @@ def append(
     model: str,
     status: Sequence[str] | None = None,
     now: datetime | None = None,
+    predicted: Sequence[str | None] | None = None,
 ) -> Path | None:
     """Write one part file for these predictions (rows of ``probs`` may be NaN: an empty text
     that got no prediction); returns its path (None for no texts)."""
     if not len(texts):
         return None
     now = now or datetime.now(UTC)
-    return _write(log_dir, _table(texts, probs, labels, model, status, now), f"{now:%Y-%m-%d}", now)
+    table = _table(texts, probs, labels, model, status, now, predicted)
+    return _write(log_dir, table, f"{now:%Y-%m-%d}", now)
 
 
 def expire(log_dir: str | Path, retention_days: int | None, now: datetime | None = None) -> int:
@@ -180,10 +187,11 @@ class LogWriter:
         model: str,
         status: Sequence[str] | None = None,
         now: datetime | None = None,
+        predicted: Sequence[str | None] | None = None,
     ) -> None:
         if not len(texts):
             return
-        table = _table(texts, probs, labels, model, status, now or datetime.now(UTC))
+        table = _table(texts, probs, labels, model, status, now or datetime.now(UTC), predicted)
         with self._wake:
             if self._closed:
                 raise RuntimeError(f"prediction log {self.log_dir}: the writer is closed")

@@ -28,7 +28,8 @@ import numpy as np
 from finetune.core.errors import PipelineError
 from finetune.core.schema import PipelineConfig, PromotionConfig
 from finetune.evaluation.baseline import baseline_gap
-from finetune.evaluation.metrics import macro_f1
+from finetune.evaluation.metrics import macro_f1, multilabel_f1
+from finetune.modeling import decisions
 from finetune.modeling.backbones import load_logged
 from finetune.registry.aliases import (
     CHALLENGER,
@@ -62,6 +63,7 @@ class ModelScore:
     accuracy: float
     recall: dict[str, float]
     num_examples: int
+    f1_micro: float | None = None  # multi-label models (accuracy: every label of a text right)
 
 
 @dataclass
@@ -216,11 +218,41 @@ def decision_tags(decision: Decision) -> dict[str, str]:
 def predict_labels(
     model: Any, tokenizer: Any, texts: list[str], batch_size: int, max_length: int
 ) -> list[str]:
+    """The predicted class per text; a multi-label model's label set joined by "|" (at the
+    thresholds saved with it), as the processed splits write sets."""
     from finetune.modeling.inference import predict_proba
 
     preds = predict_proba(model, tokenizer, texts, batch_size, max_length)
+    if decisions.is_multi_label(model.config):
+        chosen = decisions.decide(preds.probabilities, decisions.from_config(model.config))
+        return ["|".join(s) for s in decisions.label_sets(chosen, label_set(model))]
     id2label = model.config.id2label
     return [str(id2label[int(i)]) for i in np.asarray(preds.predicted)]
+
+
+def score_sets(
+    version: str, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> ModelScore:
+    """Multi-label: macro-F1 over labels, micro-F1, subset accuracy and per-label recall from
+    label sets written "a|b"."""
+    labels = list(labels)
+    position = {label: j for j, label in enumerate(labels)}
+
+    def matrix(values: Sequence[str]) -> np.ndarray:
+        ids = [[position[x] for x in v.split("|") if x in position] if v else [] for v in values]
+        return decisions.multi_hot(ids, len(labels)) > 0
+
+    y, pred = matrix(y_true), matrix(y_pred)
+    support = y.sum(axis=0)
+    hits = (y & pred).sum(axis=0)
+    return ModelScore(
+        version=str(version),
+        f1_macro=multilabel_f1(y, pred, "macro"),
+        accuracy=float((y == pred).all(axis=1).mean()) if len(y) else 0.0,
+        recall={label: float(hits[j] / support[j]) for label, j in position.items() if support[j]},
+        num_examples=len(y_true),
+        f1_micro=multilabel_f1(y, pred, "micro"),
+    )
 
 
 def label_set(model: Any) -> list[str]:
@@ -233,6 +265,16 @@ def check_same_labels(challenger: tuple[str, Any], champion: tuple[str, Any], na
     them, and a champion for another label set would be replaced by a model that cannot
     predict its classes (or the other way round)."""
     (v1, m1), (v2, m2) = challenger, champion
+    kinds = [
+        "multi-label" if decisions.is_multi_label(m.config) else "single-label" for m in (m1, m2)
+    ]
+    if kinds[0] != kinds[1]:
+        raise PromotionError(
+            f"{name} v{v1} (challenger) is {kinds[0]} and v{v2} (champion) {kinds[1]}: the gate "
+            "does not compare them (they answer different questions: one class per text, or a "
+            "set of labels). Register the new task under its own name "
+            "(tracking.registered_model_name)"
+        )
     a, b = label_set(m1), label_set(m2)
     if a != b:
         only_new = sorted(set(a) - set(b))
@@ -266,6 +308,8 @@ def score_loaded(
     model, tokenizer = loaded
     length = inference_max_length(max_length, tokenizer)
     y_pred = predict_labels(model, tokenizer, texts, batch_size, length)
+    if decisions.is_multi_label(model.config):
+        return score_sets(version, y_true, y_pred, label_set(model))
     return score(version, y_true, y_pred, sorted(set(y_true)))
 
 

@@ -43,6 +43,11 @@ def render_report(decision: Decision, name: str, spec: PromotionConfig) -> str:
         f"| macro-F1 | {ch.f1_macro:.4f} | {cp.f1_macro:.4f} | {ch.f1_macro - cp.f1_macro:+.4f} |",
         f"| accuracy | {ch.accuracy:.4f} | {cp.accuracy:.4f} | {ch.accuracy - cp.accuracy:+.4f} |",
     ]
+    if ch.f1_micro is not None and cp.f1_micro is not None:  # multi-label
+        lines.append(
+            f"| micro-F1 | {ch.f1_micro:.4f} | {cp.f1_micro:.4f} | "
+            f"{ch.f1_micro - cp.f1_micro:+.4f} |"
+        )
     for label in sorted(decision.recall_drops):
         a, b = ch.recall.get(label, 0.0), cp.recall.get(label, 0.0)
         lines.append(f"| recall {md_cell(label)} | {a:.4f} | {b:.4f} | {a - b:+.4f} |")

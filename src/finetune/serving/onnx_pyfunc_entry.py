@@ -61,7 +61,13 @@ class LoggedOnnxTextClassifier(OnnxTextClassifier):
                 self.closes_with_server = close_at_server_shutdown(self.prediction_log)
             labels = self.classifier.labels
             probs = table[prob_columns(labels)].to_numpy(dtype=np.float64)
-            self.prediction_log.append(as_texts(model_input), probs, labels, self.log_name)
+            self.prediction_log.append(
+                as_texts(model_input),
+                probs,
+                labels,
+                self.log_name,
+                predicted=table["label"].tolist(),
+            )
         return table
 
 
