@@ -43,8 +43,11 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 1
 
 def reliability_bins(probs: np.ndarray, y: np.ndarray, n_bins: int = 10) -> list[dict[str, Any]]:
     """Per confidence bin: mean confidence, accuracy and count (the reliability diagram)."""
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y
+    return _bins(probs.max(axis=1), probs.argmax(axis=1) == y, n_bins)
+
+
+def _bins(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> list[dict[str, Any]]:
+    """Equal-width bins of ``conf``: mean confidence, share of ``correct`` and count."""
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
     rows = []
     for b in range(n_bins):
@@ -269,20 +272,7 @@ def label_reliability_bins(
     """Multi-label calibration: every (text, label) probability binned; per bin the mean
     probability (``confidence``), the share that are true labels (``accuracy``) and the count."""
     p, t = np.asarray(probs, dtype=np.float64).ravel(), np.asarray(y, dtype=bool).ravel()
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            rows.append(
-                {
-                    "bin": f"{b / n_bins:.1f}-{(b + 1) / n_bins:.1f}",
-                    "confidence": round(float(p[mask].mean()), 4),
-                    "accuracy": round(float(t[mask].mean()), 4),
-                    "count": int(mask.sum()),
-                }
-            )
-    return rows
+    return _bins(p, t, n_bins)
 
 
 def label_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
