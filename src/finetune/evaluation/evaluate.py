@@ -121,14 +121,7 @@ def evaluate(
     }
     test = preds[eval_name]
     seconds = test.batch_seconds
-    inference = {
-        "batch_size": batch_size,
-        "num_batches": len(seconds),
-        "samples_per_second": round(len(ys[eval_name]) / sum(seconds), 2) if seconds else None,
-        "batch_latency_ms_p50": M.percentile_ms(seconds, 50),
-        "batch_latency_ms_p95": M.percentile_ms(seconds, 95),
-        "sorted_by_length": True,
-    }
+    inference = M.inference_figures(seconds, len(ys[eval_name]), batch_size)
     head = model_metrics[eval_name]
     counts = token_counts(tokenizer, splits[eval_name]["text"].tolist())
     long_text = truncation.settings(model.config)

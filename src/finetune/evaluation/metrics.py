@@ -191,6 +191,19 @@ def micro_curves(
     return _thin(pr, max_points), _thin(roc, max_points)
 
 
+def inference_figures(seconds: list[float], n: int, batch_size: int) -> dict[str, Any]:
+    """Throughput and batch latency of the evaluated split's ``n`` texts (``seconds`` per
+    batch, texts sorted by length)."""
+    return {
+        "batch_size": batch_size,
+        "num_batches": len(seconds),
+        "samples_per_second": round(n / sum(seconds), 2) if seconds else None,
+        "batch_latency_ms_p50": percentile_ms(seconds, 50),
+        "batch_latency_ms_p95": percentile_ms(seconds, 95),
+        "sorted_by_length": True,
+    }
+
+
 def percentile_ms(seconds: list[float], q: float) -> float | None:
     return round(float(np.percentile(np.asarray(seconds) * 1000.0, q)), 3) if seconds else None
 

@@ -207,6 +207,7 @@ def evaluate_multilabel(
     test = preds[eval_name]
     seconds = test.batch_seconds
     head = model_metrics[eval_name]
+    inference = M.inference_figures(seconds, len(ys[eval_name]), ev.batch_size)
     counts = token_counts(tokenizer, splits[eval_name]["text"].tolist())
     long_text = truncation.settings(model.config)
     cut = (counts > max_length) & (long_text.mode != truncation.CHUNKS)
@@ -233,23 +234,14 @@ def evaluate_multilabel(
         "labels_per_text": head["labels_per_text"],
         "texts_without_label": head["texts_without_label"],
         "num_examples": head["num_examples"],
-        "inference_samples_per_second": (
-            round(len(ys[eval_name]) / sum(seconds), 2) if seconds else None
-        ),
+        "inference_samples_per_second": inference["samples_per_second"],
         "num_classes": n,
         "thresholds": chosen.how,
         "thresholds_fallback": len(chosen.fallback),
         "min_class_f1": min(
             (v["f1"] for v in head["per_class"].values() if v["support"]), default=0.0
         ),
-        "inference": {
-            "batch_size": ev.batch_size,
-            "num_batches": len(seconds),
-            "samples_per_second": round(len(ys[eval_name]) / sum(seconds), 2) if seconds else None,
-            "batch_latency_ms_p50": M.percentile_ms(seconds, 50),
-            "batch_latency_ms_p95": M.percentile_ms(seconds, 95),
-            "sorted_by_length": True,
-        },
+        "inference": inference,
         "baseline": {
             "name": "tfidf_logreg_one_vs_rest",
             **{k: baseline_metrics[eval_name][k] for k in (*HEADLINE, "ece")},
