@@ -192,12 +192,12 @@ def evaluate_multilabel(
         seed,
     )
     tuned_on = val_name if val_name in splits else eval_name
-    base_chosen = (
-        decisions.tune(
-            ys[tuned_on], baseline_probs[tuned_on], settings.min_positives, chosen.at_least_one
-        )
-        if settings.thresholds == "tuned"
-        else decisions.fixed(n, float(settings.thresholds), chosen.at_least_one)
+    base_chosen = decisions.choose(
+        settings.thresholds,
+        settings.min_positives,
+        ys[tuned_on],
+        baseline_probs[tuned_on],
+        chosen.at_least_one,
     )
     base_decided = {k: decisions.decide(p, base_chosen) for k, p in baseline_probs.items()}
     baseline_metrics = {

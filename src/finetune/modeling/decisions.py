@@ -150,6 +150,15 @@ def tune(y: np.ndarray, probs: np.ndarray, min_positives: int, at_least_one: boo
     return Thresholds(values, tuple(fallback), global_value, at_least_one, "tuned on validation")
 
 
+def choose(
+    setting: str | float, min_positives: int, y: np.ndarray, probs: np.ndarray, at_least_one: bool
+) -> Thresholds:
+    """``train.multi_label.thresholds``: ``tuned`` on (``y``, ``probs``), or one fixed value."""
+    if setting == "tuned":
+        return tune(y, probs, min_positives, at_least_one)
+    return fixed(np.asarray(probs).shape[1], float(setting), at_least_one)
+
+
 def decide(probs: np.ndarray, thresholds: Thresholds) -> np.ndarray:
     """(n, L) boolean label sets: each label at or above its threshold; with ``at_least_one``,
     a text with none gets its most likely label."""

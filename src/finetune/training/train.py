@@ -205,11 +205,7 @@ def multilabel_baseline_figures(
     )["validation"]
     spec = cfg.train.multi_label
     at_least_one = decisions.at_least_one(spec.at_least_one, train["label_ids"].map(len).to_numpy())
-    chosen = (
-        decisions.tune(y, probs, spec.min_positives, at_least_one)
-        if spec.thresholds == "tuned"
-        else decisions.fixed(n, float(spec.thresholds), at_least_one)
-    )
+    chosen = decisions.choose(spec.thresholds, spec.min_positives, y, probs, at_least_one)
     pred = decisions.decide(probs, chosen)
     return {
         "baseline_val_accuracy": float((pred == y).all(axis=1).mean()),
