@@ -126,7 +126,7 @@ def evaluate(
     counts = token_counts(tokenizer, splits[eval_name]["text"].tolist())
     long_text = truncation.settings(model.config)
     # the texts the model reads only part of (with chunks it reads every token)
-    cut = (counts > max_length) & (long_text.mode != truncation.CHUNKS)
+    cut = (counts > max_length) & (not long_text.reads_all)
     judged = val_name if val_name in model_metrics else eval_name  # validation when there is one
     result: dict[str, Any] = {
         **verdict(

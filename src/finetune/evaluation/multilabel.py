@@ -210,7 +210,7 @@ def evaluate_multilabel(
     inference = M.inference_figures(seconds, len(ys[eval_name]), ev.batch_size)
     counts = token_counts(tokenizer, splits[eval_name]["text"].tolist())
     long_text = truncation.settings(model.config)
-    cut = (counts > max_length) & (long_text.mode != truncation.CHUNKS)
+    cut = (counts > max_length) & (not long_text.reads_all)
     judged = val_name if val_name in model_metrics else eval_name
     train_counts = decisions.multi_hot(train_df["label_ids"].tolist(), n).sum(axis=0)
     headline = [*HEADLINE, "accuracy_at_0_5", "f1_micro_at_0_5", "f1_macro_at_0_5"]

@@ -21,7 +21,6 @@ from finetune.analysis.explain import check_texts, explain_rows, render_page
 from finetune.core.errors import DataError
 from finetune.core.io import atomic_path
 from finetune.core.schema import ExplanationsConfig
-from finetune.modeling import truncation
 from finetune.modeling.classifier import effective_max_length, open_classifier
 
 log = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ def run_explain(
         )
     length = effective_max_length(loaded, max_length)
     counts = loaded.token_counts([t if t.strip() else "" for t in texts])
-    reads_all = loaded.long_text.mode == truncation.CHUNKS  # in windows of `length`
+    reads_all = loaded.long_text.reads_all  # in windows of `length`
     check_texts(texts, counts, None if reads_all else length, names)
     texts = [X.normalise(t) for t in texts]  # what the explainers see
 

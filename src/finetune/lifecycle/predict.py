@@ -112,7 +112,7 @@ def predict_frame(
     status = np.array([STATUS_EMPTY if not t else STATUS_OK for t in texts], dtype=object)
     keep = [i for i, t in enumerate(texts) if t]
     clipped = [truncation.clip_chars(texts[i], char_cap, loaded.long_text) for i in keep]
-    if clipped and loaded.long_text.mode != truncation.CHUNKS:
+    if clipped and not loaded.long_text.reads_all:
         counts = loaded.token_counts(clipped)
         for i, text, n in zip(keep, clipped, counts, strict=True):
             if n > max_length or len(text) < len(texts[i]):

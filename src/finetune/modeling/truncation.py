@@ -53,6 +53,11 @@ class LongText(NamedTuple):
             POOL_KEY: self.pool,
         }
 
+    @property
+    def reads_all(self) -> bool:
+        """Whether every token of a text over max_length is read (chunks: in windows)."""
+        return self.mode == CHUNKS
+
     def describe(self) -> str:
         """For logs and the model card."""
         if self.mode == HEAD_TAIL:
