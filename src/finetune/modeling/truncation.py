@@ -91,11 +91,17 @@ def _check(long_text: LongText) -> None:
         raise ValueError(f"model.chunk_pool is {long_text.pool!r}: use one of {', '.join(POOLS)}")
 
 
+def _step(room: int, overlap: float) -> int:
+    """Tokens between the starts of two windows of ``room`` text tokens: ``room - overlap x
+    room``, at least 1."""
+    return max(1, room - round(overlap * room))
+
+
 def window_starts(tokens: int, room: int, overlap: float) -> list[int]:
     """Where each window of ``room`` text tokens starts in a text of ``tokens`` (more than
-    ``room``) text tokens: every ``room - overlap x room`` tokens (at least 1), the last window
-    ending at the text's end, so every window is full."""
-    step = max(1, room - round(overlap * room))
+    ``room``) text tokens: every :func:`_step` tokens, the last window ending at the text's
+    end, so every window is full."""
+    step = _step(room, overlap)
     return [*range(0, tokens - room, step), tokens - room]
 
 
@@ -108,7 +114,7 @@ def count_windows(lengths: np.ndarray, max_length: int, specials: int, overlap: 
             f"model.max_length {max_length} leaves no room for text next to the tokenizer's "
             f"{specials} special tokens: raise model.max_length"
         )
-    step = max(1, room - round(overlap * room))
+    step = _step(room, overlap)
     text = np.asarray(lengths, dtype=np.int64) - specials
     over = np.asarray(lengths) > max_length
     return int(len(text) + np.ceil((text[over] - room) / step).sum())
