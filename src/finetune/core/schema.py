@@ -215,6 +215,7 @@ class TrainConfig(Section):
     early_stopping_min_delta: Annotated[Number, Field(ge=0)] | Auto
     class_weights: Literal["balanced"] | list[PositiveNumber] | dict[str, PositiveNumber] | None
     multi_label: MultiLabelConfig
+    head_init: Literal["random", "probe"] | Auto
     freeze_embeddings: bool
     freeze_layers: NonNegative
     layer_lr_decay: Annotated[Number, Field(gt=0, le=1)]

@@ -208,9 +208,14 @@ def verdict(
             + "a backbone with longer positions (conf/model/), or keep the part of each text "
             "that decides its label"
         )
+    if train.get("head_init") == "random":
+        tips.append(
+            "start the head from a linear probe (train.head_init: probe, with model.pooling: "
+            "mean) or try a higher train.learning_rate: the head started from random"
+        )
     tips.append(
-        "try a higher train.learning_rate (the new classification head starts from random), "
-        "a larger backbone (conf/model/), or deploy the TF-IDF baseline, which wins on this data"
+        "try a larger backbone (conf/model/), or deploy the TF-IDF baseline, which wins on "
+        "this data"
     )
     by_split = {split: _split_standing(figures, split) for split in ("val", "test")}
     shown = "; ".join(

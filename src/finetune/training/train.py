@@ -43,7 +43,7 @@ from finetune.tracking import inputs
 from finetune.tracking import runs as tracking
 from finetune.tracking.buffer import MetricsLog
 from finetune.tracking.models import log_model
-from finetune.training import budget
+from finetune.training import budget, head_init
 from finetune.training.callbacks import MlflowMetrics
 from finetune.training.checkpoints import (
     MLFLOW_RUN_FILE,
@@ -354,16 +354,20 @@ def _budget_length(
     cost = budget.StepCost.from_points(points)
     # epochs: auto stops at max_epochs at the latest
     epochs = min(budget.MIN_EPOCHS, plan.epochs) if plan.adaptive else plan.epochs
-    seconds = max(plan.time_budget_s - probe_s, 0.0) * (1 - EVAL_SHARE)
+    head_s = 0.0
+    if head_init.resolve(spec.head_init, pooling, spec.lora.enabled)[0] == head_init.PROBE:
+        head_s = head_init.estimated_seconds(lengths, start, cost.seconds)
+    seconds = max(plan.time_budget_s - probe_s - head_s, 0.0) * (1 - EVAL_SHARE)
     length = budget.fit_length(
         lengths, start, epochs, seconds, cost, floor=budget.MIN_FITTED_LENGTH
     )
     afford = {n: seconds / budget.epoch_seconds(lengths, n, cost, 1) for n in (start, length)}
     log.info(
-        "time budget: a training sample costs %s (timed in %.0f s); %.0f s left for training "
-        "steps afford %s",
+        "time budget: a training sample costs %s (timed in %.0f s%s); %.0f s left for "
+        "training steps afford %s",
         ", ".join(f"{v:.4f} s at {k} tokens" for k, v in points.items()),
         probe_s,
+        f"; the head's linear probe will take about {head_s:.0f} s" if head_s else "",
         seconds,
         ", ".join(f"{afford[n]:.2f} epochs at max length {n}" for n in dict.fromkeys(afford)),
     )
@@ -432,6 +436,7 @@ def _finish_run(
     if result.metrics["best_epoch"] is not None:
         mlflow.set_tag("train.best_epoch", result.metrics["best_epoch"])
     mlflow.set_tag("train.stop_reason", result.metrics["stop_reason"])
+    mlflow.set_tag("train.head_init", result.metrics["head_init"])
     mlflow.set_tag("model.layers", str(getattr(result.model.config, "num_hidden_layers", "")))
     if cfg.train.distill.enabled:  # the student's run names its teacher(s)
         mlflow.set_tags(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from finetune.evaluation.metrics import macro_f1, multilabel_f1
 from finetune.modeling import decisions, truncation
 from finetune.modeling.backbones import load_classifier
 from finetune.modeling.tokens import load_tokenizer
+from finetune.training import head_init
 from finetune.training.callbacks import Progress
 from finetune.training.checkpoints import drop_incomplete_checkpoints, latest_checkpoint
 from finetune.training.distill import (
@@ -220,13 +222,17 @@ def build_model(
     pooling: Pooling,
     attention_dropout: float | None = None,
     problem_type: str | None = None,
+    head: Callable[[Any, Any], None] | None = None,
 ) -> tuple[Any, Any]:
     """Tokenizer and classifier, with the attention dropout (None: the backbone's), freezing
-    and the LoRA adapter as configured."""
+    and the LoRA adapter as configured. ``head(model, tokenizer)`` sets the head's starting
+    weights (:mod:`finetune.training.head_init`) before the adapter wraps the model."""
     tokenizer = load_tokenizer(model_name_or_path)
     model = load_classifier(model_name_or_path, labels, pooling, attention_dropout, problem_type)
     keep_every_kth_layer(model, spec.distill.keep_every_kth_layer)
     freeze(model, spec.freeze_embeddings, spec.freeze_layers)
+    if head is not None:
+        head(model, tokenizer)
     if spec.lora.enabled:
         model = add_lora(
             model, spec.lora.r, spec.lora.alpha, spec.lora.dropout, spec.lora.target_modules
@@ -347,8 +353,10 @@ def fine_tune(
         spec.attention_dropout, int(model_cfg.max_length), model_cfg.name_or_path
     )
     problem_type = decisions.MULTI_LABEL if multi_label else None
+    resume = latest_checkpoint(Path(checkpoint_dir)) if checkpoint_dir else None
+    start = HeadStart(spec, model_cfg, train_df, labels, multi_label, resume is not None)
     model, tokenizer = build_model(
-        model_cfg.name_or_path, labels, spec, model_cfg.pooling, dropout, problem_type
+        model_cfg.name_or_path, labels, spec, model_cfg.pooling, dropout, problem_type, start
     )
     teacher = None
     if spec.distill.enabled:
@@ -378,6 +386,8 @@ def fine_tune(
             drop_incomplete_checkpoints(output_dir, resume)
         plan = make_plan(spec, len(train_ds), len(val_ds), world, len(validation_df))
         length = TrainingLength(plan, len(val_ds), load_state(resume))
+        if resume is None:  # the probe's time is the run's: the time budget counts it
+            length.s.elapsed_s = start.seconds
         trainer = build_trainer(
             model,
             tokenizer,
@@ -437,6 +447,8 @@ def fine_tune(
         "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
         "precision": precision,
         "processes": world,
+        "head_init": start.how,
+        "head_init_seconds": round(start.seconds, 2),
     }
     if rank == 0:
         log.info(
@@ -456,8 +468,66 @@ def fine_tune(
     model = merge_adapter(trainer.model)
     if multi_label and multi:
         metrics["val_f1_micro"] = float(final["eval_f1_micro"])
-        metrics.update(decide_thresholds(model, tokenizer, validation_df, labels, model_cfg, multi))
+        metrics.update(
+            decide_thresholds(
+                model, tokenizer, validation_df, labels, model_cfg, multi, spec.eval_batch_size
+            )
+        )
     return TrainResult(model, tokenizer, labels, metrics, list(state.log_history))
+
+
+class HeadStart:
+    """The head's start as ``train.head_init`` resolves (:mod:`finetune.training.head_init`),
+    a callable for :func:`build_model`; after it ran, ``how`` and ``seconds`` say what it did.
+    A resumed run loads its head from the checkpoint and probes nothing."""
+
+    def __init__(
+        self,
+        spec: TrainConfig,
+        model_cfg: ModelConfig,
+        train_df: pd.DataFrame,
+        labels: list[str],
+        multi_label: MultiLabelConfig | None,
+        resuming: bool,
+    ) -> None:
+        self.how, why = head_init.resolve(spec.head_init, model_cfg.pooling, spec.lora.enabled)
+        if resuming:
+            self.how, why = head_init.RANDOM, "resuming: the checkpoint holds the head"
+        self.why, self.seconds = why, 0.0
+        self.spec, self.model_cfg, self.train_df = spec, model_cfg, train_df
+        self.labels, self.multi_label = labels, multi_label
+
+    def __call__(self, model: Any, tokenizer: Any) -> None:
+        if self.how != head_init.PROBE:
+            log.info("classification head: random start (%s)", self.why)
+            return
+        df, n = self.train_df, len(self.labels)
+        if self.multi_label is not None:
+            targets = decisions.multi_hot(df["label_ids"].tolist(), n)
+            weights = positive_weights(self.multi_label.pos_weight, targets)
+        else:
+            targets = df["label_id"].to_numpy()
+            weights = class_weights_for(self.spec.class_weights, self.labels, targets)
+        fitted = head_init.probe(
+            model,
+            tokenizer,
+            df["text"].tolist(),
+            targets,
+            int(self.model_cfg.max_length),
+            self.spec.eval_batch_size,
+            multi_label=self.multi_label is not None,
+            weights=weights,
+        )
+        head_init.apply(model, fitted)
+        self.seconds = fitted.seconds
+        log.info(
+            "classification head: a linear probe (%s) on %d train texts' embeddings of their "
+            "first %d tokens, in %.1f s (counted in the time budget)",
+            self.why,
+            fitted.rows,
+            fitted.max_length,
+            fitted.seconds,
+        )
 
 
 def _multi_label_setup(
@@ -499,6 +569,7 @@ def decide_thresholds(
     labels: list[str],
     model_cfg: ModelConfig,
     multi: tuple[MultiLabelConfig, bool, list[float] | None],
+    batch_size: int,
 ) -> dict[str, Any]:
     """Tune the thresholds on validation (or fix them) and save them in ``model.config``."""
     from finetune.modeling.inference import predict_proba
@@ -506,7 +577,11 @@ def decide_thresholds(
     settings, at_least_one, _ = multi
     if settings.thresholds == "tuned":
         probs = predict_proba(
-            model, tokenizer, validation_df["text"].tolist(), 64, int(model_cfg.max_length)
+            model,
+            tokenizer,
+            validation_df["text"].tolist(),
+            batch_size,
+            int(model_cfg.max_length),
         ).probabilities
         y = decisions.multi_hot(validation_df["label_ids"].tolist(), len(labels))
         chosen = decisions.tune(y, probs, settings.min_positives, at_least_one)
