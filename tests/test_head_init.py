@@ -128,7 +128,7 @@ def _start(tiny_model_dir: Path, df: pd.DataFrame, labels: list[str], **train: o
 
 
 def test_probe_sets_the_head_of_the_tiny_model(tiny_model_dir: Path) -> None:
-    df = make_texts(n_per_class=15)
+    df = make_texts(n_per_class=30)  # more rows than the tiny head's capacity (2 x 32)
     labels = sorted(df["label"].unique())
     df["label_id"] = df["label"].map({name: i for i, name in enumerate(labels)})
     start, model, tokenizer = _start(tiny_model_dir, df, labels)
@@ -176,3 +176,16 @@ def test_estimated_seconds_count_the_probe_rows_and_tokens() -> None:
     assert head_init.estimated_seconds(lengths, 32, lambda t: t) == pytest.approx(
         (10 + 32 + 32) * head_init.FORWARD_SHARE
     )
+
+
+def test_auto_starts_from_random_when_the_rows_are_within_the_heads_capacity(
+    tiny_model_dir: Path,
+) -> None:
+    df = make_texts(n_per_class=10)  # 30 rows <= 2 x 32 dimensions
+    labels = sorted(df["label"].unique())
+    df["label_id"] = df["label"].map({name: i for i, name in enumerate(labels)})
+    start, _, _ = _start(tiny_model_dir, df, labels)
+    assert start.how == "random" and "capacity" in start.why and start.seconds == 0
+    forced, _, _ = _start(tiny_model_dir, df, labels, head_init="probe")  # a setting is kept
+    assert forced.how == "probe" and forced.seconds > 0
+    assert head_init.saturates(64, 32) and not head_init.saturates(65, 32)

@@ -217,11 +217,12 @@ def test_every_stage_runs_with_mean_pooling(mean_pipeline: dict[str, Any]) -> No
     card = (Path(paths["model_dir"]) / "README.md").read_text()
     assert "trust_remote_code=True" in card and "pooling: mean" in card
     trained = json.loads(Path(paths["train_report"]).read_text())
-    assert trained["head_init"] == "probe" and trained["head_init_seconds"] > 0  # auto, mean
+    # auto with a mean head, but the tiny split is within the head's capacity (2 x 32 rows)
+    assert trained["head_init"] == "random" and trained["head_init_seconds"] == 0
     tracking = mean_pipeline["tracking"]
     mlflow.set_tracking_uri(tracking["uri"])
     run_id = json.loads(Path(paths["run_info"]).read_text())["run_id"]
-    assert mlflow.get_run(run_id).data.tags["train.head_init"] == "probe"
+    assert mlflow.get_run(run_id).data.tags["train.head_init"] == "random"
     metrics = json.loads(Path(paths["evaluate_metrics"]).read_text())
     assert metrics["accuracy"] > 0.5, metrics  # 3 classes: it learned from the tiny data
     assert json.loads(Path(paths["error_metrics"]).read_text())

@@ -498,10 +498,28 @@ class HeadStart:
         self.labels, self.multi_label = labels, multi_label
 
     def __call__(self, model: Any, tokenizer: Any) -> None:
+        df, n = self.train_df, len(self.labels)
+        hidden = int(model.config.hidden_size)
+        if self.how == head_init.PROBE and head_init.saturates(len(df), hidden):
+            if self.spec.head_init == head_init.PROBE:
+                log.warning(
+                    "train.head_init=probe on %d train rows: a linear head on %d dimensions can "
+                    "fit up to %d rows whatever their labels, so the probe starts fine-tuning "
+                    "saturated (train.head_init: auto would start from random)",
+                    len(df),
+                    hidden,
+                    head_init.CAPACITY * hidden,
+                )
+            else:
+                self.how = head_init.RANDOM
+                self.why = (
+                    f"auto: {len(df)} train rows are within a linear head's capacity on "
+                    f"{hidden} dimensions ({head_init.CAPACITY * hidden} rows): a probe would fit "
+                    "them whatever their labels and leave fine-tuning little to learn from"
+                )
         if self.how != head_init.PROBE:
             log.info("classification head: random start (%s)", self.why)
             return
-        df, n = self.train_df, len(self.labels)
         if self.multi_label is not None:
             targets = decisions.multi_hot(df["label_ids"].tolist(), n)
             weights = positive_weights(self.multi_label.pos_weight, targets)
