@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,19 +153,16 @@ def evaluate(
         "min_class_f1": min(v["f1"] for v in head["per_class"].values()),
         "min_class_recall": min(v["recall"] for v in head["per_class"].values()),
         "inference": inference,
-        "baseline": {
-            "name": "tfidf_logreg",
-            **{k: baseline_metrics[eval_name][k] for k in (*HEADLINE, "ece")},
-        },
-        "delta_vs_baseline": M.compare(head, baseline_metrics[eval_name], HEADLINE),
+        **M.versus_baseline(
+            model_metrics,
+            baseline_metrics,
+            eval_name,
+            val_name,
+            HEADLINE,
+            (*HEADLINE, "ece", "ece_temperature_scaled", "num_examples"),
+            "tfidf_logreg",
+        ),
     }
-    if val_name in model_metrics and val_name != eval_name:
-        val = model_metrics[val_name]
-        result["validation"] = {
-            **{k: val[k] for k in (*HEADLINE, "ece", "ece_temperature_scaled", "num_examples")},
-            "baseline": {k: baseline_metrics[val_name][k] for k in HEADLINE},
-            "delta_vs_baseline": M.compare(val, baseline_metrics[val_name], HEADLINE),
-        }
     df = splits[eval_name]
     frame = predictions_frame(df, test.probabilities, labels)
     frame["num_tokens"] = counts
@@ -335,33 +333,19 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     max_length = inference_max_length(cfg.model.max_length, tokenizer)
     train_metrics = read_json(paths.train_report) if Path(paths.train_report).is_file() else {}
     multi = decisions.is_multi_label(model.config)
-    if multi:
-        res = evaluate_multilabel(
-            model,
-            tokenizer,
-            splits,
-            train_df,
-            labels,
-            ev,
-            cfg.train.multi_label,
-            max_length,
-            cfg.seed,
-            train_metrics,
-            cfg.promotion.require_beat_baseline,
-        )
-    else:
-        res = evaluate(
-            model,
-            tokenizer,
-            splits,
-            train_df,
-            labels,
-            ev,
-            max_length,
-            cfg.seed,
-            train_metrics,
-            cfg.promotion.require_beat_baseline,
-        )
+    step = partial(evaluate_multilabel, settings=cfg.train.multi_label) if multi else evaluate
+    res = step(
+        model,
+        tokenizer,
+        splits,
+        train_df,
+        labels,
+        ev,
+        max_length=max_length,
+        seed=cfg.seed,
+        train_metrics=train_metrics,
+        require_beat_baseline=cfg.promotion.require_beat_baseline,
+    )
     metrics, frame, y, probs = res["metrics"], res["frame"], res["y"], res["probs"]
     if not metrics["beats_baseline"]:
         log.warning(

@@ -217,6 +217,32 @@ def compare(model: dict[str, Any], baseline: dict[str, Any], keys: tuple[str, ..
     return out
 
 
+def versus_baseline(
+    model: dict[str, dict[str, Any]],
+    baseline: dict[str, dict[str, Any]],
+    eval_name: str,
+    val_name: str,
+    keys: tuple[str, ...],
+    validation_keys: tuple[str, ...],
+    baseline_name: str,
+) -> dict[str, Any]:
+    """The result's baseline block: the baseline's ``keys`` (and ECE) on the evaluated split and
+    the model's differences from them; the same for validation when it is another split, with
+    the model's ``validation_keys`` beside them."""
+    out: dict[str, Any] = {
+        "baseline": {"name": baseline_name, **{k: baseline[eval_name][k] for k in (*keys, "ece")}},
+        "delta_vs_baseline": compare(model[eval_name], baseline[eval_name], keys),
+    }
+    if val_name in model and val_name != eval_name:
+        val = model[val_name]
+        out["validation"] = {
+            **{k: val[k] for k in validation_keys},
+            "baseline": {k: baseline[val_name][k] for k in keys},
+            "delta_vs_baseline": compare(val, baseline[val_name], keys),
+        }
+    return out
+
+
 # Buckets of token counts relative to the model's max_length L: (0, L/2], (L/2, L], (L, 2L], >2L.
 LENGTH_BUCKETS = ("within_half", "within", "beyond", "beyond_twice")
 

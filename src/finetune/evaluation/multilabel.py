@@ -242,19 +242,16 @@ def evaluate_multilabel(
             (v["f1"] for v in head["per_class"].values() if v["support"]), default=0.0
         ),
         "inference": inference,
-        "baseline": {
-            "name": "tfidf_logreg_one_vs_rest",
-            **{k: baseline_metrics[eval_name][k] for k in (*HEADLINE, "ece")},
-        },
-        "delta_vs_baseline": M.compare(head, baseline_metrics[eval_name], HEADLINE),
+        **M.versus_baseline(
+            model_metrics,
+            baseline_metrics,
+            eval_name,
+            val_name,
+            HEADLINE,
+            (*headline, "ece", "num_examples"),
+            "tfidf_logreg_one_vs_rest",
+        ),
     }
-    if val_name in model_metrics and val_name != eval_name:
-        val = model_metrics[val_name]
-        result["validation"] = {
-            **{k: val[k] for k in (*headline, "ece", "num_examples")},
-            "baseline": {k: baseline_metrics[val_name][k] for k in HEADLINE},
-            "delta_vs_baseline": M.compare(val, baseline_metrics[val_name], HEADLINE),
-        }
     df = splits[eval_name]
     frame = predictions_frame(df, test.probabilities, decided[eval_name], labels)
     frame["num_tokens"] = counts
