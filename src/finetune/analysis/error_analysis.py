@@ -361,16 +361,12 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         ctx["timings"]["total"] = time.perf_counter() - started
         write_json(tables / "timings.json", {k: round(v, 2) for k, v in ctx["timings"].items()})
         write_json(out.file(paths.error_metrics), summary)
-        mlflow.log_metrics({f"errors_{k}": float(v) for k, v in summary.items() if v is not None})
+        _log_report(page, ctx["markdown"], summary, tables)
         mlflow.log_metrics(explanation_metrics(ctx["explanations"]))
         mlflow.log_text(
             render_page(ctx["explanations"], paths.model_dir, "pytorch"),
             "error_analysis/explanations.html",
         )
-        mlflow.log_text(page, "error_analysis/report.html")
-        mlflow.log_text(ctx["markdown"], "error_analysis/report.md")
-        mlflow.log_dict(summary, "error_analysis/summary.json")
-        mlflow.log_artifacts(str(tables), "error_analysis/tables")
     log.info(
         "error analysis: %d errors of %d, %d likely label errors, %d weak slices in %.1f s; "
         "report %s",
@@ -384,6 +380,24 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _log_report(page: str, markdown: str, summary: dict[str, Any], tables: Path) -> None:
+    """The report's numbers as ``errors_*`` metrics, and its page, Markdown, summary and tables
+    as artifacts of the model's MLflow run (the active one)."""
+    import mlflow
+
+    mlflow.log_metrics(
+        {
+            f"errors_{k}": float(v)
+            for k, v in summary.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+    )
+    mlflow.log_text(page, "error_analysis/report.html")
+    mlflow.log_text(markdown, "error_analysis/report.md")
+    mlflow.log_dict(summary, "error_analysis/summary.json")
+    mlflow.log_artifacts(str(tables), "error_analysis/tables")
+
+
 def _run_multilabel(
     cfg: PipelineConfig,
     predictions: pd.DataFrame,
@@ -393,7 +407,6 @@ def _run_multilabel(
     started: float,
 ) -> dict[str, Any]:
     """The multi-label report (:mod:`finetune.analysis.multilabel_errors`) to the same outputs."""
-    import mlflow
 
     from finetune.analysis import multilabel_errors as ML
 
@@ -419,17 +432,7 @@ def _run_multilabel(
             frame.to_csv(tables / f"{name}.csv", index=False)
         write_json(tables / "timings.json", {"total": round(time.perf_counter() - started, 2)})
         write_json(out.file(paths.error_metrics), summary)
-        mlflow.log_metrics(
-            {
-                f"errors_{k}": float(v)
-                for k, v in summary.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-        )
-        mlflow.log_text(page, "error_analysis/report.html")
-        mlflow.log_text(result["markdown"], "error_analysis/report.md")
-        mlflow.log_dict(summary, "error_analysis/summary.json")
-        mlflow.log_artifacts(str(tables), "error_analysis/tables")
+        _log_report(page, result["markdown"], summary, tables)
     log.info(
         "error analysis (multi-label): %d of %d texts with a wrong label set, %d labels added, "
         "%d missed, %d likely label errors; report %s",
