@@ -164,6 +164,36 @@ def test_explicit_task_and_separator(tmp_path: Path) -> None:
     assert result.task == "multi_label" and result.labels == sorted(TOPICS)
 
 
+@pytest.mark.parametrize(
+    ("policy", "expected"), [("union", {0, 1, 2}), ("majority", {0}), ("drop", None)]
+)
+def test_duplicate_texts_with_different_sets(
+    tmp_path: Path, policy: str, expected: set[int] | None
+) -> None:
+    df = make_sets()
+    text = df["text"][1]  # one topic
+    first = df["labels"][1]
+    others = [t for t in TOPICS if t != first]
+    dup = pd.DataFrame({"text": [text, text.upper()], "labels": [others[0], others[1]]})
+    result = _preprocess(tmp_path, pd.concat([df, dup]), cleaning={"conflicts": policy})
+    rows = pd.concat(result.splits.values())
+    found = rows.loc[rows["text"].str.lower() == text.lower(), "label"].tolist()
+    if expected is None:
+        assert found == []
+    else:
+        wanted = [first, *others][: max(expected) + 1]
+        assert len(found) == 1 and set(found[0].split("|")) == set(wanted)
+    assert result.report["conflicting_label_texts"] == 1
+    assert result.report["conflict_rows_dropped"] == (3 if policy == "drop" else 2)
+
+
+def test_union_on_single_label_data_is_an_error(tmp_path: Path) -> None:
+    df = make_sets()
+    df["labels"] = df["labels"].str.split("|").str[0]
+    with pytest.raises(DataError, match=r"conflicts=union.*one label per row.*data.task"):
+        _preprocess(tmp_path, df, cleaning={"conflicts": "union"})
+
+
 # ------------------------------------------------------------------ thresholds
 
 

@@ -88,7 +88,7 @@ class Cleaning(Section):
     lowercase: bool
     empty_text: Literal["drop", "error"]
     dedup: Literal["none", "exact", "normalized"]
-    conflicts: Literal["keep", "drop", "majority"]
+    conflicts: Literal["keep", "drop", "majority", "union"]
 
 
 class DataReport(Section):

@@ -150,6 +150,7 @@ class DedupResult:
     keep: np.ndarray  # sorted row positions to keep
     counts: dict[str, int]
     conflict_rows: np.ndarray  # positions of every row in a conflicting group (for the report)
+    units: np.ndarray  # per row, a code shared by the rows that are "the same text" in a group
 
 
 def deduplicate(
@@ -166,7 +167,8 @@ def deduplicate(
     (and still counts the exact ones separately), ``none`` keeps every row (conflicts are still
     reported and handled). ``conflicts``: a text seen with more than one label is kept once per
     label (``keep``), dropped altogether (``drop``) or kept with its most frequent label
-    (``majority``; a tie goes to the label seen first).
+    (``majority``; a tie goes to the label seen first) or kept once, at its first row
+    (``union``: the caller merges the label sets of multi-label rows into that row).
     """
     n = len(text_codes)
     positions = np.arange(n)
@@ -209,11 +211,15 @@ def deduplicate(
             winners = ordered[np.r_[True, item_unit[ordered][1:] != item_unit[ordered][:-1]]]
             winner_items = uniq_items[winners]
             drop = in_conflict & ~np.isin(item, winner_items)
+        elif conflicts == "union":
+            _, first_of_unit = np.unique(unit, return_index=True)
+            drop = in_conflict.copy()
+            drop[first_of_unit] = False
         else:
             drop = np.zeros(n, dtype=bool)
         counts["conflict_rows_dropped"] = int((keep_mask & drop).sum())
         keep_mask &= ~drop
-    return DedupResult(positions[keep_mask], counts, positions[in_conflict])
+    return DedupResult(positions[keep_mask], counts, positions[in_conflict], unit)
 
 
 def leaking_rows(key_codes: np.ndarray, split_codes: np.ndarray, order: list[int]) -> np.ndarray:

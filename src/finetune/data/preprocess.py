@@ -137,6 +137,20 @@ def _train_classes(
     return [label_list[i] for i in kept], new_id[label_ids]
 
 
+def _merged_sets(
+    sets: list[tuple[str, ...]], rows: np.ndarray, units: np.ndarray
+) -> list[tuple[str, ...]]:
+    """``sets`` with each of ``rows`` holding the union of the sets of the rows that share its
+    unit (data.cleaning.conflicts: union; deduplication keeps one row of each unit)."""
+    merged: dict[int, set[str]] = {}
+    for row, unit in zip(rows.tolist(), units.tolist(), strict=True):
+        merged.setdefault(unit, set()).update(sets[row])
+    out = list(sets)
+    for row, unit in zip(rows.tolist(), units.tolist(), strict=True):
+        out[row] = tuple(merged[unit])
+    return out
+
+
 def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Preprocessed:
     """Pure pipeline step: raw source in, splits + labels + report out."""
     raw = raw if isinstance(raw, RawData) else as_raw(raw, spec.path or "<table>")
@@ -155,6 +169,12 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
         position = {x: i for i, x in enumerate(vocabulary)}
         labels = pa.chunked_array([pa.array([canonical(s, position) for s in sets], pa.string())])
     else:
+        if spec.cleaning.conflicts == "union":
+            raise DataError(
+                f"{name}: data.cleaning.conflicts=union merges the label sets of a text seen with "
+                f"different labels, but this data has one label per row ({task.reason}); use "
+                "majority, keep or drop, or set data.task: multi_label for label sets"
+            )
         labels = label_values(raw, spec)
 
     empty = _mask(pc.or_kleene(pc.is_null(texts), pc.equal(texts, "")))
@@ -195,6 +215,8 @@ def preprocess(raw: RawData | pd.DataFrame, spec: DataConfig, seed: int) -> Prep
             dedup.counts["conflicting_rows"],
             spec.cleaning.conflicts,
         )
+    if multi and spec.cleaning.conflicts == "union":
+        sets = _merged_sets(sets, keep[dedup.conflict_rows], dedup.units[dedup.conflict_rows])
     keep = keep[dedup.keep]
 
     # Labels and class checks on what is left.
