@@ -176,6 +176,11 @@ def test_estimated_seconds_count_the_probe_rows_and_tokens() -> None:
     assert head_init.estimated_seconds(lengths, 32, lambda t: t) == pytest.approx(
         (10 + 32 + 32) * head_init.FORWARD_SHARE
     )
+    # more rows than the probe embeds: the mean over all of them, times the rows it embeds
+    many = np.array([10] * head_init.PROBE_MAX_ROWS + [500] * head_init.PROBE_MAX_ROWS)
+    assert head_init.estimated_seconds(many, 256, lambda t: t) == pytest.approx(
+        (10 + 128) / 2 * head_init.PROBE_MAX_ROWS * head_init.FORWARD_SHARE
+    )
 
 
 def test_auto_starts_from_random_when_the_rows_are_within_the_heads_capacity(

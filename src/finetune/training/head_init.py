@@ -167,11 +167,18 @@ def estimated_seconds(
     lengths: np.ndarray, max_length: int, training_sample_seconds: Callable[[float], float]
 ) -> float:
     """The probe's embedding pass, estimated before it runs from the seconds a training sample
-    of ``tokens`` costs: the first PROBE_MAX_ROWS texts' tokens up to the probe's length, at
-    FORWARD_SHARE of that cost (the budget's fit of the max length sets this time aside)."""
+    of ``tokens`` costs: the mean over every text (its tokens up to the probe's length) times
+    the rows the probe embeds (at most PROBE_MAX_ROWS), at FORWARD_SHARE of that cost (the
+    budget's fit of the max length sets this time aside)."""
     length = min(int(max_length), PROBE_TOKENS)
-    cut = np.minimum(np.asarray(lengths, dtype=np.float64)[:PROBE_MAX_ROWS], length)
-    return float(sum(training_sample_seconds(t) for t in cut) * FORWARD_SHARE)
+    cut = np.minimum(np.asarray(lengths, dtype=np.int64), length)
+    if not len(cut):
+        return 0.0
+    values, counts = np.unique(cut, return_counts=True)  # one cost per distinct length
+    mean = sum(
+        training_sample_seconds(float(v)) * c for v, c in zip(values, counts, strict=True)
+    ) / len(cut)
+    return float(mean * min(len(cut), PROBE_MAX_ROWS) * FORWARD_SHARE)
 
 
 def strata(targets: np.ndarray, multi_label: bool) -> np.ndarray:
