@@ -352,6 +352,93 @@ def test_predict_multi_label_through_pytorch_onnx_and_the_pyfunc(
     np.testing.assert_allclose(served[columns].to_numpy(), probs, atol=1e-4)
 
 
+def test_label_share_drift_is_per_label_and_bonferroni_corrected() -> None:
+    from finetune.monitoring import multilabel as ML
+
+    rng = np.random.default_rng(0)
+    rates = np.array([0.3, 0.2, 0.1])
+    reference = rng.random((400, 3)) < rates
+    same = ML.prediction_drift(reference, rng.random((300, 3)) < rates, TOPICS, 0.01)
+    moved = ML.prediction_drift(reference, rng.random((300, 3)) < [0.3, 0.2, 0.4], TOPICS, 0.01)
+    assert same["p_value"] > 0.05 and same["labels_moved"] == []
+    assert moved["p_value"] < 1e-6 and moved["labels_moved"] == [TOPICS[2]]
+    assert moved["most_moved_label"] == TOPICS[2] and moved["psi"] > same["psi"]
+    assert moved["batch_share"][TOPICS[2]] == pytest.approx(0.4, abs=0.06)
+    # Bonferroni: the reported p-value is the smallest corrected one
+    assert min(moved["per_label_p_value"].values()) == pytest.approx(moved["p_value"], abs=1e-6)
+
+
+def test_monitor_label_matrix_and_measured_sets() -> None:
+    from finetune.monitoring import multilabel as ML
+
+    got = ML.label_matrix(["a|b", None, "b"], ["a", "b", "c"], "batch.csv (label column)")
+    assert got.tolist() == [[1, 1, 0], [0, 0, 0], [0, 1, 0]]  # blank: a text with no label
+    with pytest.raises(DataError, match=r"batch.csv \(label column\) has label\(s\) \['z'\]"):
+        ML.label_matrix(["a|z"], ["a", "b"], "batch.csv (label column)")
+    y = np.array([[1, 1, 0], [0, 1, 0]], dtype=bool)
+    decided = np.array([[1, 0, 0], [0, 1, 0]], dtype=bool)
+    m = ML.measured(y, decided, ["a", "b", "c"])
+    assert m["accuracy"] == 0.5 and m["f1_micro"] == pytest.approx(0.8)
+    assert m["recall"] == {"a": 1.0, "b": 0.5, "c": None}
+    assert m["f1_macro"] == pytest.approx((1.0 + 2 / 3) / 2)  # c: neither given nor decided
+
+
+def test_monitor_a_multi_label_model(
+    ml_exported: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from finetune import cli
+
+    cfg = ml_exported["cfg"]
+    root = Path(cfg["paths"]["model_dir"]).parents[1]
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    make_sets(n=60, seed=3, empty=5).to_csv(root / "batch.csv", index=False)
+    monkeypatch.chdir(root)
+    runs = {}
+    for name, extra in {"labelled": ["--label-column", "labels"], "unlabelled": []}.items():
+        out = root / "monitor-out" / name
+        code = cli.main(
+            [
+                *("monitor", "--repo", str(root), "-m", cfg["paths"]["model_dir"]),
+                *("-i", "batch.csv", *extra, "-o", str(out)),
+            ]
+        )
+        assert code in (0, 3), name
+        runs[name] = (json.loads((out / "summary.json").read_text()), out / "report.html")
+    s, page = runs["labelled"]
+    assert s["estimated_accuracy"] is None and s["batch"]["labelled"] == 60
+    # the shares and the figures are the model's label sets at its saved thresholds
+    from finetune.modeling.classifier import open_classifier
+    from finetune.monitoring import multilabel as ML
+
+    model = open_classifier(cfg["paths"]["model_dir"])
+    batch = pd.read_csv(root / "batch.csv", keep_default_na=False)
+    decided = decisions.decide(
+        model.predict(batch["text"].tolist(), 8, model.saved_max_length).probabilities,
+        model.thresholds,
+    )
+    shares = s["prediction_drift"]["batch_share"]
+    np.testing.assert_allclose([shares[x] for x in model.labels], decided.mean(axis=0), atol=1e-4)
+    given = ML.label_matrix(batch["labels"].tolist(), model.labels, "batch") > 0
+    assert given[:5].sum() == 0  # the rows with no label count, as empty sets
+    expected = ML.measured(given, decided, model.labels)
+    assert s["performance"]["accuracy"] == pytest.approx(expected["accuracy"])
+    assert s["performance"]["f1_micro"] == pytest.approx(expected["f1_micro"])
+    perf = s["performance"]
+    assert perf["basis"] == "subset accuracy" and 0 <= perf["accuracy"] <= 1
+    assert {"f1_micro", "f1_macro", "drop_p_value"} <= set(perf)
+    assert set(perf["recall"]) == set(TOPICS)
+    assert s["prediction_drift"]["test"] == "fisher_exact_per_label_bonferroni"
+    assert set(s["prediction_drift"]["batch_share"]) == set(TOPICS)
+    assert "subset accuracy" in page.read_text()
+    s, page = runs["unlabelled"]
+    check = next(c for c in s["checks"] if c["check"] == "performance drop")
+    assert not check["flagged"] and "no label-free estimate" in check["detail"]
+    assert "not calibrated" in page.read_text()
+
+
 def test_error_analysis_multi_label(ml_exported: dict[str, Any]) -> None:
     from finetune.analysis import error_analysis
 

@@ -39,7 +39,7 @@ class Baseline:
     embeddings: np.ndarray  # their embeddings, (n, hidden)
     vocabulary: set[str]  # lower-cased words of the whole train split
     test_probs: np.ndarray  # raw (uncalibrated) probabilities on the test split
-    test_y: np.ndarray  # the test split's labels as the model's class indices
+    test_y: np.ndarray  # the test split's labels as class indices; multi-label: (n, k) 0/1
     source: str  # where the splits came from: "workspace", "DVC cache <hash>", "cache"
 
 
@@ -95,6 +95,7 @@ def baseline(
     root: Path,
 ) -> Baseline:
     """The cached baseline of ``version``, built from its training splits when missing."""
+    from finetune.monitoring.multilabel import label_matrix
     from finetune.monitoring.reference import training_splits
     from finetune.monitoring.textstats import vocabulary
 
@@ -121,15 +122,18 @@ def baseline(
     embeddings, _ = embed(classifier, texts, spec.batch_size, max_length)
     test_texts = [str(t) for t in test["text"]]
     test_probs = classifier.predict(test_texts, spec.batch_size, max_length)
+    given, what = [str(v) for v in test["label"]], f"the test split ({source})"
+    if classifier.thresholds is not None:  # "a|b", "" for no label: every test row has its set
+        test_y = label_matrix(given, classifier.labels, what).clip(0)
+    else:
+        test_y = label_ids(given, classifier.labels, what)
     base = Baseline(
         texts=texts,
         test_texts=test_texts,
         embeddings=embeddings,
         vocabulary=vocabulary(str(t) for t in train["text"]),
         test_probs=test_probs.probabilities,
-        test_y=label_ids(
-            [str(v) for v in test["label"]], classifier.labels, f"the test split ({source})"
-        ),
+        test_y=test_y,
         source=source,
     )
     if version.processed_md5 is not None:  # unversioned data: the workspace may change

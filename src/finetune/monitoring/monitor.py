@@ -17,16 +17,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from finetune.core.errors import ConfigError, DataError
+from finetune.core.errors import DataError
 from finetune.core.schema import MonitorConfig, PipelineConfig
 from finetune.monitoring import drift, performance, textstats
 from finetune.monitoring import verdict as V
 from finetune.monitoring.baseline import Baseline
+
+if TYPE_CHECKING:
+    from finetune.modeling.decisions import Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,12 @@ def batch_from_frame(
         )
         keep = sorted(np.random.default_rng(seed).permutation(keep)[:max_texts].tolist())
     labels = None
-    if label_column is not None:
-        raw = column_texts(df[label_column])
+    if label_column is not None:  # a list (JSONL, Parquet) is a label set: joined by "|"
+        raw = column_texts(
+            df[label_column].map(
+                lambda v: "|".join(map(str, v)) if isinstance(v, list | tuple | np.ndarray) else v
+            )
+        )
         labels = [raw[i] or None for i in keep]
     return Batch([texts[i] for i in keep], labels, source, len(df), len(texts) - len(keep))
 
@@ -104,7 +111,7 @@ def analyse(
     spec: MonitorConfig,
     base: Baseline,
     labels: list[str],
-    temperature: float,
+    temperature: float | None,
     batch_texts: list[str],
     batch_embeddings: np.ndarray,
     batch_probs: np.ndarray,
@@ -112,8 +119,11 @@ def analyse(
     reference_stats: pd.DataFrame,
     batch_stats: pd.DataFrame,
     seed: int,
+    thresholds: Thresholds | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(summary, details): every figure of the comparison, and the rows the report lists."""
+    """(summary, details): every figure of the comparison, and the rows the report lists.
+    ``thresholds``: a multi-label model's (``batch_y`` is then (n, k), -1 across a row with no
+    label given); the label side comes from :mod:`finetune.monitoring.multilabel`."""
     level = spec.confidence_level
     domain = drift.domain_classifier(
         base.embeddings, batch_embeddings, spec.folds, spec.bootstrap, level, seed
@@ -122,6 +132,74 @@ def analyse(
         base.embeddings, batch_embeddings, spec.permutations, spec.mmd_samples, seed
     )
     text_cmp = textstats.compare(reference_stats, batch_stats)
+    if thresholds is not None:
+        pred, perf, predicted_names, top, shares = _label_sets(
+            spec, base, labels, batch_probs, batch_y, thresholds
+        )
+    else:
+        pred, perf, predicted_names, top, shares = _classes(
+            spec, base, labels, temperature, batch_probs, batch_y, seed
+        )
+    summary: dict[str, Any] = {
+        "input_drift": {
+            "domain_classifier": {
+                "auc": domain.auc,
+                "auc_low": domain.low,
+                "auc_high": domain.high,
+                "folds": spec.folds,
+            },
+            "mmd": {
+                "mmd2": mmd.mmd2,
+                "p_value": mmd.p_value,
+                "bandwidth": mmd.bandwidth,
+                "permutations": mmd.permutations,
+            },
+            "text_statistics": text_cmp,
+        },
+        "prediction_drift": pred,
+        "performance": perf,
+    }
+    details = {
+        "batch_out_of_place": _out_of_place(
+            batch_texts,
+            domain.batch_scores,
+            spec.out_of_place,
+            {"predicted": predicted_names, "confidence": [round(float(c), 4) for c in top]},
+        ),
+        "reference_out_of_place": _out_of_place(
+            base.texts, 1 - domain.reference_scores, spec.out_of_place
+        ),
+        "to_label": pd.DataFrame(
+            {
+                "text": batch_texts,
+                "predicted": predicted_names,
+                "confidence": top.round(4),
+                "out_of_place": domain.batch_scores.round(4),
+                "priority": (domain.batch_scores + (1 - top)).round(4),
+                "label": "",
+            }
+        )
+        .sort_values("priority", ascending=False, kind="stable")
+        .head(spec.to_label)
+        .drop(columns="priority"),
+        "domain_scores": (domain.reference_scores, domain.batch_scores),
+        "shares": shares,
+    }
+    return summary, details
+
+
+def _classes(
+    spec: MonitorConfig,
+    base: Baseline,
+    labels: list[str],
+    temperature: float,
+    batch_probs: np.ndarray,
+    batch_y: np.ndarray | None,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any], list[str], np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """One class per text: (prediction drift, performance, each text's predicted class, its
+    confidence, the classes' shares of predictions on test and batch)."""
+    level = spec.confidence_level
     test_cal = performance.calibrated(base.test_probs, temperature)
     cal = performance.calibrated(batch_probs, temperature)
     predicted = cal.argmax(axis=1)
@@ -150,56 +228,51 @@ def analyse(
         perf["drop_p_value"] = performance.drop_p_value(
             round(test_measured["accuracy"] * n_test), n_test, round(got["accuracy"] * n), n
         )
-    summary: dict[str, Any] = {
-        "input_drift": {
-            "domain_classifier": {
-                "auc": domain.auc,
-                "auc_low": domain.low,
-                "auc_high": domain.high,
-                "folds": spec.folds,
-            },
-            "mmd": {
-                "mmd2": mmd.mmd2,
-                "p_value": mmd.p_value,
-                "bandwidth": mmd.bandwidth,
-                "permutations": mmd.permutations,
-            },
-            "text_statistics": text_cmp,
-        },
-        "prediction_drift": pred,
-        "performance": perf,
-    }
     top = cal.max(axis=1)
-    details = {
-        "batch_out_of_place": _out_of_place(
-            batch_texts,
-            domain.batch_scores,
-            spec.out_of_place,
-            {
-                "predicted": [labels[i] for i in predicted],
-                "confidence": [round(float(c), 4) for c in top],
-            },
-        ),
-        "reference_out_of_place": _out_of_place(
-            base.texts, 1 - domain.reference_scores, spec.out_of_place
-        ),
-        "to_label": pd.DataFrame(
-            {
-                "text": batch_texts,
-                "predicted": [labels[i] for i in predicted],
-                "confidence": top.round(4),
-                "out_of_place": domain.batch_scores.round(4),
-                "priority": (domain.batch_scores + (1 - top)).round(4),
-                "label": "",
-            }
-        )
-        .sort_values("priority", ascending=False, kind="stable")
-        .head(spec.to_label)
-        .drop(columns="priority"),
-        "domain_scores": (domain.reference_scores, domain.batch_scores),
-        "predicted": (test_predicted, predicted),
+    k = len(labels)
+    shares = (drift.shares(test_predicted, k), drift.shares(predicted, k))
+    return pred, perf, [labels[i] for i in predicted], top, shares
+
+
+def _label_sets(
+    spec: MonitorConfig,
+    base: Baseline,
+    labels: list[str],
+    batch_probs: np.ndarray,
+    batch_y: np.ndarray | None,
+    thresholds: Thresholds,
+) -> tuple[dict[str, Any], dict[str, Any], list[str], np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Label sets (multi-label): as :func:`_classes`, the shares being each label's share of
+    texts; no label-free estimate (:data:`finetune.monitoring.multilabel.NO_ESTIMATE`)."""
+    from finetune.modeling import decisions
+    from finetune.monitoring import multilabel as ML
+
+    test_decided = decisions.decide(base.test_probs, thresholds)
+    decided = decisions.decide(batch_probs, thresholds)
+    pred = ML.prediction_drift(test_decided, decided, labels, spec.thresholds.prediction_p_value)
+    test_measured = ML.measured(base.test_y > 0, test_decided, labels)
+    perf: dict[str, Any] = {
+        "basis": "subset accuracy",
+        "estimated": None,
+        "estimate_unavailable": ML.NO_ESTIMATE,
+        "test": {
+            **{key: test_measured[key] for key in ("accuracy", "f1_micro", "f1_macro", "recall")},
+            **ML.confidence(base.test_probs, test_decided, spec.low_confidence),
+        },
+        **ML.confidence(batch_probs, decided, spec.low_confidence),
+        "temperature": None,
+        "accuracy": None,
     }
-    return summary, details
+    if batch_y is not None:  # every row has its set (a blank one: no label)
+        got = ML.measured(batch_y > 0, decided, labels)
+        perf.update(got)
+        n_test, n = len(base.test_y), len(batch_y)
+        perf["drop_p_value"] = performance.drop_p_value(
+            round(test_measured["accuracy"] * n_test), n_test, round(got["accuracy"] * n), n
+        )
+    names = [ML.SEPARATOR.join(s) for s in decisions.label_sets(decided, labels)]
+    shares = (test_decided.mean(axis=0), decided.mean(axis=0))
+    return pred, perf, names, ML.text_confidence(batch_probs, decided), shares
 
 
 # --------------------------------------------------------------------------- the command
@@ -212,11 +285,16 @@ class MonitorResult:
     exit_code: int  # 0 nothing flagged, V.EXIT_DRIFT drift or a performance drop
 
 
-def _batch_label_ids(batch: Batch, labels: list[str]) -> np.ndarray | None:
+def _batch_label_ids(batch: Batch, labels: list[str], multi_label: bool) -> np.ndarray | None:
+    """The batch's labels as class ids (-1 where none is given), or for a multi-label model as
+    an (n, k) 0/1 matrix (a blank value is a text with no label)."""
     from finetune.monitoring.baseline import label_ids
+    from finetune.monitoring.multilabel import label_matrix
 
     if batch.labels is None:
         return None
+    if multi_label:
+        return label_matrix(batch.labels, labels, f"{batch.source} (label column)")
     given = [v for v in batch.labels if v is not None]
     ids = iter(label_ids(given, labels, f"{batch.source} (label column)"))
     return np.asarray([next(ids) if v is not None else -1 for v in batch.labels], dtype=np.int64)
@@ -241,17 +319,23 @@ def flat_metrics(summary: dict[str, Any], labels: list[str]) -> dict[str, float]
         "mmd2": inp["mmd"]["mmd2"],
         "mmd_p_value": inp["mmd"]["p_value"],
         "script_shift": inp["text_statistics"]["script_shift"],
-        "prediction_chi2_p_value": pred["p_value"],
+        # chi-square over the classes; multi-label: Fisher per label, Bonferroni-corrected
+        "prediction_chi2_p_value" if est else "prediction_p_value": pred["p_value"],
         "prediction_psi": pred["psi"],
-        "estimated_accuracy": est["accuracy"],
-        "estimated_accuracy_low": est["accuracy_low"],
-        "estimated_accuracy_high": est["accuracy_high"],
-        "estimated_f1_macro": est["f1_macro"],
         "mean_confidence": perf["mean_confidence"],
         "low_confidence_share": perf["low_confidence_share"],
     }
+    if est:  # multi-label models have no label-free estimate
+        out.update(
+            estimated_accuracy=est["accuracy"],
+            estimated_accuracy_low=est["accuracy_low"],
+            estimated_accuracy_high=est["accuracy_high"],
+            estimated_f1_macro=est["f1_macro"],
+        )
     if perf.get("accuracy") is not None:
         out.update(accuracy=perf["accuracy"], f1_macro=perf["f1_macro"])
+        if "f1_micro" in perf:
+            out["f1_micro"] = perf["f1_micro"]
     names = safe_names(labels)
     out.update({f"share_{names[k]}": float(v) for k, v in pred["batch_share"].items()})
     return {k: float(v) for k, v in out.items()}
@@ -316,15 +400,8 @@ def run_monitor(
     spec = cfg.monitor
     client = registry_client(cfg.tracking)
     version, classifier = resolve(cfg, source, client)
-    if classifier.thresholds is not None:
-        raise ConfigError(
-            f"finetune monitor: {source} is a multi-label model; the monitor's prediction "
-            "drift, calibration and label-free accuracy estimate assume one class per text "
-            "and are not available for multi-label models yet (its input drift would be; "
-            "predict --log-dir still logs the label sets)"
-        )
     labels = classifier.labels
-    batch_y = _batch_label_ids(batch, labels)
+    batch_y = _batch_label_ids(batch, labels, classifier.thresholds is not None)
     max_length = classifier.saved_max_length  # what the model was trained with
     base = baseline(cfg, version, classifier, max_length, root)
     if len(batch.texts) < spec.min_batch:
@@ -348,19 +425,17 @@ def run_monitor(
         textstats.per_text(base.test_texts, classifier.tokenizer, base.vocabulary),
         textstats.per_text(batch.texts, classifier.tokenizer, base.vocabulary),
         cfg.seed,
+        classifier.thresholds,
     )
     rows = V.checks(summary, spec.thresholds)
     reasons = V.reasons(rows)
-    perf = summary["performance"]
+    perf, est = summary["performance"], summary["performance"]["estimated"]
     head: dict[str, Any] = {
         "drift": bool(reasons),
         "reasons": reasons,
-        "estimated_accuracy": perf["estimated"]["accuracy"],
-        "estimated_accuracy_interval": [
-            perf["estimated"]["accuracy_low"],
-            perf["estimated"]["accuracy_high"],
-        ],
-        "estimated_f1_macro": perf["estimated"]["f1_macro"],
+        "estimated_accuracy": est and est["accuracy"],
+        "estimated_accuracy_interval": est and [est["accuracy_low"], est["accuracy_high"]],
+        "estimated_f1_macro": est and est["f1_macro"],
     }
     if perf.get("accuracy") is not None:
         head.update(accuracy=perf["accuracy"], f1_macro=perf["f1_macro"])
@@ -381,7 +456,9 @@ def run_monitor(
             "rows": batch.rows,
             "empty": batch.empty,
             "texts": len(batch.texts),
-            "labelled": int((batch_y >= 0).sum()) if batch_y is not None else 0,
+            "labelled": int((batch_y >= 0).reshape(len(batch_y), -1).all(axis=1).sum())
+            if batch_y is not None
+            else 0,
         },
         "reference": {
             "texts": len(base.texts),
@@ -417,14 +494,17 @@ def run_monitor(
         )
     code = V.EXIT_DRIFT if reasons else 0
     log.info(
-        "monitor %s on %s (%d texts): %s; estimated accuracy %.3f [%.3f, %.3f]%s; %s (%.1f s)",
+        "monitor %s on %s (%d texts): %s; %s%s; %s (%.1f s)",
         version.title,
         batch.source,
         len(batch.texts),
         "DRIFT: " + " | ".join(reasons) if reasons else "no drift",
-        head["estimated_accuracy"],
-        *head["estimated_accuracy_interval"],
-        f", accuracy {head['accuracy']:.3f}" if "accuracy" in head else "",
+        "estimated accuracy {:.3f} [{:.3f}, {:.3f}]".format(
+            head["estimated_accuracy"], *head["estimated_accuracy_interval"]
+        )
+        if est
+        else "no label-free estimate (multi-label)",
+        f", {perf.get('basis', 'accuracy')} {head['accuracy']:.3f}" if "accuracy" in head else "",
         out_dir / REPORT,
         summary["seconds"],
     )

@@ -47,7 +47,7 @@ class ModelVersion:
     version: str | None
     data_version: str | None
     processed_md5: str | None  # the DVC hash of the splits it was trained on
-    temperature: float
+    temperature: float | None  # evaluate's (None for a multi-label model: no estimate)
 
     @property
     def title(self) -> str:
@@ -113,12 +113,12 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
         )
     run = _training_run(cfg, client, source, run_id)
     temperature = run.data.metrics.get(TEMPERATURE_METRIC)
-    if temperature is None:
+    classifier = open_classifier(source, cfg.tracking.uri)
+    if temperature is None and classifier.thresholds is None:  # multi-label: no estimate
         raise ModelNotFoundError(
             f"run {run_id} of {source} has no {TEMPERATURE_METRIC} metric: the label-free "
             "estimate needs the temperature the evaluate stage fits; run `dvc repro evaluate`"
         )
-    classifier = open_classifier(source, cfg.tracking.uri)
     found_version = ModelVersion(
         source=source,
         run_id=run_id,
@@ -126,7 +126,7 @@ def resolve(cfg: PipelineConfig, source: str, client: Any) -> tuple[ModelVersion
         version=version,
         data_version=run.data.tags.get("data.version"),
         processed_md5=run.data.tags.get(DATA_TAG + tag_path(cfg.paths.processed_dir)),
-        temperature=float(temperature),
+        temperature=None if temperature is None else float(temperature),
     )
     return found_version, classifier
 

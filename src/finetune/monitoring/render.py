@@ -19,13 +19,12 @@ SECTIONS = [
 ]
 
 
-def _figures(details: dict[str, Any], labels: list[str]) -> dict[str, str]:
+def _figures(details: dict[str, Any], labels: list[str], multi_label: bool) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from finetune.monitoring.drift import shares
     from finetune.reporting.plots import png_data_uri
 
     ref_scores, batch_scores = details["domain_scores"]
@@ -39,15 +38,15 @@ def _figures(details: dict[str, Any], labels: list[str]) -> dict[str, str]:
     scores_uri = png_data_uri(fig)
     plt.close(fig)
 
-    ref_pred, batch_pred = details["predicted"]
+    ref_share, batch_share = details["shares"]
     k = len(labels)
     fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.35 * k), layout="constrained")
     y = np.arange(k)
-    ax.barh(y - 0.2, shares(ref_pred, k), height=0.4, label="test split")
-    ax.barh(y + 0.2, shares(batch_pred, k), height=0.4, label="batch")
+    ax.barh(y - 0.2, ref_share, height=0.4, label="test split")
+    ax.barh(y + 0.2, batch_share, height=0.4, label="batch")
     ax.set_yticks(y, [H.fmt(label) for label in labels])
     ax.invert_yaxis()
-    ax.set_xlabel("share of predictions")
+    ax.set_xlabel("share of texts given the label" if multi_label else "share of predictions")
     ax.legend()
     shares_uri = png_data_uri(fig)
     plt.close(fig)
@@ -57,14 +56,14 @@ def _figures(details: dict[str, Any], labels: list[str]) -> dict[str, str]:
 def render_html(summary: dict[str, Any], details: dict[str, Any]) -> str:
     inp, pred, perf = summary["input_drift"], summary["prediction_drift"], summary["performance"]
     labels = summary["model"]["labels"]
-    est = perf["estimated"]
+    est = perf["estimated"] or {}  # none for a multi-label model
     cards = [
         ("verdict", "DRIFT" if summary["drift"] else "no drift"),
         ("domain ROC-AUC", H.fmt(inp["domain_classifier"]["auc"])),
         ("MMD p-value", H.fmt(inp["mmd"]["p_value"], 4)),
         ("prediction PSI", H.fmt(pred["psi"])),
-        ("estimated accuracy", H.fmt(est["accuracy"])),
-        ("accuracy (labels)", H.fmt(perf.get("accuracy"))),
+        ("estimated accuracy", H.fmt(est.get("accuracy"))),
+        (f"{perf.get('basis', 'accuracy')} (labels)", H.fmt(perf.get("accuracy"))),
         ("texts", str(summary["batch"]["texts"])),
     ]
     stats = pd.DataFrame(
@@ -108,5 +107,5 @@ def render_html(summary: dict[str, Any], details: dict[str, Any]) -> str:
         batch_texts=H.table(pd.DataFrame(details["batch_out_of_place"])),
         reference_texts=H.table(pd.DataFrame(details["reference_out_of_place"])),
         classes=H.table(classes),
-        **_figures(details, labels),
+        **_figures(details, labels, multi_label=perf["estimated"] is None),
     )

@@ -16,16 +16,13 @@ def checks(s: dict[str, Any], t: MonitorThresholds) -> list[dict[str, Any]]:
     input_flag = auc["auc_low"] > t.domain_auc and mmd["p_value"] < t.mmd_p_value
     script = inp["text_statistics"]["script_shift"]
     pred_flag = pred["p_value"] < t.prediction_p_value and pred["psi"] > t.psi
-    if perf.get("accuracy") is not None:  # labels: the drop must also be more than chance
-        basis, value, reference = "accuracy", perf["accuracy"], perf["test"]["accuracy"]
-        significant = perf["drop_p_value"] < t.performance_p_value
-        evidence = f"Fisher p={perf['drop_p_value']:.4g} vs {t.performance_p_value}"
-    else:  # the estimate's whole interval must lie below the test split's estimate
-        basis = "estimated accuracy"
-        value, reference = perf["estimated"]["accuracy"], perf["test"]["estimated_accuracy"]
-        significant = perf["estimated"]["accuracy_high"] < reference
-        evidence = f"interval up to {perf['estimated']['accuracy_high']:.3f}"
-    drop = reference - value
+    performance = _performance(perf, t)
+    moved = (
+        f"predicted labels chi-square p={pred['p_value']:.4g}"
+        if "chi2" in pred
+        else f"label shares Fisher p={pred['p_value']:.4g} (Bonferroni over the labels"
+        + (f"; most moved: {pred['most_moved_label']})" if pred["most_moved_label"] else ")")
+    )
     return [
         {
             "check": "input drift",
@@ -47,19 +44,45 @@ def checks(s: dict[str, Any], t: MonitorThresholds) -> list[dict[str, Any]]:
             "check": "prediction drift",
             "flagged": bool(pred_flag),
             "detail": (
-                f"predicted labels chi-square p={pred['p_value']:.4g} (threshold "
-                f"{t.prediction_p_value}), PSI {pred['psi']:.3f} (threshold {t.psi})"
+                f"{moved} (threshold {t.prediction_p_value}), PSI {pred['psi']:.3f} "
+                f"(threshold {t.psi})"
             ),
         },
-        {
-            "check": "performance drop",
-            "flagged": bool(drop > t.accuracy_drop and significant),
-            "detail": (
-                f"{basis} {value:.3f} vs {reference:.3f} on the test split "
-                f"(drop {drop:+.3f}, threshold {t.accuracy_drop}; {evidence})"
-            ),
-        },
+        performance,
     ]
+
+
+def _performance(perf: dict[str, Any], t: MonitorThresholds) -> dict[str, Any]:
+    """The performance check: measured with labels, else estimated, else (a multi-label model
+    on unlabelled texts) not checked, saying why."""
+    if perf.get("accuracy") is not None:  # labels: the drop must also be more than chance
+        basis, value, reference = (
+            perf.get("basis", "accuracy"),
+            perf["accuracy"],
+            perf["test"]["accuracy"],
+        )
+        significant = perf["drop_p_value"] < t.performance_p_value
+        evidence = f"Fisher p={perf['drop_p_value']:.4g} vs {t.performance_p_value}"
+    elif perf["estimated"] is not None:  # the estimate's whole interval below the test's point
+        basis = "estimated accuracy"
+        value, reference = perf["estimated"]["accuracy"], perf["test"]["estimated_accuracy"]
+        significant = perf["estimated"]["accuracy_high"] < reference
+        evidence = f"interval up to {perf['estimated']['accuracy_high']:.3f}"
+    else:
+        return {
+            "check": "performance drop",
+            "flagged": False,
+            "detail": f"not checked: the batch has no labels, and {perf['estimate_unavailable']}",
+        }
+    drop = reference - value
+    return {
+        "check": "performance drop",
+        "flagged": bool(drop > t.accuracy_drop and significant),
+        "detail": (
+            f"{basis} {value:.3f} vs {reference:.3f} on the test split "
+            f"(drop {drop:+.3f}, threshold {t.accuracy_drop}; {evidence})"
+        ),
+    }
 
 
 def reasons(rows: list[dict[str, Any]]) -> list[str]:
