@@ -381,8 +381,7 @@ def fine_tune(
     rank, world = dist_info()
     with tempfile.TemporaryDirectory(prefix="finetune-ckpt-") as tmp:
         output_dir = Path(checkpoint_dir) if checkpoint_dir else Path(tmp)
-        resume = latest_checkpoint(output_dir)
-        if rank == 0:
+        if rank == 0:  # `resume`: found above, before the head's start was chosen
             drop_incomplete_checkpoints(output_dir, resume)
         plan = make_plan(spec, len(train_ds), len(val_ds), world, len(validation_df))
         length = TrainingLength(plan, len(val_ds), load_state(resume))
