@@ -124,7 +124,7 @@ def baseline(
     test_probs = classifier.predict(test_texts, spec.batch_size, max_length)
     given, what = [str(v) for v in test["label"]], f"the test split ({source})"
     if classifier.thresholds is not None:  # "a|b", "" for no label: every test row has its set
-        test_y = label_matrix(given, classifier.labels, what).clip(0)
+        test_y = label_matrix(given, classifier.labels, what)
     else:
         test_y = label_ids(given, classifier.labels, what)
     base = Baseline(

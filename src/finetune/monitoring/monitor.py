@@ -115,15 +115,15 @@ def analyse(
     batch_texts: list[str],
     batch_embeddings: np.ndarray,
     batch_probs: np.ndarray,
-    batch_y: np.ndarray | None,  # label ids, -1 where a row has no label
+    batch_y: np.ndarray | None,  # label ids, -1 where a row has no label (multi-label: 0/1 sets)
     reference_stats: pd.DataFrame,
     batch_stats: pd.DataFrame,
     seed: int,
     thresholds: Thresholds | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(summary, details): every figure of the comparison, and the rows the report lists.
-    ``thresholds``: a multi-label model's (``batch_y`` is then (n, k), -1 across a row with no
-    label given); the label side comes from :mod:`finetune.monitoring.multilabel`."""
+    ``thresholds``: a multi-label model's (``batch_y`` is then an (n, k) 0/1 matrix); the label
+    side comes from :mod:`finetune.monitoring.multilabel`."""
     level = spec.confidence_level
     domain = drift.domain_classifier(
         base.embeddings, batch_embeddings, spec.folds, spec.bootstrap, level, seed
