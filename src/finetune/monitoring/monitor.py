@@ -224,9 +224,8 @@ def _classes(
         got = performance.measured(batch_y[labelled], cal[labelled], labels)
         perf.update(got)
         perf["estimate_error"] = perf["estimated"]["accuracy"] - got["accuracy"]
-        n_test, n = len(base.test_y), int(labelled.sum())
         perf["drop_p_value"] = performance.drop_p_value(
-            round(test_measured["accuracy"] * n_test), n_test, round(got["accuracy"] * n), n
+            test_measured["accuracy"], len(base.test_y), got["accuracy"], int(labelled.sum())
         )
     top = cal.max(axis=1)
     k = len(labels)
@@ -251,28 +250,31 @@ def _label_sets(
     decided = decisions.decide(batch_probs, thresholds)
     pred = ML.prediction_drift(test_decided, decided, labels, spec.thresholds.prediction_p_value)
     test_measured = ML.measured(base.test_y > 0, test_decided, labels)
+    sure = ML.text_confidence(batch_probs, decided)
+    low = spec.low_confidence
     perf: dict[str, Any] = {
         "basis": "subset accuracy",
         "estimated": None,
         "estimate_unavailable": ML.NO_ESTIMATE,
         "test": {
             **{key: test_measured[key] for key in ("accuracy", "f1_micro", "f1_macro", "recall")},
-            **ML.confidence(base.test_probs, test_decided, spec.low_confidence),
+            **performance.summarise_confidence(
+                ML.text_confidence(base.test_probs, test_decided), low
+            ),
         },
-        **ML.confidence(batch_probs, decided, spec.low_confidence),
+        **performance.summarise_confidence(sure, low),
         "temperature": None,
         "accuracy": None,
     }
     if batch_y is not None:  # every row has its set (a blank one: no label)
         got = ML.measured(batch_y > 0, decided, labels)
         perf.update(got)
-        n_test, n = len(base.test_y), len(batch_y)
         perf["drop_p_value"] = performance.drop_p_value(
-            round(test_measured["accuracy"] * n_test), n_test, round(got["accuracy"] * n), n
+            test_measured["accuracy"], len(base.test_y), got["accuracy"], len(batch_y)
         )
     names = [ML.SEPARATOR.join(s) for s in decisions.label_sets(decided, labels)]
     shares = (test_decided.mean(axis=0), decided.mean(axis=0))
-    return pred, perf, names, ML.text_confidence(batch_probs, decided), shares
+    return pred, perf, names, sure, shares
 
 
 # --------------------------------------------------------------------------- the command

@@ -106,16 +106,7 @@ def measured(y: np.ndarray, decided: np.ndarray, labels: list[str]) -> dict[str,
     }
 
 
-def confidence(probs: np.ndarray, decided: np.ndarray, low: float) -> dict[str, float]:
-    """A text's confidence: the least sure of its label decisions (p for a label given, 1 - p
-    for one not given)."""
-    sure = text_confidence(probs, decided)
-    return {
-        "mean_confidence": float(sure.mean()),
-        "low_confidence_share": float((sure < low).mean()),
-    }
-
-
 def text_confidence(probs: np.ndarray, decided: np.ndarray) -> np.ndarray:
-    """Per text: the least sure of its label decisions."""
+    """Per text: the least sure of its label decisions (p for a label given, 1 - p for one not
+    given)."""
     return np.where(decided, probs, 1.0 - probs).min(axis=1)

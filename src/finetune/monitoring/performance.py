@@ -85,14 +85,25 @@ def measured(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict[str, A
 
 
 def confidence(probs: np.ndarray, low: float) -> dict[str, float]:
-    top = probs.max(axis=1)
-    return {"mean_confidence": float(top.mean()), "low_confidence_share": float((top < low).mean())}
+    """Mean confidence and the share below ``low``; a text's confidence is its top class's
+    probability."""
+    return summarise_confidence(probs.max(axis=1), low)
 
 
-def drop_p_value(test_correct: int, test_total: int, correct: int, total: int) -> float:
-    """One-sided Fisher exact test that the batch's accuracy is below the test split's
+def summarise_confidence(sure: np.ndarray, low: float) -> dict[str, float]:
+    """Mean of the per-text confidences ``sure`` and the share below ``low``."""
+    return {
+        "mean_confidence": float(sure.mean()),
+        "low_confidence_share": float((sure < low).mean()),
+    }
+
+
+def drop_p_value(test_accuracy: float, test_total: int, accuracy: float, total: int) -> float:
+    """One-sided Fisher exact test that the batch's accuracy (over ``total`` texts) is below
+    the test split's (over ``test_total``), on the counts of right and wrong texts
     (``scipy.stats.fisher_exact``): small when the drop is more than chance."""
     from scipy.stats import fisher_exact
 
+    test_correct, correct = round(test_accuracy * test_total), round(accuracy * total)
     table = [[test_correct, test_total - test_correct], [correct, total - correct]]
     return float(fisher_exact(table, alternative="greater").pvalue)
