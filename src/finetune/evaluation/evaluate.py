@@ -239,43 +239,36 @@ def mlflow_metrics(
 
 
 def _figures(
-    cm: np.ndarray, y: np.ndarray, probs: np.ndarray, labels: list[str], metrics: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "confusion_matrix.png": confusion_figure(cm, labels),
-        "pr_curves.png": curves_figure(y, probs, labels, "pr"),
-        "roc_curves.png": curves_figure(y, probs, labels, "roc"),
-        "reliability.png": reliability_figure(
-            [
-                (f"model, ECE {metrics['ece']:.3f}", M.reliability_bins(probs, y)),
-                (
-                    f"temperature-scaled (T={metrics['temperature']:.2f}), ECE "
-                    f"{metrics['ece_temperature_scaled']:.3f}",
-                    M.reliability_bins(M.apply_temperature(probs, metrics["temperature"]), y),
-                ),
-            ]
-        ),
-    }
-
-
-def _multilabel_figures(
     cm: np.ndarray,
-    names: list[str],
+    cm_names: list[str],
     y: np.ndarray,
     probs: np.ndarray,
     labels: list[str],
-    metrics: dict[str, Any],
+    reliability: list[tuple[str, Any]],
 ) -> dict[str, Any]:
-    """The label-vs-none confusion, a PR and ROC curve per label, and the reliability of the
-    label probabilities (every text-label pair)."""
+    """The confusion matrix (multi-label: label vs none), a PR and ROC curve per class or
+    label, and the ``reliability`` series (caption, bins)."""
     return {
-        "confusion_matrix.png": confusion_figure(cm, names),
+        "confusion_matrix.png": confusion_figure(cm, cm_names),
         "pr_curves.png": curves_figure(y, probs, labels, "pr"),
         "roc_curves.png": curves_figure(y, probs, labels, "roc"),
-        "reliability.png": reliability_figure(
-            [(f"label probabilities, ECE {metrics['ece']:.3f}", M.label_reliability_bins(probs, y))]
-        ),
+        "reliability.png": reliability_figure(reliability),
     }
+
+
+def _reliability(
+    y: np.ndarray, probs: np.ndarray, metrics: dict[str, Any]
+) -> list[tuple[str, Any]]:
+    """The model's probabilities and their temperature-scaled ones (one class per text)."""
+    scaled = M.apply_temperature(probs, metrics["temperature"])
+    return [
+        (f"model, ECE {metrics['ece']:.3f}", M.reliability_bins(probs, y)),
+        (
+            f"temperature-scaled (T={metrics['temperature']:.2f}), ECE "
+            f"{metrics['ece_temperature_scaled']:.3f}",
+            M.reliability_bins(scaled, y),
+        ),
+    ]
 
 
 def _log(metrics: dict[str, Any], n: int) -> None:
@@ -353,12 +346,14 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
         )
     if multi:
         records, cm, cm_names = label_confusion(y, res["decided"], labels)
-        figures = _multilabel_figures(cm, cm_names, y, probs, labels, metrics)
+        caption = f"label probabilities (every text-label pair), ECE {metrics['ece']:.3f}"
+        reliability = [(caption, M.label_reliability_bins(probs, y))]
     else:
         cm_names = labels
         cm = confusion_matrix(y, probs.argmax(axis=1), labels=list(range(len(labels))))
         records = frame[["label", "predicted"]].rename(columns={"label": "actual"})
-        figures = _figures(cm, y, probs, labels, metrics)
+        reliability = _reliability(y, probs, metrics)
+    figures = _figures(cm, cm_names, y, probs, labels, reliability)
     with tracking.train_run(paths.run_info, cfg.tracking, stage="evaluate"), StagedOutputs() as out:
         write_json(out.file(paths.evaluate_metrics), metrics)
         write_json(out.file(paths.evaluate_per_class), res["per_class"])
