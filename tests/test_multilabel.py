@@ -455,6 +455,59 @@ def test_error_analysis_multi_label(ml_exported: dict[str, Any]) -> None:
     assert "Labels by errors" in page and "not run for multi-label" in page
 
 
+def test_multi_label_distillation_loss() -> None:
+    import torch
+
+    from finetune.training.distill import multi_label_distillation_loss as loss
+
+    student = torch.tensor([[2.0, -1.0, 0.5], [-0.5, 1.5, -2.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    weight = torch.tensor([1.0, 3.0, 0.5])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(student, labels, pos_weight=weight)
+    assert float(loss(student, student * 4, labels, 2.0, 0.0, weight)) == pytest.approx(float(bce))
+    assert float(loss(student, student, labels, 2.0, 1.0)) == pytest.approx(0, abs=1e-6)
+    teacher = torch.tensor([[-3.0, 3.0, 0.0], [3.0, -3.0, 0.0]])
+    soft = loss(student, teacher, labels, 2.0, 1.0)
+    assert float(soft) > 0.1  # the student disagrees with the teacher on most labels
+    mixed = loss(student, teacher, labels, 2.0, 0.5, weight)
+    assert float(mixed) == pytest.approx(0.5 * float(soft) + 0.5 * float(bce), rel=1e-5)
+
+
+def test_multi_label_student_learns_from_a_multi_label_teacher(
+    ml_exported: dict[str, Any], tmp_path: Path
+) -> None:
+    import copy
+
+    from finetune.core.artifacts import load_labels
+    from finetune.modeling.backbones import load_trained
+    from finetune.modeling.inference import predict_proba
+    from finetune.training import train
+    from finetune.training.distill import teacher_log_probs
+
+    base = ml_exported["cfg"]
+    teacher_dir = base["paths"]["model_dir"]
+    labels = load_labels(base["paths"]["processed_dir"])
+    texts = ["refund charged invoice", "parcel delivery late", "hello there"]
+    logits = teacher_log_probs((teacher_dir,) * 2, texts, labels, 8, multi_label=True)
+    model, tokenizer = load_trained(teacher_dir)
+    probs = predict_proba(model, tokenizer, texts, 8, 32).probabilities
+    assert 1 / (1 + np.exp(-logits)) == pytest.approx(probs, abs=1e-4)  # per label, no softmax
+    with pytest.raises(ConfigError, match=r"predicts label sets .* one label per text"):
+        teacher_log_probs((teacher_dir,), texts, labels, 8, multi_label=False)
+
+    cfg = copy.deepcopy(base)
+    for key in ("model_dir", "run_info", "train_report", "checkpoints_dir"):
+        cfg["paths"][key] = str(tmp_path / Path(base["paths"][key]).name)
+    cfg["train"]["distill"].update(enabled=True, teacher=teacher_dir, keep_every_kth_layer=2)
+    cfg["tracking"]["registered_model_name"] = "ml-students"
+    result = train.run(cfg)
+    assert "val_f1_micro" in result.metrics
+    student, _ = load_trained(cfg["paths"]["model_dir"])
+    assert decisions.is_multi_label(student.config)
+    assert student.config.num_hidden_layers == 1
+    assert len(student.config.decision_thresholds) == len(labels)
+
+
 def test_swaps_and_cooccurrence_count_texts() -> None:
     from finetune.analysis import multilabel_errors as ML
 

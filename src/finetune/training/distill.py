@@ -8,8 +8,14 @@ it was trained with. Those log-probabilities travel with the tokenized examples 
     alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(labels)
 
 (Hinton et al., 2015: the T^2 keeps the soft term's gradients on the scale of the hard one).
-Validation is plain cross-entropy on the labels, so early stopping and the best checkpoint
-judge the student on the task, not on imitation.
+Multi-label data (a sigmoid per label) distils each label as a yes/no distribution:
+
+    alpha * T^2 * mean KL(Bernoulli(sigmoid(teacher / T)) || Bernoulli(sigmoid(student / T)))
+      + (1 - alpha) * BCE(labels, positives weighted as train.multi_label.pos_weight)
+
+the mean over every (text, label), as the BCE is; the teachers' probabilities are averaged per
+label and travel as their logits. Validation is the task's own loss on the labels, so early
+stopping and the best checkpoint judge the student on the task, not on imitation.
 
 The student is ``model.name_or_path``, or a shallower copy of it
 (``keep_every_kth_layer``: keep every k-th transformer block, the top one included).
@@ -42,10 +48,16 @@ def load_teacher(source: str) -> tuple[Any, Any]:
 
 
 def teacher_log_probs(
-    teachers: tuple[str, ...], texts: list[str], labels: list[str], batch_size: int
+    teachers: tuple[str, ...],
+    texts: list[str],
+    labels: list[str],
+    batch_size: int,
+    multi_label: bool = False,
 ) -> np.ndarray:
-    """log of the teachers' mean class probabilities for ``texts`` (label order of ``labels``)."""
+    """log of the teachers' mean class probabilities for ``texts`` (label order of ``labels``);
+    ``multi_label``: the logits (log-odds) of their mean probability per label."""
     from finetune.modeling.backbones import inference_max_length
+    from finetune.modeling.decisions import is_multi_label
     from finetune.modeling.inference import predict_proba
 
     total = np.zeros((len(texts), len(labels)), dtype=np.float64)
@@ -57,14 +69,22 @@ def teacher_log_probs(
                 f"train.distill.teacher {source!r} predicts {own}, but this data has {labels}: "
                 "a teacher must be trained on the same label set (same label map)"
             )
+        if is_multi_label(model.config) != multi_label:
+            kinds = ("one label per text", "label sets (multi-label)")
+            raise ConfigError(
+                f"train.distill.teacher {source!r} predicts {kinds[not multi_label]}, but this "
+                f"data has {kinds[multi_label]}: train the teacher on the same task (data.task)"
+            )
         length = inference_max_length("auto", tokenizer)
         total += predict_proba(model, tokenizer, texts, batch_size, length).probabilities
         log.info(
             "teacher %s predicted %d training texts (max length %d)", source, len(texts), length
         )
         del model
-    mean = total / len(teachers)
-    return np.log(np.clip(mean, 1e-8, 1.0)).astype(np.float32)
+    mean = np.clip(total / len(teachers), 1e-8, 1.0 - 1e-8)
+    if multi_label:
+        return (np.log(mean) - np.log1p(-mean)).astype(np.float32)
+    return np.log(mean).astype(np.float32)
 
 
 def keep_every_kth_layer(model: Any, k: int) -> int:
@@ -108,8 +128,30 @@ def distillation_loss(
     return alpha * temperature**2 * soft + (1 - alpha) * hard
 
 
+def multi_label_distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    pos_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """alpha * T^2 * the mean binary KL(teacher_T || student_T) over (text, label) + (1 - alpha)
+    * BCE with ``pos_weight`` (logits in, one sigmoid per label)."""
+    student, teacher = student.float() / temperature, teacher.float() / temperature
+    target = torch.sigmoid(teacher)
+    # binary KL = BCE against the teacher's soft target less the target's own entropy
+    cross = torch.nn.functional.binary_cross_entropy_with_logits(student, target)
+    entropy = torch.nn.functional.binary_cross_entropy_with_logits(teacher, target)
+    hard = torch.nn.functional.binary_cross_entropy_with_logits(
+        student * temperature, labels.float(), pos_weight=pos_weight
+    )
+    return alpha * temperature**2 * (cross - entropy) + (1 - alpha) * hard
+
+
 class DistillationTrainer(Trainer):
-    """The Trainer with the distillation loss on batches that carry ``teacher_logits``."""
+    """The Trainer with the distillation loss on batches that carry ``teacher_logits``
+    (``multi_label``: a sigmoid per label, positives weighted ``pos_weight``)."""
 
     def __init__(
         self,
@@ -117,12 +159,16 @@ class DistillationTrainer(Trainer):
         temperature: float,
         alpha: float,
         class_weights: list[float] | None = None,
+        multi_label: bool = False,
+        pos_weight: list[float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.temperature = float(temperature)
         self.alpha = float(alpha)
         self.class_weight = torch.tensor(class_weights) if class_weights else None
+        self.multi_label = multi_label
+        self.pos_weight = torch.tensor(pos_weight) if pos_weight else None
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
@@ -141,6 +187,12 @@ class DistillationTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
+        if self.multi_label:
+            weight = None if self.pos_weight is None else self.pos_weight.to(labels.device)
+            loss = multi_label_distillation_loss(
+                outputs.logits, teacher, labels, self.temperature, self.alpha, weight
+            )
+            return (loss, outputs) if return_outputs else loss
         weight = None if self.class_weight is None else self.class_weight.to(labels.device)
         loss = distillation_loss(
             outputs.logits, teacher, labels, self.temperature, self.alpha, weight

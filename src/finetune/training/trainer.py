@@ -277,17 +277,14 @@ def build_trainer(
     bar = Progress(samples_per_step)
     distill: dict[str, Any] = {}
     trainer_class: type = Trainer
-    if spec.distill.enabled and multi_label:
-        raise ConfigError(
-            "train.distill with multi-label data: distillation matches a softmax over classes; "
-            "set train.distill.enabled: false"
-        )
     if spec.distill.enabled:
         trainer_class = DistillationTrainer
         distill = {
             "temperature": spec.distill.temperature,
             "alpha": spec.distill.alpha,
             "class_weights": class_weights,
+            "multi_label": multi_label is not None,
+            "pos_weight": multi_label[2] if multi_label else None,
         }
     if chunked:  # per-text validation pools a text's windows by row: evaluate them in order
         trainer_class = type(f"InOrder{trainer_class.__name__}", (InOrderEval, trainer_class), {})
@@ -361,7 +358,11 @@ def fine_tune(
     teacher = None
     if spec.distill.enabled:
         teacher = teacher_log_probs(
-            spec.distill.teachers, train_df["text"].tolist(), labels, spec.eval_batch_size
+            spec.distill.teachers,
+            train_df["text"].tolist(),
+            labels,
+            spec.eval_batch_size,
+            multi_label is not None,
         )
     long_text = truncation.from_model_config(model_cfg)
     # saved with the model: evaluate, predict and the ONNX export cut long texts the same way
