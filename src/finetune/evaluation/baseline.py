@@ -214,8 +214,8 @@ def verdict(
             "mean) or try a higher train.learning_rate: the head started from random"
         )
     tips.append(
-        "try a larger backbone (conf/model/), or deploy the TF-IDF baseline, which wins on "
-        "this data"
+        "try a larger backbone (conf/model/), or deploy the TF-IDF baseline, which "
+        + ("is as good on this data and smaller" if standing == "ties" else "wins on this data")
     )
     by_split = {split: _split_standing(figures, split) for split in ("val", "test")}
     shown = "; ".join(
