@@ -467,10 +467,80 @@ def test_multi_label_distillation_loss() -> None:
     assert float(loss(student, student * 4, labels, 2.0, 0.0, weight)) == pytest.approx(float(bce))
     assert float(loss(student, student, labels, 2.0, 1.0)) == pytest.approx(0, abs=1e-6)
     teacher = torch.tensor([[-3.0, 3.0, 0.0], [3.0, -3.0, 0.0]])
-    soft = loss(student, teacher, labels, 2.0, 1.0)
-    assert float(soft) > 0.1  # the student disagrees with the teacher on most labels
-    mixed = loss(student, teacher, labels, 2.0, 0.5, weight)
+    t = 2.0
+    p, q = torch.sigmoid(teacher / t), torch.sigmoid(student / t)  # teacher, student
+    kl = p * torch.log(p / q) + (1 - p) * torch.log((1 - p) / (1 - q))  # KL(teacher || student)
+    soft = loss(student, teacher, labels, t, 1.0)
+    assert float(soft) == pytest.approx(t**2 * float(kl.mean()), rel=1e-5)
+    mixed = loss(student, teacher, labels, t, 0.5, weight)
     assert float(mixed) == pytest.approx(0.5 * float(soft) + 0.5 * float(bce), rel=1e-5)
+
+
+def test_multi_label_distillation_wiring(ml_exported: dict[str, Any], tmp_path: Path) -> None:
+    """Two different multi-label teachers average per label; the trainer's loss on a batch is
+    the multi-label distillation loss with the positive weights; accumulating 2 micro-batches
+    halves each one's loss, as for any loss that is a mean per micro-batch."""
+    import torch
+
+    from finetune.core.artifacts import load_labels
+    from finetune.modeling.backbones import load_trained
+    from finetune.modeling.inference import predict_proba
+    from finetune.training import trainer
+    from finetune.training.distill import multi_label_distillation_loss, teacher_log_probs
+    from tests.conftest import config
+
+    base = ml_exported["cfg"]
+    first = base["paths"]["model_dir"]
+    labels = load_labels(base["paths"]["processed_dir"])
+    texts = ["refund charged invoice", "parcel delivery late", "hello there"]
+    other, tokenizer = load_trained(first)
+    with torch.no_grad():
+        other.classifier.bias += torch.tensor([2.0, -1.0, 0.5])
+    second = tmp_path / "second"
+    other.save_pretrained(second)
+    tokenizer.save_pretrained(second)
+    each = [predict_proba(*load_trained(d), texts, 8, 32).probabilities for d in (first, second)]
+    assert not np.allclose(each[0], each[1])
+    logits = teacher_log_probs((first, str(second)), texts, labels, 8, multi_label=True)
+    mean = (each[0] + each[1]) / 2  # probabilities averaged per label, no softmax
+    assert 1 / (1 + np.exp(-logits)) == pytest.approx(mean, abs=1e-4)
+    with pytest.raises(ConfigError, match=r"predicts label sets .* one label per text"):
+        teacher_log_probs((first,), texts, labels, 8, multi_label=False)
+
+    overrides = {"train.distill.enabled": True, "train.distill.teacher": "x"}
+    spec = config({**overrides, "train.gradient_accumulation_steps": 2}).train
+    model, tok = trainer.build_model(
+        base["model"]["name_or_path"], labels, spec, "cls", problem_type=decisions.MULTI_LABEL
+    )
+    df = pd.DataFrame({"text": texts, "label_ids": [[0], [1, 2], []]})
+    ds = trainer.tokenize(df, tok, 32, logits, num_labels=len(labels))
+    pos_weight = [1.0, 3.0, 0.5]
+    multi = (spec.multi_label, False, pos_weight)
+    built = trainer.build_trainer(
+        model, tok, ds, ds, spec, "fp32", str(tmp_path / "out"), 0, multi_label=multi
+    )
+    batch = next(iter(built.get_train_dataloader()))
+    model.eval()  # no dropout: the two computations below see the same network
+    got = built.compute_loss(model, dict(batch))
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "teacher_logits", "length")}
+    with torch.no_grad():
+        student = model(**inputs).logits
+    expected = multi_label_distillation_loss(
+        student,
+        batch["teacher_logits"],
+        batch["labels"],
+        spec.distill.temperature,
+        spec.distill.alpha,
+        torch.tensor(pos_weight),
+    )
+    assert float(got.detach()) == pytest.approx(float(expected), rel=1e-5)
+    model.train()  # the training step's mode: the same seed gives both the same dropout
+    torch.manual_seed(0)
+    whole = built.compute_loss(model, dict(batch))
+    built.current_gradient_accumulation_steps = 2
+    torch.manual_seed(0)
+    step = built.training_step(model, dict(batch), num_items_in_batch=torch.tensor(9))
+    assert float(step) == pytest.approx(float(whole) / 2, rel=1e-4)
 
 
 def test_multi_label_student_learns_from_a_multi_label_teacher(
@@ -478,34 +548,23 @@ def test_multi_label_student_learns_from_a_multi_label_teacher(
 ) -> None:
     import copy
 
-    from finetune.core.artifacts import load_labels
     from finetune.modeling.backbones import load_trained
-    from finetune.modeling.inference import predict_proba
     from finetune.training import train
-    from finetune.training.distill import teacher_log_probs
 
     base = ml_exported["cfg"]
-    teacher_dir = base["paths"]["model_dir"]
-    labels = load_labels(base["paths"]["processed_dir"])
-    texts = ["refund charged invoice", "parcel delivery late", "hello there"]
-    logits = teacher_log_probs((teacher_dir,) * 2, texts, labels, 8, multi_label=True)
-    model, tokenizer = load_trained(teacher_dir)
-    probs = predict_proba(model, tokenizer, texts, 8, 32).probabilities
-    assert 1 / (1 + np.exp(-logits)) == pytest.approx(probs, abs=1e-4)  # per label, no softmax
-    with pytest.raises(ConfigError, match=r"predicts label sets .* one label per text"):
-        teacher_log_probs((teacher_dir,), texts, labels, 8, multi_label=False)
-
     cfg = copy.deepcopy(base)
     for key in ("model_dir", "run_info", "train_report", "checkpoints_dir"):
         cfg["paths"][key] = str(tmp_path / Path(base["paths"][key]).name)
-    cfg["train"]["distill"].update(enabled=True, teacher=teacher_dir, keep_every_kth_layer=2)
+    cfg["train"]["distill"].update(
+        enabled=True, teacher=base["paths"]["model_dir"], keep_every_kth_layer=2
+    )
     cfg["tracking"]["registered_model_name"] = "ml-students"
     result = train.run(cfg)
     assert "val_f1_micro" in result.metrics
     student, _ = load_trained(cfg["paths"]["model_dir"])
     assert decisions.is_multi_label(student.config)
     assert student.config.num_hidden_layers == 1
-    assert len(student.config.decision_thresholds) == len(labels)
+    assert len(student.config.decision_thresholds) == 3
 
 
 def test_swaps_and_cooccurrence_count_texts() -> None:

@@ -151,7 +151,14 @@ def multi_label_distillation_loss(
 
 class DistillationTrainer(Trainer):
     """The Trainer with the distillation loss on batches that carry ``teacher_logits``
-    (``multi_label``: a sigmoid per label, positives weighted ``pos_weight``)."""
+    (``multi_label``: a sigmoid per label, positives weighted ``pos_weight``).
+
+    The loss is a mean over each micro-batch, so the Trainer divides it by the gradient
+    accumulation steps (``loss_is_scaled_for_ga = False``); left to guess, it would take a
+    loss function or a model that accepts ``num_items_in_batch`` to mean the loss was already
+    scaled, and accumulating G micro-batches would give G times the gradient."""
+
+    loss_is_scaled_for_ga = False
 
     def __init__(
         self,
