@@ -244,7 +244,7 @@ def test_a_model_that_wins_on_a_tiny_validation_split_but_loses_on_test_is_refus
     tie = {"val_f1_macro": 0.9841, "baseline_val_f1_macro": 0.9841, "baseline_tolerance": 1 / 126}
     tied = verdict(0.9841, 0.9841, tie, np.array([60, 61]), 0.0, True, test=(0.94, 0.92, 1047))
     assert tied["beats_baseline"] is False and "(ties)" in str(tied["baseline_warning"])
-    assert "which is as good on this data" in tied["what_to_try"][-1]
+    assert "which ties the model on validation and is smaller" in tied["what_to_try"][-1]
     # imdb_subset: 14% of test texts past 512 tokens with max_length already at the backbone's
     # 512 positions: "raise model.max_length" would be no advice
     cut = verdict(1.0, 0.875, train, np.array([8, 8]), 0.14, True, test=(0.7, 0.8, 1047))

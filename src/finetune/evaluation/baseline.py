@@ -213,11 +213,20 @@ def verdict(
             "start the head from a linear probe (train.head_init: probe, with model.pooling: "
             "mean) or try a higher train.learning_rate: the head started from random"
         )
+    by_split = {split: _split_standing(figures, split) for split in ("val", "test")}
+    tied = " and ".join(
+        "validation" if split == "val" else "test"
+        for split, standing_of in by_split.items()
+        if standing_of == "ties"
+    )
     tips.append(
         "try a larger backbone (conf/model/), or deploy the TF-IDF baseline, which "
-        + ("is as good on this data and smaller" if standing == "ties" else "wins on this data")
+        + (
+            f"ties the model on {tied} and is smaller"
+            if standing == "ties"
+            else "wins on this data"
+        )
     )
-    by_split = {split: _split_standing(figures, split) for split in ("val", "test")}
     shown = "; ".join(
         f"{'validation' if split == 'val' else 'test'} {float(figures[f'{split}_f1_macro']):.4f} "
         f"vs {float(figures[f'baseline_{split}_f1_macro']):.4f} ({standing_of})"
