@@ -173,9 +173,9 @@ class DistillationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.temperature = float(temperature)
         self.alpha = float(alpha)
-        self.class_weight = torch.tensor(class_weights) if class_weights else None
-        self.multi_label = multi_label
-        self.pos_weight = torch.tensor(pos_weight) if pos_weight else None
+        self.distill_loss = multi_label_distillation_loss if multi_label else distillation_loss
+        weights = pos_weight if multi_label else class_weights
+        self.loss_weight = torch.tensor(weights) if weights else None
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
@@ -194,14 +194,8 @@ class DistillationTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        if self.multi_label:
-            weight = None if self.pos_weight is None else self.pos_weight.to(labels.device)
-            loss = multi_label_distillation_loss(
-                outputs.logits, teacher, labels, self.temperature, self.alpha, weight
-            )
-            return (loss, outputs) if return_outputs else loss
-        weight = None if self.class_weight is None else self.class_weight.to(labels.device)
-        loss = distillation_loss(
+        weight = None if self.loss_weight is None else self.loss_weight.to(labels.device)
+        loss = self.distill_loss(
             outputs.logits, teacher, labels, self.temperature, self.alpha, weight
         )
         return (loss, outputs) if return_outputs else loss
