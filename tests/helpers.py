@@ -57,7 +57,7 @@ def tiny_project(dest: Path, tiny_model_dir: Path, raw_rows: int | None = None) 
     root = copy_repo(dest)
     (root / "conf" / "model" / "tiny.yaml").write_text(
         f"name: tiny-bert\nname_or_path: {tiny_model_dir}\nlicense: null\nmax_length: 32\n"
-        "pooling: cls\nlong_text: head\nhead_share: 0.25\nchunk_overlap: 0.25\nchunk_pool: mean\n"
+        "pooling: cls\nlong_text: auto\nhead_share: 0.25\nchunk_overlap: 0.25\nchunk_pool: mean\n"
     )
     config = root / "conf" / "config.yaml"
     config.write_text(

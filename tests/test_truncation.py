@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,63 @@ def test_kept_positions_keep_the_special_tokens_and_the_chosen_ends() -> None:
     with pytest.raises(ValueError, match="model.long_text is 'middle'"):
         truncation.kept_positions(mask, 6, LongText("middle"))
     assert truncation.kept_positions(mask, 6, LongText("chunks")) is None, "chunks read all"
+
+
+def test_auto_reads_both_ends_where_a_train_text_is_cut_and_the_head_where_none_is() -> None:
+    lengths = np.array([10, 30, 64, 65])
+    assert truncation.choose("auto", lengths, 64) == (
+        "head_tail",
+        "auto: 1 of 4 train texts (25.0%) are longer than 64 tokens; their first and last "
+        "tokens are read",
+    )
+    assert truncation.choose("auto", lengths, 65) == (
+        "head",
+        "auto: all 4 train texts fit in 65 tokens",
+    )
+    assert truncation.choose("chunks", lengths, 8) == ("chunks", "setting"), "a setting stays"
+    assert truncation.choose("head", lengths, 8) == ("head", "setting")
+    unresolved = SimpleNamespace(long_text="auto", head_share=0.25, chunk_overlap=0.25)
+    with pytest.raises(ValueError, match="model.long_text is auto: resolve it from the train"):
+        truncation.from_model_config(unresolved)
+
+
+def test_auto_is_resolved_from_the_train_texts_and_saved_with_the_model(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The train stage resolves ``auto`` (its log, the run's ``resolved.*`` params, the card,
+    the model's config); k-fold training (error analysis's ``finetuned`` source) resolves it in
+    ``fine_tune`` from the rows it trains on."""
+    import mlflow
+
+    from finetune.core.validate import parse
+    from finetune.modeling.classifier import open_classifier
+    from finetune.training.trainer import fine_tune
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    df = make_texts()
+    df.loc[::7, "text"] = df["text"][::7] + " " + LONG  # some texts over 16 tokens
+    cfg = make_stage_cfg(tmp_path, tiny_model_dir, df)
+    cfg["model"].update({"long_text": "auto", "max_length": 16})
+    cfg["train"]["epochs"] = 1
+    train_tiny(cfg)
+    loaded = open_classifier(cfg["paths"]["model_dir"])
+    assert loaded.long_text.mode == "head_tail"
+    card = (Path(cfg["paths"]["model_dir"]) / "README.md").read_text()
+    assert "the rest from their end (`model.long_text: auto`; auto: " in card
+    assert "train texts (" in card and "are longer than 16 tokens" in card
+    mlflow.set_tracking_uri(cfg["tracking"]["uri"])
+    run_id = json.loads(Path(cfg["paths"]["run_info"]).read_text())["run_id"]
+    params = mlflow.get_run(run_id).data.params
+    assert params["resolved.model.long_text"] == "head_tail"
+    assert params["model.long_text"] == "auto"
+
+    spec = parse(cfg)
+    short = make_texts(4).assign(label_id=lambda d: d["label"].astype("category").cat.codes)
+    labels = sorted(short["label"].unique())
+    model_cfg = spec.model.model_copy(update={"pooling": "cls"})
+    fitted = fine_tune(short, short, labels, model_cfg, spec.train, 0)
+    assert fitted.model.config.finetune_long_text == "head", "every text fits in 16 tokens"
 
 
 def test_chunks_cover_every_token_in_full_overlapping_windows() -> None:

@@ -140,7 +140,7 @@ class ModelConfig(Section):
     license: str | None
     max_length: Annotated[int, Field(ge=2)] | Auto
     pooling: Pooling
-    long_text: Literal["head", "tail", "head_tail", "chunks"]
+    long_text: Literal["auto", "head", "tail", "head_tail", "chunks"]
     head_share: Annotated[float, Field(gt=0, lt=1)]
     chunk_overlap: Annotated[float, Field(ge=0, lt=1)]
     chunk_pool: Literal["mean", "max"]

@@ -25,6 +25,7 @@ import numpy as np
 
 HEAD, TAIL, HEAD_TAIL, CHUNKS = "head", "tail", "head_tail", "chunks"
 MODES = (HEAD, TAIL, HEAD_TAIL, CHUNKS)
+AUTO = "auto"  # model.long_text: auto, resolved by choose() from the train texts' lengths
 MEAN, MAX = "mean", "max"
 POOLS = (MEAN, MAX)
 CONFIG_KEY = "finetune_long_text"
@@ -216,8 +217,34 @@ def settings(config: Any) -> LongText:
     )
 
 
+def choose(setting: str, lengths: np.ndarray, max_length: int) -> tuple[str, str]:
+    """The mode ``model.long_text`` resolves to for train texts of ``lengths`` tokens (special
+    tokens included) at ``max_length``, and why (for the log and the model card). A set mode is
+    kept. ``auto``: ``head`` when every train text fits (the modes read a text that fits alike),
+    else ``head_tail``: it reads a text that fits as ``head`` does and costs the same, and of a
+    cut text keeps its end too, where a review's verdict, a post's signature or a report's
+    conclusion sits (Sun et al. 2019: head+tail beat head and tail alone on IMDb). ``chunks`` is
+    never chosen: it trains on every window, so its epochs cost the windows' tokens, not
+    ``max_length`` a text (set it where all of a text matters and time allows)."""
+    if setting != AUTO:
+        return setting, "setting"
+    lengths = np.asarray(lengths)
+    over = int((lengths > max_length).sum())
+    if not over:
+        return HEAD, f"auto: all {len(lengths)} train texts fit in {max_length} tokens"
+    return HEAD_TAIL, (
+        f"auto: {over} of {len(lengths)} train texts ({over / len(lengths):.1%}) are longer "
+        f"than {max_length} tokens; their first and last tokens are read"
+    )
+
+
 def from_model_config(model: Any) -> LongText:
-    """The ``model`` section's (``finetune.core.schema.ModelConfig``) long-text settings."""
+    """The ``model`` section's (``finetune.core.schema.ModelConfig``) long-text settings, its
+    ``long_text`` resolved (:func:`choose`)."""
+    if model.long_text == AUTO:
+        raise ValueError(
+            "model.long_text is auto: resolve it from the train texts first (truncation.choose)"
+        )
     return LongText(model.long_text, model.head_share, model.chunk_overlap, model.chunk_pool)
 
 

@@ -86,7 +86,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> TrainResult:
     ckpt_dir = checkpoint_root(paths) / key
     resolved = resolve_settings(cfg, train_df, len(validation_df), labels, ckpt_dir / RESOLVED_FILE)
     model_cfg = cfg.model.model_copy(
-        update={"max_length": resolved["model.max_length"], "pooling": resolved["model.pooling"]}
+        update={key: resolved[f"model.{key}"] for key in ("max_length", "pooling", "long_text")}
     )
     train_args = (train_df, validation_df, labels, model_cfg, cfg.train, cfg.seed)
     multi = cfg.train.multi_label if load_task(paths.processed_dir) == "multi_label" else None
@@ -242,8 +242,9 @@ def resolve_settings(
         length, by = start, "setting" if cfg.model.max_length != tokens.AUTO else "p99"
     else:
         length, by = _budget_length(cfg, plan, tokenizer, texts, lengths, start, labels, pooling)
+    long_text, long_text_by = truncation.choose(cfg.model.long_text, lengths, length)
     rows = len(train_df)
-    if cfg.model.long_text == truncation.CHUNKS:  # a long text trains as its windows
+    if long_text == truncation.CHUNKS:  # a long text trains as its windows
         specials = int(tokenizer.num_special_tokens_to_add())
         rows = truncation.count_windows(lengths, length, specials, cfg.model.chunk_overlap)
         windows = round(n_validation * rows / max(len(train_df), 1))  # about as many a text
@@ -252,6 +253,8 @@ def resolve_settings(
         "model.max_length": length,
         "model.max_length_by": by,
         "model.pooling": pooling,
+        "model.long_text": long_text,
+        "model.long_text_by": long_text_by,
         **plan.resolved(),
     }
     dropout = resolve_attention_dropout(
@@ -264,7 +267,7 @@ def resolve_settings(
     truncated = float((lengths > resolved["model.max_length"]).mean()) if len(lengths) else 0.0
     log.info(
         "max length %d (model.max_length=%s, set by %s; %.2f%% of train texts longer, read as "
-        "%s); %s pooling "
+        "%s: model.long_text=%s, %s); %s pooling "
         "(model.pooling=%s); attention dropout %s (train.attention_dropout=%s); %s epochs "
         "(train.epochs=%s, %d train %s, %d steps an epoch), evaluated every %s steps, "
         "time budget %s",
@@ -272,7 +275,11 @@ def resolve_settings(
         cfg.model.max_length,
         by,
         100 * truncated,
-        truncation.from_model_config(cfg.model).describe(),
+        truncation.from_model_config(
+            cfg.model.model_copy(update={"long_text": long_text})
+        ).describe(),
+        cfg.model.long_text,
+        long_text_by,
         resolved["model.pooling"],
         cfg.model.pooling,
         dropout,
