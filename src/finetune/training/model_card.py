@@ -108,13 +108,11 @@ Trained by the `train` stage of finetune-pipeline (`dvc repro train`){
         _LENGTH_BY.get(resolved.get("model.max_length_by", ""), "")
     });
   longer texts {
-        _LONG_TEXT[resolved.get("model.long_text", model.long_text)].format(
+        _LONG_TEXT[resolved["model.long_text"]].format(
             share=model.head_share, overlap=model.chunk_overlap, pool=model.chunk_pool
         )
     } (`model.long_text: {model.long_text}`{
-        f"; {resolved['model.long_text_by']}"
-        if resolved.get("model.long_text_by", "setting") != "setting"
-        else ""
+        "" if resolved["model.long_text_by"] == "setting" else f"; {resolved['model.long_text_by']}"
     })
 - Epochs: {_epochs_line(cfg, metrics, resolved)}
 - Attention dropout while training: {_attention_dropout(cfg, resolved)}
