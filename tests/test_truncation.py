@@ -47,19 +47,23 @@ def test_kept_positions_keep_the_special_tokens_and_the_chosen_ends() -> None:
     assert truncation.kept_positions(mask, 6, LongText("chunks")) is None, "chunks read all"
 
 
-def test_auto_reads_both_ends_where_a_train_text_is_cut_and_the_head_where_none_is() -> None:
+def test_auto_reads_both_ends_where_the_length_cuts_more_than_outliers() -> None:
     lengths = np.array([10, 30, 64, 65])
-    assert truncation.choose("auto", lengths, 64) == (
+    assert truncation.choose("auto", lengths, 64, 0.01) == (
         "head_tail",
         "auto: 1 of 4 train texts (25.0%) are longer than 64 tokens; their first and last "
         "tokens are read",
     )
-    assert truncation.choose("auto", lengths, 65) == (
+    assert truncation.choose("auto", lengths, 65, 0.01) == (
         "head",
-        "auto: all 4 train texts fit in 65 tokens",
+        "auto: 0 of 4 train texts (0.0%) are longer than 65 tokens, at most the 1% the length "
+        "rule leaves over",
     )
-    assert truncation.choose("chunks", lengths, 8) == ("chunks", "setting"), "a setting stays"
-    assert truncation.choose("head", lengths, 8) == ("head", "setting")
+    outliers = np.array([10] * 199 + [90])  # 0.5% cut: outliers, read from their start
+    assert truncation.choose("auto", outliers, 64, 0.01)[0] == "head"
+    assert truncation.choose("auto", np.array([10] * 98 + [90] * 2), 64, 0.01)[0] == "head_tail"
+    assert truncation.choose("chunks", lengths, 8, 0.01) == ("chunks", "setting"), "a setting"
+    assert truncation.choose("head", lengths, 8, 0.01) == ("head", "setting")
     unresolved = SimpleNamespace(long_text="auto", head_share=0.25, chunk_overlap=0.25)
     with pytest.raises(ValueError, match="model.long_text is auto: resolve it from the train"):
         truncation.from_model_config(unresolved)

@@ -242,7 +242,9 @@ def resolve_settings(
         length, by = start, "setting" if cfg.model.max_length != tokens.AUTO else "p99"
     else:
         length, by = _budget_length(cfg, plan, tokenizer, texts, lengths, start, labels, pooling)
-    long_text, long_text_by = truncation.choose(cfg.model.long_text, lengths, length)
+    long_text, long_text_by = truncation.choose(
+        cfg.model.long_text, lengths, length, 1 - tokens.LENGTH_PERCENTILE / 100
+    )
     rows = len(train_df)
     if long_text == truncation.CHUNKS:  # a long text trains as its windows
         specials = int(tokenizer.num_special_tokens_to_add())

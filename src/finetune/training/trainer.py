@@ -19,7 +19,7 @@ from finetune.core.schema import ModelConfig, MultiLabelConfig, Pooling, TrainCo
 from finetune.evaluation.metrics import macro_f1, multilabel_f1
 from finetune.modeling import decisions, truncation
 from finetune.modeling.backbones import load_classifier
-from finetune.modeling.tokens import load_tokenizer, token_counts
+from finetune.modeling.tokens import LENGTH_PERCENTILE, load_tokenizer, token_counts
 from finetune.training import head_init
 from finetune.training.callbacks import Progress
 from finetune.training.checkpoints import drop_incomplete_checkpoints, latest_checkpoint
@@ -366,7 +366,8 @@ def fine_tune(
         )
     if model_cfg.long_text == truncation.AUTO:  # the train stage resolves it before; k-fold here
         lengths = token_counts(tokenizer, train_df["text"].tolist())
-        mode, why = truncation.choose(truncation.AUTO, lengths, int(model_cfg.max_length))
+        cut = 1 - LENGTH_PERCENTILE / 100  # the share the p99 length rule leaves over
+        mode, why = truncation.choose(truncation.AUTO, lengths, int(model_cfg.max_length), cut)
         log.info("model.long_text: %s (%s)", mode, why)
         model_cfg = model_cfg.model_copy(update={"long_text": mode})
     long_text = truncation.from_model_config(model_cfg)
