@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: setup mpnet run repro params deps test test-fast lint format mlflow-ui services services-down services-status clean
+.PHONY: setup mpnet run repro params deps test test-fast lint format docs docs-serve mlflow-ui services services-down services-status clean
 
 setup: $(VENV)/.installed
 
@@ -63,10 +63,18 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The documentation site (mkdocs.yml): built strictly into site/ (a broken link or anchor, or a
+# page missing from the nav, fails); docs-serve rebuilds on edits at http://127.0.0.1:8000.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
-# The team setup (README "Team setup"): PostgreSQL, SeaweedFS S3 and an MLflow server on them, data
+# The team setup (docs/team-setup.md): PostgreSQL, SeaweedFS S3 and an MLflow server on them, data
 # in .services/. Prints the export lines (also in .services/env): `source .services/env`.
 # Overrides, as for make params: make services O="services.mlflow.port=5500"
 SERVICES_O = $(foreach o,$(O),-S $(o))
@@ -81,4 +89,4 @@ services-status: setup
 	$(BIN)/finetune services status $(SERVICES_O)
 
 clean:
-	rm -rf data/processed data/augmented models reports .pytest_cache .ruff_cache .import_linter_cache
+	rm -rf data/processed data/augmented models reports site .pytest_cache .ruff_cache .import_linter_cache
