@@ -5,8 +5,8 @@
 
 Each model runs on PyTorch fp32 (our predictor) at batch 1 (one text per call) and batch 32;
 the split is the one the models were evaluated on (they must share its label map). The
-students are made by the train stage with ``train.distill`` (README "Distillation"). The last
-line is JSON.
+students are made by the train stage with ``train.distill`` (docs/export.md, "Distillation").
+The last line is JSON.
 """
 
 # ruff: noqa: T201  (a benchmark prints its table and JSON line)

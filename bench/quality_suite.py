@@ -7,7 +7,7 @@
     python bench/quality_suite.py --only sst2 --set train.time_budget=60m   # not the defaults
 
 For each dataset it makes a copy of this working tree (the files git would see: committed or
-not, not ignored) in a temporary git repository, then runs exactly what README "Your own data"
+not, not ignored) in a temporary git repository, then runs exactly what docs/own-data.md
 says: ``finetune init-data DIR``, ``finetune.core.config compose data=NAME`` (``make params``)
 and ``dvc repro <stage>`` for each stage in order, timing each one. Nothing is changed from the
 defaults. The few-shot cuts (``<dataset>-<k>shot``) are k training and k validation rows per

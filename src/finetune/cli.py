@@ -625,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-format", choices=["auto", "csv", "jsonl", "parquet"], default="auto")
     p.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default: the repo's)")
     spark = p.add_argument_group(
-        'Apache Spark (--engine spark; defaults in conf/predict/, README "Using the model")'
+        "Apache Spark (--engine spark; defaults in conf/predict/, docs/export.md)"
     )
     spark.add_argument(
         "--engine",

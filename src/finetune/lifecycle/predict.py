@@ -4,7 +4,7 @@ The model comes from a directory saved by the train stage (``models/model``) or 
 registry (``models:/support_tickets@champion``, ``models:/support_tickets/3``,
 ``runs:/<id>/model``).
 
-Behaviour for awkward inputs (documented in the README, tested):
+Behaviour for awkward inputs (documented in docs/export.md, tested):
 
 - **empty** texts (missing, empty or only whitespace) are not sent to the model: their row is
   kept, ``status`` is ``empty`` and ``predicted``/``confidence``/``prob_*`` are empty (null).
