@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import mlflow
@@ -85,6 +86,56 @@ def test_the_step_cost_is_measured_on_the_model_as_it_trains(long_model_dir: Pat
     )
     assert built == [16, 256], "one model for each length (its attention dropout)"
     assert set(points) == {16, 256} and all(v > 0 for v in points.values())
+
+
+def test_probe_steps_are_timed_until_they_settle_and_the_fastest_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the steps of 20 Newsgroups at 128 tokens (s a sample x 32): slow first steps of a shape
+    assert not budget.settled([5.8])
+    assert not budget.settled([5.8, 2.9]), "2x faster: still warming up"
+    assert not budget.settled([5.8, 2.9, 2.4])
+    assert budget.settled([5.8, 2.9, 2.4, 2.4]), "within a tenth of the fastest before it"
+    assert budget.settled([2.4, 2.5]), "slower than the fastest: settled"
+
+    # perf_counter's values: the warm-up's start (it is not timed), then each step's start and end
+    clock = iter([0.0, 0.0, 5.8, 0.0, 2.9, 0.0, 2.4, 0.0, 2.3, 0.0, 1.0])
+
+    class Step:  # forward, backward and AdamW step of a model that does nothing
+        loss = None
+
+    class Model:
+        def to(self, device: Any) -> Any:
+            return self
+
+        def train(self) -> None:
+            pass
+
+        def parameters(self) -> list[Any]:
+            import torch
+
+            return [torch.nn.Parameter(torch.zeros(1))]
+
+        def __call__(self, **batch: Any) -> Any:
+            import torch
+
+            step = Step()
+            step.loss = (self.parameters()[0] * 0).sum() + torch.zeros(1, requires_grad=True).sum()
+            return step
+
+    class Tokenizer:
+        def __call__(self, texts: list[str], **kw: Any) -> dict[str, Any]:
+            import torch
+
+            return {"input_ids": torch.zeros(len(texts), 4, dtype=torch.long)}
+
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    points = budget.measure_step_cost(
+        lambda length: Model(), Tokenizer(), ["a"] * 4, np.array([4] * 4), [128], 4, 1e-3, "fp32"
+    )
+    # steps of 5.8, 2.9, 2.4 and 2.3 s: the fourth is the limit (a fifth is never timed)
+    assert budget.PROBE_MAX_STEPS == 4
+    assert points == {128: pytest.approx(2.3 / 4)}
 
 
 @pytest.fixture

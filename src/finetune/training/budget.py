@@ -15,9 +15,11 @@ cut to 256 to afford two epochs it plateaued after 1.04 at 0.854 (11.4 minutes).
 So, when the length is ``auto``, a time budget is set and the train split's texts are longer than
 :data:`MIN_FITTED_LENGTH` tokens, the cost of a training step is measured on this machine with
 the model as it will train (precision, LoRA, freezing, attention dropout) at two lengths, one
-untimed step on :data:`WARMUP_ROWS` rows, then :data:`PROBE_STEPS` timed steps of a whole batch
-(:func:`measure_step_cost`; on 2 avx2 cores MiniLM took 0.74 s a sample at 512 and 0.17 at 128, so a
-step of 32 takes about 24 s and 5 s). The cost of a
+untimed step on :data:`WARMUP_ROWS` rows, then timed steps of a whole batch until they settle,
+the fastest one counting (:func:`measure_step_cost`). One timed step was not enough: the first
+steps of a shape are slow, and on 20 Newsgroups (2-core EPYC with AVX512-BF16) the single step at
+128 tokens said 0.126 s a sample where training then ran at 0.037 (27 samples/s), so the budget
+cut the length to 128 expecting 0.77 epochs and trained 3.19. The cost of a
 training sample is taken as linear in its tokens (fixed + per-token seconds). The length is then
 the p99 length itself or the longest multiple of :data:`LENGTH_STEP` below it, down to
 :data:`MIN_FITTED_LENGTH`, at which :data:`MIN_EPOCHS` passes over the train rows (texts cut to
@@ -45,7 +47,13 @@ log = logging.getLogger(__name__)
 MIN_EPOCHS = 1  # passes over the train rows the budget should afford (epochs: auto)
 MIN_FITTED_LENGTH = 128  # the budget never cuts texts shorter than this
 LENGTH_STEP = 64  # cut lengths are multiples of this: a little timing noise rarely moves them
-PROBE_STEPS = 1  # timed training steps of a whole batch per probed length
+# Timed training steps of a whole batch per probed length: the first steps of a shape run
+# slower (kernels made for it, memory grown; 2.4x at 128 tokens on a 2-core EPYC, the first
+# length timed in the process), so steps are timed until one is no longer more than
+# PROBE_SETTLED faster than the fastest before it, at most PROBE_MAX_STEPS, and the fastest
+# one is the cost.
+PROBE_MAX_STEPS = 4
+PROBE_SETTLED = 0.1
 WARMUP_ROWS = 2  # the untimed step before them (allocations, kernels) takes this many rows
 
 
@@ -115,6 +123,12 @@ def _probe_batch(
     )
 
 
+def settled(took: list[float]) -> bool:
+    """Whether the timed steps ``took`` (seconds, in order) have settled: the last one is not
+    more than :data:`PROBE_SETTLED` faster than the fastest before it."""
+    return len(took) >= 2 and took[-1] >= (1 - PROBE_SETTLED) * min(took[:-1])
+
+
 def measure_step_cost(
     make_model: Any,
     tokenizer: Any,
@@ -127,8 +141,9 @@ def measure_step_cost(
 ) -> dict[int, float]:
     """Seconds per training sample at each of ``probe_lengths``: ``make_model(length)`` builds
     the model as it would train at that length; one untimed step on :data:`WARMUP_ROWS` rows,
-    then :data:`PROBE_STEPS` timed steps (forward, backward, AdamW) on a batch of the longest
-    texts cut to that length. The probe models are thrown away."""
+    then timed steps (forward, backward, AdamW) on a batch of the longest texts cut to that
+    length until they settle (:func:`settled`); the fastest step is the cost. The probe models
+    are thrown away."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -144,8 +159,9 @@ def measure_step_cost(
         batch = {k: v.to(device) for k, v in batch.items()}
         batch["labels"] = torch.zeros(batch_size, dtype=torch.long, device=device)
         warmup = {k: v[:WARMUP_ROWS] for k, v in batch.items()}
-        took, loss = 0.0, None
-        for step in range(PROBE_STEPS + 1):
+        took: list[float] = []
+        loss = None
+        for step in range(PROBE_MAX_STEPS + 1):
             began = time.perf_counter()
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 loss = model(**(batch if step else warmup)).loss
@@ -155,8 +171,11 @@ def measure_step_cost(
             if cuda:
                 torch.cuda.synchronize()
             if step:  # the first step warms up (allocations, kernels)
-                took += time.perf_counter() - began
-        out[length] = took / (PROBE_STEPS * batch_size)
+                took.append(time.perf_counter() - began)
+                if settled(took):
+                    break
+        out[length] = min(took) / batch_size
+        log.debug("probe at %d tokens: steps of %s s", length, [round(t, 3) for t in took])
         del model, optimizer, params, batch, warmup, loss  # one probe model at a time
         if cuda:
             torch.cuda.empty_cache()
