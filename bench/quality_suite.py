@@ -254,6 +254,15 @@ def main() -> int:
         help="a Hydra override for every run (repeatable): then not the defaults",
     )  # fmt: skip
     args = parser.parse_args()
+
+    # the commit the runs copy (the working tree at the start; "+" when it has changes)
+    def git(*cmd: str) -> str:
+        return subprocess.run(
+            ["git", *cmd], cwd=_common.REPO, capture_output=True, text=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    commit += "+" if git("status", "--porcelain", "--untracked-files=no") else ""
     _common.setup_logging()
     known = cases(args.datasets)
     unknown = sorted(set(args.only) - set(known))
@@ -287,8 +296,6 @@ def main() -> int:
     table(rows, stages)
     cpu = _common.cpu_flags()
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores, flags {' '.join(cpu['flags'])}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_common.REPO,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     print(json.dumps({"commit": commit, "cpu": cpu, "stages": stages, "overrides": args.set,
                       "runs": rows}))  # fmt: skip
     failed = [r["dataset"] for r in rows if "error" in r]
