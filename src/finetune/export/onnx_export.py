@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +78,39 @@ def model_inputs(model: Any, tokenizer: Any) -> list[str]:
     return names
 
 
+def quiet_routine_export_warnings(tracer_warning: type[Warning]) -> None:
+    """Ignore, by exact message, the warnings every export of a transformers encoder gives,
+    each of which was checked and comes from a library (call inside ``catch_warnings``):
+
+    - torch's notice that the TorchScript exporter is the legacy one: chosen on purpose (see
+      the module docstring), with ``dynamo=False``; and its internal "The feature will be
+      removed" from the same exporter;
+    - the tracer's "Converting a tensor to a Python boolean" in transformers' masking_utils:
+      ``prepare_padding_mask`` asks whether the mask needs padding to the key length, which
+      for an encoder is always the mask's own length, so the constant the trace records
+      (no padding) holds for every input;
+    - "Exporting aten::index operator of advanced indexing": the padding mask is indexed
+      with position ranges, never negative, the case that warning is about.
+
+    The exported graph is checked against PyTorch on every export (export's scoring) and in
+    tests/test_export.py; any other warning still shows."""
+    warnings.filterwarnings(
+        "ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning
+    )
+    warnings.filterwarnings(
+        "ignore", "The feature will be removed", DeprecationWarning, r"torch\.onnx"
+    )
+    warnings.filterwarnings(
+        "ignore",
+        "Converting a tensor to a Python boolean might cause the trace to be incorrect",
+        tracer_warning,
+        r"transformers\.masking_utils",
+    )
+    warnings.filterwarnings(
+        "ignore", "Exporting aten::index operator of advanced indexing", UserWarning
+    )
+
+
 def export_onnx(model: Any, tokenizer: Any, dest: Path, opset: int) -> list[str]:
     """Write ``model`` (fp32, eval mode) as ONNX to ``dest``; the graph's input names."""
     import torch
@@ -104,17 +138,19 @@ def export_onnx(model: Any, tokenizer: Any, dest: Path, opset: int) -> list[str]
         raise ExportError(f"{type(model).__name__} returns no logits: not a text classifier")
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     try:
-        torch.onnx.export(
-            wrapped,
-            args,
-            str(dest),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,  # the TorchScript exporter: dynamic axes, graphs ORT's fusions know
-        )
+        with warnings.catch_warnings():
+            quiet_routine_export_warnings(torch.jit.TracerWarning)
+            torch.onnx.export(
+                wrapped,
+                args,
+                str(dest),
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes={**axes, "logits": {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,  # the TorchScript exporter: dynamic axes, graphs ORT's fusions know
+            )
     except (OnnxExporterError, torch.jit.Error) as exc:  # type: ignore[attr-defined]
         architecture = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
         raise ExportError(

@@ -136,9 +136,12 @@ class SparkScorer(mlflow.pyfunc.PythonModel):
         self.batch_size = int(config["batch_size"])
         self.max_length = int(config["max_length"])
 
-    # No type hints: MLflow would build a signature from them (this model has none: the UDF
-    # hands over one unnamed column of texts and asks for the struct result_type it builds).
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # model_input: the UDF's one unnamed column of texts, as a DataFrame. This model has no
+    # signature (the UDF asks for the struct result_type it builds); MLflow infers none from
+    # a DataFrame hint, and the hint stops its "add type hints" warning.
+    def predict(  # type: ignore[no-untyped-def]
+        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         texts = model_input.iloc[:, 0] if isinstance(model_input, pd.DataFrame) else model_input
         frame = pd.DataFrame({"text": pd.Series(list(texts), dtype=object)})
         out = predict.predict_frame(frame, self.loaded, "text", self.batch_size, self.max_length)

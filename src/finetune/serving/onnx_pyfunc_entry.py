@@ -20,6 +20,7 @@ import sys
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 from finetune.core.labels import prob_columns
 from finetune.modeling.onnx_pyfunc import OnnxTextClassifier, as_texts
@@ -54,7 +55,7 @@ class LoggedOnnxTextClassifier(OnnxTextClassifier):
                 retention_days=None if retention is None else int(retention),
             )
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # type: ignore[no-untyped-def]
         table = super().predict(context, model_input, params)
         if self.prediction_log is not None:
             if not self.closes_with_server:
