@@ -74,6 +74,22 @@ def alias_version(mlflow_client: Any, name: str, alias: str) -> Any | None:
         ) from exc
 
 
+def logged_model_uri(mlflow_client: Any, run_id: str, artifact: str) -> str:
+    """The URI to register the model ``run_id`` logged as ``artifact``: ``models:/<model id>``
+    of that logged model (MLflow 3 logs a model as a LoggedModel, not in the run's artifacts;
+    registering ``runs:/<run>/model`` finds it too, with a warning each time), the one logged
+    at the latest step if several; ``runs:/<run>/<artifact>`` for a run that holds the model
+    in its artifacts (logged before MLflow 3)."""
+    run = mlflow_client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    logged = [
+        (output.step, output.model_id)
+        for output in outputs
+        if mlflow_client.get_logged_model(output.model_id).name == artifact
+    ]
+    return f"models:/{max(logged)[1]}" if logged else f"runs:/{run_id}/{artifact}"
+
+
 def register_version(mlflow_client: Any, name: str, run_id: str) -> Any:
     """The version of ``name`` holding the model logged to ``run_id`` (``runs:/<run>/model``):
     the one already registered for that run (a retrain after DVC restored ``train`` from its run
@@ -88,7 +104,7 @@ def register_version(mlflow_client: Any, name: str, run_id: str) -> Any:
         return version
     from mlflow.exceptions import MlflowException
 
-    source = f"runs:/{run_id}/{MODEL_ARTIFACT}"
+    source = logged_model_uri(mlflow_client, run_id, MODEL_ARTIFACT)
     try:
         registered = mlflow.register_model(source, name)
     except MlflowException as exc:
