@@ -167,7 +167,7 @@ def test_previous_metrics_are_the_ones_committed_at_git_head(
     )
     (tmp_path / "dvc.yaml").write_text(
         "stages:\n  evaluate:\n    cmd: python make.py\n    deps: [make.py]\n"
-        "    metrics: [reports/m.json]\n"
+        "    outs: [reports/m.json]\n"  # an output, as paths.evaluate_metrics is
     )
     sh(tmp_path, "dvc", "repro", "-q")
     sh(tmp_path, "git", "add", "-A")

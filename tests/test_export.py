@@ -48,6 +48,9 @@ def test_every_variant_scored_next_to_pytorch(exported: dict[str, Any]) -> None:
     metrics, paths = exported["metrics"], exported["cfg"]["paths"]
     on_disk = json.loads(Path(paths["export_metrics"]).read_text())
     assert on_disk["chosen"] == metrics["chosen"]
+    headline = json.loads(Path(paths["metrics_export"]).read_text())  # the DVC metrics file
+    chosen = on_disk["variants"][metrics["chosen"]]
+    assert headline == {"chosen": metrics["chosen"], "latency_ms": chosen["latency_ms_p50_batch1"]}
     variants = on_disk["variants"]
     assert set(variants) == {"pytorch", "fp32", "int8", "int8_per_channel", "fp16"}
     if not torch.cuda.is_available():
@@ -126,7 +129,7 @@ def test_logged_artifacts_carry_the_final_names(exported: dict[str, Any], tmp_pa
     name = f"{cfg['tracking']['registered_model_name']}-onnx"
     (version,) = client.search_model_versions(f"name='{name}'")
     logged = {Path(a.path).name for a in client.list_artifacts(version.run_id, "export")}
-    finals = ("export_metrics", "export_report", "export_plot", "export_image")
+    finals = ("export_metrics", "metrics_export", "export_report", "export_plot", "export_image")
     assert logged == {Path(paths[key]).name for key in finals}
     model = Path(
         mlflow.artifacts.download_artifacts(

@@ -69,6 +69,15 @@ def test_repro_runs_everything_then_nothing(repo: Path) -> None:
     assert run.data.tags["data.version"] and any(t.startswith("data.md5.") for t in run.data.tags)
     assert "test_f1_macro" in run.data.metrics and "errors_num_errors" in run.data.metrics
 
+    # Issue 28: the DVC metrics are the three headline files, and `dvc metrics show` reads in a
+    # terminal (every other figure is in the stages' outputs).
+    shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
+    headline = {"reports/metrics/train.json", "reports/metrics/evaluate.json",
+                "reports/metrics/export.json"}  # fmt: skip
+    assert set(shown[""]["data"]) == headline
+    table = sh(repo, "dvc", "metrics", "show").stdout
+    assert max(len(line) for line in table.splitlines()) <= 200, table
+
     began = time.perf_counter()
     again = sh(repo, "dvc", "repro")
     assert ran(again) == [] and "up to date" in again.stdout

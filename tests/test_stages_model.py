@@ -46,6 +46,13 @@ def test_train_saves_model_run_info_and_logs_run(trained: dict[str, Any]) -> Non
     assert config["id2label"] == {"0": "account", "1": "billing", "2": "shipping"}
     metrics = json.loads(Path(paths["train_report"]).read_text())
     assert 0 <= metrics["val_f1_macro"] <= 1 and metrics["precision"] == "fp32"
+    headline = json.loads(Path(paths["metrics_train"]).read_text())  # the DVC metrics file
+    assert set(headline) == {"val_f1_macro", "val_accuracy", "val_loss", "epochs", "steps",
+                             "stop_reason"}  # fmt: skip
+    assert headline["val_f1_macro"] == metrics["val_f1_macro"]
+    assert headline["steps"] == metrics["steps"] and headline["epochs"] == round(
+        metrics["epochs"], 2
+    )
     run_id = json.loads(Path(paths["run_info"]).read_text())["run_id"]
     (run,) = _runs(trained)
     assert run.info.run_id == run_id and run.info.status == "FINISHED"

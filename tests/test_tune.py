@@ -328,8 +328,8 @@ def test_killed_study_resumes_prunes_and_its_preset_reproduces_the_best_trial(re
         assert t.user_attrs["dvc_experiment"] == name and name in exps
         if t.state.name == "COMPLETE":
             metrics = exps[name]["data"]["metrics"]
-            assert metrics["reports/train/metrics.json"]["data"]["val_loss"] == t.value
-            assert "f1_macro" in metrics["reports/evaluate/metrics.json"]["data"]
+            assert metrics["reports/metrics/train.json"]["data"]["val_loss"] == t.value
+            assert "f1_macro" in metrics["reports/metrics/evaluate.json"]["data"]
         elif t.state.name == "PRUNED":
             assert exps[name]["error"], "a pruned trial's experiment stopped at train"
             log = sh(repo, "dvc", "queue", "logs", name).stdout
@@ -381,7 +381,14 @@ def test_killed_study_resumes_prunes_and_its_preset_reproduces_the_best_trial(re
         missing = apply.stderr.split("Checkout failed for following targets:")[1]
         missing = [line for line in missing.splitlines() if line.strip()][:-2]  # + 2 hint lines
         assert missing and all(
-            line.startswith(("reports/error_analysis/", "reports/export/", "models/onnx"))
+            line.startswith(
+                (
+                    "reports/error_analysis/",
+                    "reports/export/",
+                    "reports/metrics/export.json",
+                    "models/onnx",
+                )
+            )
             for line in missing
         ), apply.stderr
     trained = json.loads((repo / "reports" / "train" / "metrics.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -23,12 +24,14 @@ def _relative(path: str | Path) -> str:
 
 
 def metrics_at_git_head(metrics_path: str | Path) -> dict[str, Any] | None:
-    """The evaluate metrics committed at git HEAD (``dvc.api.metrics_show`` at rev HEAD: the
-    dvc.lock of HEAD and the DVC cache), or None when HEAD has none.
+    """The evaluate metrics committed at git HEAD (``dvc.api.read`` at rev HEAD: the file as
+    the dvc.lock of HEAD records it, from the DVC cache), or None when HEAD has none.
 
-    This is what `dvc metrics diff` compares the workspace with: in `dvc exp run`, HEAD is the
-    experiment's baseline commit; after `dvc repro`, it is the last committed result. In the
-    temporary copy of `dvc exp run --temp` the real repository (``DVC_ROOT``) is asked too.
+    This is the baseline `dvc metrics diff` compares the workspace with: in `dvc exp run`, HEAD
+    is the experiment's baseline commit; after `dvc repro`, it is the last committed result. In
+    the temporary copy of `dvc exp run --temp` the real repository (``DVC_ROOT``) is asked too.
+    The file read is the evaluate stage's full metrics (an output; the DVC metrics file holds
+    only the headline), so every figure of the comparison table is there.
     """
     import dvc.api
     from dvc.exceptions import DvcException
@@ -37,7 +40,7 @@ def metrics_at_git_head(metrics_path: str | Path) -> dict[str, Any] | None:
     repos = [None, os.environ["DVC_ROOT"]] if os.environ.get("DVC_ROOT") else [None]
     for repo in repos:
         try:
-            found = dvc.api.metrics_show(rel, repo=repo, rev="HEAD")
+            found = json.loads(dvc.api.read(rel, repo=repo, rev="HEAD"))
         except (FileNotFoundError, DvcException) as exc:  # not committed, not cached, no git
             log.debug("no metrics %s at HEAD of %s: %s", rel, repo or "the cwd", exc)
             continue

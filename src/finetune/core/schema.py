@@ -581,8 +581,10 @@ class PathsConfig(Section):
     model_dir: str
     run_info: str
     train_report: str
+    metrics_train: str
     checkpoints_dir: str
     evaluate_metrics: str
+    metrics_evaluate: str
     evaluate_per_class: str
     evaluate_by_length: str
     confusion_plot: str
@@ -598,6 +600,7 @@ class PathsConfig(Section):
     error_metrics: str
     export_dir: str
     export_metrics: str
+    metrics_export: str
     export_report: str
     export_plot: str
     export_image: str

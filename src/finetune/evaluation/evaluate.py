@@ -176,7 +176,7 @@ def evaluate(
         max_length,
     )  # fmt: skip
     pr, roc = M.micro_curves(ys[eval_name], test.probabilities, len(labels), ev.curve_points)
-    # Per-class figures in a file of their own: `dvc metrics show` reads the headline ones.
+    # Per-class figures in a file of their own (paths.evaluate_per_class).
     per_class = {
         label: {**values, "baseline_f1": baseline_metrics[eval_name]["per_class"][label]["f1"]}
         for label, values in head["per_class"].items()
@@ -191,6 +191,20 @@ def evaluate(
         "pr_curve": pr,
         "roc_curve": roc,
         "reliability": M.reliability_bins(test.probabilities, ys[eval_name]),
+    }
+
+
+def dvc_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluate stage's DVC metrics (``paths.metrics_evaluate``): the test figures `dvc
+    metrics show` and `dvc exp show` list per experiment beside the TF-IDF baseline's, whether
+    the model beats it (on validation and on test, as the gate judges) and the calibration
+    error. Every figure stays in ``paths.evaluate_metrics``."""
+    return {
+        "accuracy": metrics["accuracy"],
+        "f1_macro": metrics["f1_macro"],
+        "baseline_f1_macro": metrics["baseline"]["f1_macro"],
+        "beats_baseline": bool(metrics["beats_baseline"]),
+        "ece": metrics["ece"],
     }
 
 
@@ -356,6 +370,7 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
     figures = _figures(cm, cm_names, y, probs, labels, reliability)
     with tracking.train_run(paths.run_info, cfg.tracking, stage="evaluate"), StagedOutputs() as out:
         write_json(out.file(paths.evaluate_metrics), metrics)
+        write_json(out.file(paths.metrics_evaluate), dvc_metrics(metrics))
         write_json(out.file(paths.evaluate_per_class), res["per_class"])
         write_json(out.file(paths.evaluate_by_length), res["by_length"])
         write_parquet(out.file(paths.predictions), frame)

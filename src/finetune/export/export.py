@@ -204,6 +204,17 @@ def score_all(
     return rows, reference
 
 
+def dvc_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The export stage's DVC metrics (``paths.metrics_export``): the variant chosen and its
+    median latency at batch 1 (ms), the figures `dvc exp show` lists per experiment. Every
+    variant's figures and the decision stay in ``paths.export_metrics``."""
+    chosen = metrics["chosen"]
+    return {
+        "chosen": chosen,
+        "latency_ms": metrics["variants"][chosen]["latency_ms_p50_batch1"],
+    }
+
+
 def flat_metrics(rows: list[dict[str, Any]], decision: ExportDecision) -> dict[str, float]:
     """export_<variant>_<figure> for MLflow."""
     out: dict[str, float] = {}
@@ -361,12 +372,14 @@ def run(cfg: PipelineConfig | Mapping[str, Any]) -> dict[str, Any]:
             write_deployment(deployed, work, graph, chosen, cfg, decision)
             finals = {
                 "metrics": paths.export_metrics,
+                "headline": paths.metrics_export,
                 "report": paths.export_report,
                 "plot": paths.export_plot,
                 "image": paths.export_image,
             }
             files = {key: out.file(final) for key, final in finals.items()}
             write_json(files["metrics"], metrics)
+            write_json(files["headline"], dvc_metrics(metrics))
             files["report"].write_text(table(rows, decision), encoding="utf-8")
             pd.DataFrame(
                 [

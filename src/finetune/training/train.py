@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 
 RESOLVED_FILE = "resolved.json"  # in the checkpoint directory: the length a resumed run keeps
 RESUMED_SETTINGS = ("model.max_length", "model.max_length_by")
+# The train stage's DVC metrics (``paths.metrics_train``): the few figures `dvc metrics show` and
+# `dvc exp show` list per experiment, and what `finetune tune` reads back from each trial (its
+# objective and steps). Every figure of the run stays in ``paths.train_report``.
+DVC_METRICS = ("val_f1_macro", "val_accuracy", "val_loss", "epochs", "steps", "stop_reason")
 
 
 class TrackingLost(TrackingUnavailable):
@@ -399,6 +403,11 @@ def _budget_length(
     return length, "time_budget"
 
 
+def dvc_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline of the train metrics (:data:`DVC_METRICS`), epochs to two decimals."""
+    return {key: round(metrics[key], 2) if key == "epochs" else metrics[key] for key in DVC_METRICS}
+
+
 def write_outputs(
     cfg: PipelineConfig,
     result: TrainResult,
@@ -421,6 +430,7 @@ def write_outputs(
         card = model_card(cfg, result.metrics, result.labels, data_version, resolved)
         (model_dir / "README.md").write_text(card)
         write_json(out.file(paths.train_report), result.metrics)
+        write_json(out.file(paths.metrics_train), dvc_metrics(result.metrics))
         run_info = {
             "run_id": run_id,
             "experiment_id": experiment_id,

@@ -311,7 +311,7 @@ def _settle(
 
     frozen = study.get_trials(deepcopy=False)[trial.number]  # what the train stage wrote
     name = frozen.user_attrs[EXPERIMENT_ATTR]
-    metrics = experiment.metrics.get(cfg.paths.train_report, {}) if experiment else {}
+    metrics = experiment.metrics.get(cfg.paths.metrics_train, {}) if experiment else {}
     if experiment is not None and not experiment.failed and spec.objective.metric in metrics:
         value = float(metrics[spec.objective.metric])
         trial.set_user_attr(PARAMS_ATTR, experiment.params)
