@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: setup mpnet run repro params deps test test-fast lint format docs docs-serve mlflow-ui services services-down services-status clean
+.PHONY: setup mpnet run repro params deps test test-fast lint format docs docs-serve screenshots mlflow-ui services services-down services-status clean
 
 setup: $(VENV)/.installed
 
@@ -70,6 +70,12 @@ docs: setup
 
 docs-serve: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# The screenshots the documentation shows (docs/img): the browser tests take them (the error
+# report and the MLflow UI in headless Chromium, which .ci/run installs) and keep a copy there.
+screenshots: setup
+	FINETUNE_SCREENSHOTS=$(CURDIR)/docs/img HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+		$(BIN)/pytest -p no:cacheprovider tests/test_report_browser.py tests/test_mlflow_ui_browser.py
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlflow/mlflow.db --host 127.0.0.1 --port 5000
