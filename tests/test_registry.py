@@ -138,6 +138,37 @@ def test_first_trained_model_is_challenger_and_champion(trained_cfg: dict[str, A
 
 
 @pytest.mark.slow
+def test_registration_source_is_the_logged_model_or_an_older_runs_artifacts(
+    trained_cfg: dict[str, Any], tmp_path: Path
+) -> None:
+    """MLflow 3 logs the model as a LoggedModel: registered as ``models:/<its id>`` (no
+    "runs:/ URI" warning); a run that holds the model in its artifacts (logged before MLflow 3)
+    is registered from ``runs:/<run>/model``."""
+    from finetune.tracking.models import MODEL_ARTIFACT
+
+    client = MlflowClient(trained_cfg["tracking"]["uri"])
+    run_id = json.loads(Path(trained_cfg["paths"]["run_info"]).read_text())["run_id"]
+    uri = registry.logged_model_uri(client, run_id, MODEL_ARTIFACT)
+    assert uri.startswith("models:/"), uri
+    logged = client.get_logged_model(uri.removeprefix("models:/"))
+    assert logged.source_run_id == run_id and logged.name == MODEL_ARTIFACT
+    version = registry.alias_version(
+        client, trained_cfg["tracking"]["registered_model_name"], "champion"
+    )
+    assert version is not None and version.model_id == logged.model_id, "registered from it"
+
+    older = tmp_path / MODEL_ARTIFACT
+    older.mkdir()
+    (older / "MLmodel").write_text("flavors: {}\n")
+    run = client.create_run(client.get_run(run_id).info.experiment_id)
+    client.log_artifacts(run.info.run_id, str(older), MODEL_ARTIFACT)
+    client.set_terminated(run.info.run_id)
+    found = registry.logged_model_uri(client, run.info.run_id, MODEL_ARTIFACT)
+    assert found == f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}"
+    client.delete_run(run.info.run_id)  # the module's other tests see the runs they made
+
+
+@pytest.mark.slow
 def test_gate_promotes_then_keeps(trained_cfg: dict[str, Any]) -> None:
     run2 = train_again(trained_cfg, 3e-3)
     assert aliases(trained_cfg) == {"champion": "1", "challenger": "2"}
