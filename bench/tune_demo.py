@@ -56,14 +56,13 @@ def experiment_metrics(work: Path, name: str, env: dict[str, str]) -> dict[str, 
             for rev in group["revs"]:
                 if rev.get("name") == name:
                     metrics = rev["data"]["metrics"]
-                    train = metrics["reports/train/metrics.json"]["data"]
-                    test = metrics["reports/evaluate/metrics.json"]["data"]
+                    train = metrics["reports/metrics/train.json"]["data"]  # the headlines
+                    test = metrics["reports/metrics/evaluate.json"]["data"]
                     return {
                         "val_f1_macro": train["val_f1_macro"],
                         "val_accuracy": train["val_accuracy"],
                         "test_f1_macro": test["f1_macro"],
                         "test_accuracy": test["accuracy"],
-                        "train_seconds": train["train_seconds"],
                         "epochs": train["epochs"],
                         "steps": train["steps"],
                     }
