@@ -179,8 +179,15 @@ def test_learning_rate_experiment_in_a_temp_copy(repo: Path) -> None:
     for name, lr in (("lr-1e-3", 0.001), ("eval-bs16", 0.0001)):
         data = exps[name]
         assert data["params"]["params.yaml"]["data"]["train"]["learning_rate"] == lr
-        assert 0 <= data["metrics"]["reports/evaluate/metrics.json"]["data"]["f1_macro"] <= 1
-    assert exps["lr-1e-3"]["metrics"]["reports/evaluate/metrics.json"]["data"]["f1_macro"] == (
+        headline = {path: m["data"] for path, m in data["metrics"].items()}
+        assert 0 <= headline["reports/metrics/evaluate.json"]["f1_macro"] <= 1
+        # Issue 28: dvc exp show lists the headline per experiment, and only it
+        assert set(headline["reports/metrics/evaluate.json"]) == {
+            "accuracy", "f1_macro", "baseline_f1_macro", "beats_baseline", "ece"
+        }  # fmt: skip
+        assert set(headline["reports/metrics/export.json"]) == {"chosen", "latency_ms"}
+        assert "stop_reason" in headline["reports/metrics/train.json"]
+    assert exps["lr-1e-3"]["metrics"]["reports/metrics/evaluate.json"]["data"]["f1_macro"] == (
         pytest.approx(run.data.metrics["test_f1_macro"])
     )
 
