@@ -56,8 +56,8 @@ def experiment_metrics(work: Path, name: str, env: dict[str, str]) -> dict[str, 
             for rev in group["revs"]:
                 if rev.get("name") == name:
                     metrics = rev["data"]["metrics"]
-                    train = metrics["reports/metrics/train.json"]["data"]  # the headlines
-                    test = metrics["reports/metrics/evaluate.json"]["data"]
+                    train = metrics["metrics/train.json"]["data"]  # the headlines
+                    test = metrics["metrics/evaluate.json"]["data"]
                     return {
                         "val_f1_macro": train["val_f1_macro"],
                         "val_accuracy": train["val_accuracy"],

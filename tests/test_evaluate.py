@@ -140,8 +140,8 @@ def test_evaluate_stage_outputs(pipeline_cfg: dict[str, Any]) -> None:
     assert headline == {
         "accuracy": m["accuracy"],
         "f1_macro": m["f1_macro"],
-        "baseline_f1_macro": m["baseline"]["f1_macro"],
-        "beats_baseline": m["beats_baseline"],
+        "tfidf_f1_macro": m["baseline"]["f1_macro"],
+        "beats_tfidf": m["beats_baseline"],
         "ece": m["ece"],
     }
     assert m["num_classes"] == 3 and m["min_class_f1"] == min(v["f1"] for v in per_class.values())

@@ -113,7 +113,7 @@ def test_each_queued_experiment_is_one_mlflow_run_agreeing_with_exp_show(repo: P
         assert params["train"]["learning_rate"] == lr
         assert float(run.data.params["train.learning_rate"]) == lr
         assert run.data.params["train.max_steps"] == str(params["train"]["max_steps"])
-        metrics = data["metrics"]["reports/metrics/evaluate.json"]["data"]
+        metrics = data["metrics"]["metrics/evaluate.json"]["data"]
         assert run.data.metrics["test_f1_macro"] == pytest.approx(metrics["f1_macro"])
         assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
 

@@ -328,8 +328,8 @@ def test_killed_study_resumes_prunes_and_its_preset_reproduces_the_best_trial(re
         assert t.user_attrs["dvc_experiment"] == name and name in exps
         if t.state.name == "COMPLETE":
             metrics = exps[name]["data"]["metrics"]
-            assert metrics["reports/metrics/train.json"]["data"]["val_loss"] == t.value
-            assert "f1_macro" in metrics["reports/metrics/evaluate.json"]["data"]
+            assert metrics["metrics/train.json"]["data"]["val_loss"] == t.value
+            assert "f1_macro" in metrics["metrics/evaluate.json"]["data"]
         elif t.state.name == "PRUNED":
             assert exps[name]["error"], "a pruned trial's experiment stopped at train"
             log = sh(repo, "dvc", "queue", "logs", name).stdout
@@ -385,7 +385,7 @@ def test_killed_study_resumes_prunes_and_its_preset_reproduces_the_best_trial(re
                 (
                     "reports/error_analysis/",
                     "reports/export/",
-                    "reports/metrics/export.json",
+                    "metrics/export.json",
                     "models/onnx",
                 )
             )

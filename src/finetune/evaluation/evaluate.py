@@ -202,8 +202,8 @@ def dvc_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "accuracy": metrics["accuracy"],
         "f1_macro": metrics["f1_macro"],
-        "baseline_f1_macro": metrics["baseline"]["f1_macro"],
-        "beats_baseline": bool(metrics["beats_baseline"]),
+        "tfidf_f1_macro": metrics["baseline"]["f1_macro"],
+        "beats_tfidf": bool(metrics["beats_baseline"]),
         "ece": metrics["ece"],
     }
 
