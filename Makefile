@@ -71,11 +71,10 @@ docs: setup
 docs-serve: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
-# The screenshots the documentation shows (docs/img): the browser tests take them (the error
-# report and the MLflow UI in headless Chromium, which .ci/run installs) and keep a copy there.
+# The documentation's screenshots (docs/img/) of the demo's results, after `make run`: the
+# error report and the MLflow UI in headless Chromium (.ci/run installs it).
 screenshots: setup
-	FINETUNE_SCREENSHOTS=$(CURDIR)/docs/img HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-		$(BIN)/pytest -p no:cacheprovider tests/test_report_browser.py tests/test_mlflow_ui_browser.py
+	$(BIN)/python tools/screenshots.py
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.mlflow/mlflow.db --host 127.0.0.1 --port 5000

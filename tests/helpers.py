@@ -31,21 +31,6 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
 )
-# Where the browser tests also keep their screenshots when set: `make screenshots` sets it to
-# docs/img, the images the documentation shows.
-SCREENSHOTS_ENV = "FINETUNE_SCREENSHOTS"
-
-
-def keep_screenshot(shot: Path, name: str) -> None:
-    """A copy of a browser test's screenshot ``shot`` as ``$FINETUNE_SCREENSHOTS/name`` (PNG,
-    optimised) when the variable is set; nothing otherwise."""
-    where = os.environ.get(SCREENSHOTS_ENV)
-    if not where:
-        return
-    from PIL import Image
-
-    Path(where).mkdir(parents=True, exist_ok=True)
-    Image.open(shot).save(Path(where) / name, optimize=True)
 
 
 def env_with_venv(**extra: str) -> dict[str, str]:

@@ -197,3 +197,41 @@ def test_readme_links_point_at_pages_and_headings_that_exist() -> None:
                 for h in re.findall(r"^#+ (.+)$", path.read_text(), flags=re.MULTILINE)
             }
             assert anchor in slugs, (target, anchor)
+
+
+def load_screenshots():
+    spec = importlib.util.spec_from_file_location("screenshots", REPO / "tools" / "screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_screenshots_say_to_run_the_demo_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`make screenshots` before `make run`: a clear message for each missing input, no file."""
+    tool = load_screenshots()
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool, "REPORT", tmp_path / "reports" / "error_analysis" / "report.html")
+    monkeypatch.setattr(tool, "STORE", tmp_path / ".mlflow" / "mlflow.db")
+    with pytest.raises(SystemExit, match=r"report\.html is missing: run `make run` first"):
+        tool.report_shot("chromium", tmp_path / "img", tmp_path)
+    missing = pytest.raises(SystemExit, match=r"mlflow\.db is missing: run `make run` first")
+    with missing, tool.mlflow_ui(tmp_path):
+        pass
+    assert not (tmp_path / "img").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run)")
+def test_screenshot_of_a_report_is_an_image_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The report's screenshot in real headless Chromium: a PNG of the window's size, not blank."""
+    from PIL import Image
+
+    tool = load_screenshots()
+    report = tmp_path / "report.html"
+    report.write_text("<html><body><h1>Error analysis</h1>" + "<p>text</p>" * 50 + "</body></html>")
+    monkeypatch.setattr(tool, "REPORT", report)
+    tool.report_shot(tool.chromium(), tmp_path / "img", tmp_path)
+    image = Image.open(tmp_path / "img" / "error-report.png").convert("L")
+    assert image.size == (1280, 1800)
+    histogram = image.histogram()
+    assert sum(histogram[:100]) > 0, "dark pixels: the screenshot shows the page's text"

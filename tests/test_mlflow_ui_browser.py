@@ -31,7 +31,6 @@ from tests.helpers import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     MlflowServer,
-    keep_screenshot,
     sh,
     tiny_project,
 )
@@ -179,7 +178,6 @@ def test_mlflow_ui_experiment_view_lists_both_runs(
     browser.get(f"{mlflow_ui}/#/experiments/{experiment_id}/runs")
     text = wait_for_text(browser, [*EXPERIMENTS, "finetune-pipeline"])
     browser.save_screenshot(str(shots / "experiment_runs.png"))
-    keep_screenshot(shots / "experiment_runs.png", "mlflow-experiment-runs.png")
     assert all(name in text for name in EXPERIMENTS)
 
 
@@ -199,7 +197,6 @@ def test_mlflow_ui_compare_view_shows_differing_params_and_metrics(
     browser.get(f"{mlflow_ui}/#/compare-runs?{query}")
     wait_for_text(browser, [*EXPERIMENTS, "Run details", "Show diff only"])
     browser.save_screenshot(str(shots / "compare_runs.png"))
-    keep_screenshot(shots / "compare_runs.png", "mlflow-compare-runs.png")
     # "Show diff only" for params, metrics and tags: what differs between the two runs remains.
     for switch in browser.find_elements("css selector", "[role=switch]"):
         if switch.get_attribute("aria-checked") != "true":
@@ -212,7 +209,6 @@ def test_mlflow_ui_compare_view_shows_differing_params_and_metrics(
     details = browser.find_element("xpath", "//*[text()='Run details']")
     browser.execute_script("arguments[0].scrollIntoView()", details)
     browser.save_screenshot(str(shots / "compare_runs_diff_only.png"))
-    keep_screenshot(shots / "compare_runs_diff_only.png", "mlflow-compare-runs-diff-only.png")
     rows = text.splitlines()
     (lr_row,) = [r for r in rows if r.startswith("train.learning_rate ")]
     assert set(lr_row.split()[1:]) == {str(lr) for lr in EXPERIMENTS.values()}, lr_row

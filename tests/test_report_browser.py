@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from finetune.analysis.render import SECTIONS
-from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, keep_screenshot
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS
 
 pytestmark = [
     pytest.mark.slow,  # starts a browser
@@ -86,7 +86,7 @@ def assert_report_renders(report: Path, workdir: Path) -> Path:
 
 def test_report_renders_in_headless_chromium(pipeline_cfg: dict[str, Any], tmp_path: Path) -> None:
     report = Path(pipeline_cfg["paths"]["error_report_html"])
-    keep_screenshot(assert_report_renders(report, tmp_path), "error-report.png")
+    assert_report_renders(report, tmp_path)
 
 
 EXPLANATIONS = """<script>
@@ -127,4 +127,3 @@ def test_the_explainers_render_side_by_side(pipeline_cfg: dict[str, Any], tmp_pa
     image = Image.open(shot).convert("L")
     histogram = image.histogram()
     assert 1 - histogram[255] / sum(histogram) > 0.1, "the screenshot looks blank"
-    keep_screenshot(shot, "error-report-explanations.png")
