@@ -190,6 +190,11 @@ def test_learning_rate_experiment_in_a_temp_copy(repo: Path) -> None:
     assert exps["lr-1e-3"]["metrics"]["metrics/evaluate.json"]["data"]["f1_macro"] == (
         pytest.approx(run.data.metrics["test_f1_macro"])
     )
+    # dvc plots diff still compares the experiments: one PR curve per experiment
+    diff = json.loads(sh(repo, "dvc", "plots", "diff", "lr-1e-3", "eval-bs16", "--json").stdout)
+    assert not diff.get("errors"), diff["errors"]
+    (pr,) = diff["data"]["reports/evaluate/pr_curve.csv"]
+    assert set(pr["revisions"]) == {"lr-1e-3", "eval-bs16"}, pr["revisions"]
 
 
 def test_changing_the_data_reruns_everything(repo: Path) -> None:
