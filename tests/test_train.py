@@ -427,6 +427,29 @@ def test_eval_schedule_and_min_delta_follow_the_data() -> None:
     assert schedule.make_plan(_spec(time_budget="25m"), 100, 10).time_budget_s == 1500
 
 
+def test_auto_patience_waits_two_epochs_of_evaluations_and_at_least_three() -> None:
+    from finetune.training import schedule
+
+    spec = _spec(epochs="auto", eval_steps="auto", batch_size=32, early_stopping_patience="auto")
+    # the demo: 43 steps an epoch, evaluated every 25: two epochs hold 3.44 evaluations
+    demo = schedule.make_plan(spec, 1360, 240)
+    assert (demo.eval_steps, demo.patience) == (25, 4)
+    # germeval2018: 141 steps an epoch, evaluated every 53: 5.3 evaluations in two epochs
+    germeval = schedule.make_plan(spec, 4506, 500)
+    assert (germeval.steps_per_epoch, germeval.eval_steps, germeval.patience) == (141, 53, 6)
+    # clinc150: 1.5 evaluations an epoch; once an epoch (large validation split): 3, not 2
+    assert schedule.make_plan(spec, 15000, 3000).patience == 3
+    assert schedule.make_plan(spec, 15000, 6000).patience == 3
+    # evaluated every 20 steps of a 1,875-step epoch: 188
+    assert schedule.make_plan(spec, 60000, 60).patience == 188
+    # evaluated each epoch (eval_steps: null), or a number given: as it is
+    per_epoch = _spec(epochs="auto", eval_steps=None, early_stopping_patience="auto")
+    assert schedule.make_plan(per_epoch, 100, 10).patience == 3
+    assert schedule.make_plan(_spec(early_stopping_patience=5), 100, 10).patience == 5
+    resolved = demo.resolved()
+    assert resolved["train.early_stopping_patience"] == 4
+
+
 def test_learning_rate_warms_up_holds_and_cools_down() -> None:
     from finetune.training.schedule import ScheduleState, lr_factor
 

@@ -211,7 +211,7 @@ class TrainConfig(Section):
     progress_bar: bool
     metric_for_best_model: Literal["f1_macro", "accuracy", "loss"]
     eval_steps: Positive | Auto | None
-    early_stopping_patience: Positive | None
+    early_stopping_patience: Positive | Auto | None
     early_stopping_min_delta: Annotated[Number, Field(ge=0)] | Auto
     class_weights: Literal["balanced"] | list[PositiveNumber] | dict[str, PositiveNumber] | None
     multi_label: MultiLabelConfig
