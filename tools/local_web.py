@@ -50,7 +50,7 @@ def wait_until_up(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -58,7 +58,7 @@ def wait_until_up(
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.5)
-    raise AssertionError(f"no answer from {url} in {timeout_s} s:\n{log_path.read_text()}")
+    raise RuntimeError(f"no answer from {url} in {timeout_s} s:\n{log_path.read_text()}")
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,19 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "error_analysis" / "report.html"
 STORE = ROOT / ".mlflow" / "mlflow.db"
 EXPERIMENT = "finetune-pipeline"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-# Headless Chromium without network chatter, sandbox or GPU (containers, CI).
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--hide-scrollbars",
-)
+sys.path.insert(0, str(ROOT))  # tools.local_web, when run as `python tools/screenshots.py`
+from tools.local_web import CHROMEDRIVER, CHROMIUM_FLAGS, MlflowServer  # noqa: E402
+
+FLAGS = (*CHROMIUM_FLAGS, "--hide-scrollbars")
 
 log = logging.getLogger("screenshots")
 
@@ -56,12 +42,6 @@ def chromium() -> str:
             "apt-get install chromium chromium-driver (.ci/run installs them)"
         )
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def save_png(source: Path, dest: Path, height: int | None = None) -> None:
@@ -94,31 +74,8 @@ def mlflow_ui(work: Path) -> Iterator[str]:
     """``mlflow ui`` on the repository's store, on a free port: its URL while it answers."""
     if not STORE.is_file():
         raise SystemExit(f"{STORE.relative_to(ROOT)} is missing: run `make run` first")
-    url = f"http://127.0.0.1:{free_port()}"
-    port = url.rsplit(":", 1)[1]
-    server_log = work / "mlflow-ui.log"
-    with server_log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri",
-             f"sqlite:///{STORE}", "--host", "127.0.0.1", "--port", port, "--workers", "1"],
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5):
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"mlflow ui did not answer:\n{server_log.read_text()[-2000:]}"
-                    ) from None
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    with MlflowServer(work / "mlflow-ui", command="ui", backend_uri=f"sqlite:///{STORE}") as ui:
+        yield ui.url
 
 
 def wait_for_text(driver: Any, needles: list[str], timeout_s: float = 60) -> None:
