@@ -293,8 +293,9 @@ def log_to_mlflow(
             "export.accepted": ",".join(decision.accepted) or "none",
         }
     )
-    for path in files.values():
-        mlflow.log_artifact(str(path), "export")
+    for key, path in files.items():
+        if key != "headline":  # its figures are the run's metrics already
+            mlflow.log_artifact(str(path), "export")
     if deployed is None or chosen is None or not cfg.tracking.log_model:
         return
     name = cfg.export.registered_model_name if cfg.tracking.registered_model_name else None
