@@ -69,7 +69,7 @@ def test_repro_runs_everything_then_nothing(repo: Path) -> None:
     assert run.data.tags["data.version"] and any(t.startswith("data.md5.") for t in run.data.tags)
     assert "test_f1_macro" in run.data.metrics and "errors_num_errors" in run.data.metrics
 
-    # Issue 28: the DVC metrics are the three headline files, and `dvc metrics show` reads in a
+    # the DVC metrics are the three headline files, and `dvc metrics show` reads in a
     # terminal (every other figure is in the stages' outputs).
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json").stdout)
     headline = {"metrics/train.json", "metrics/evaluate.json",
@@ -181,7 +181,7 @@ def test_learning_rate_experiment_in_a_temp_copy(repo: Path) -> None:
         assert data["params"]["params.yaml"]["data"]["train"]["learning_rate"] == lr
         headline = {path: m["data"] for path, m in data["metrics"].items()}
         assert 0 <= headline["metrics/evaluate.json"]["f1_macro"] <= 1
-        # Issue 28: dvc exp show lists the headline per experiment, and only it
+        # dvc exp show lists the headline per experiment, and only it
         assert set(headline["metrics/evaluate.json"]) == {
             "accuracy", "f1_macro", "tfidf_f1_macro", "beats_tfidf", "ece"
         }  # fmt: skip
