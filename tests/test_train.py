@@ -431,12 +431,13 @@ def test_auto_patience_waits_two_epochs_of_evaluations_and_at_least_three() -> N
     from finetune.training import schedule
 
     spec = _spec(epochs="auto", eval_steps="auto", batch_size=32, early_stopping_patience="auto")
-    # the demo: 43 steps an epoch, evaluated every 25: two epochs hold 3.44 evaluations
-    demo = schedule.make_plan(spec, 1360, 240)
-    assert (demo.eval_steps, demo.patience) == (25, 4)
-    # germeval2018: 141 steps an epoch, evaluated every 53: 5.3 evaluations in two epochs
-    germeval = schedule.make_plan(spec, 4506, 500)
-    assert (germeval.steps_per_epoch, germeval.eval_steps, germeval.patience) == (141, 53, 6)
+    # the demo (1,572 train rows with augmentation, 159 validation): 50 steps an epoch,
+    # evaluated every 20: two epochs hold 5 evaluations
+    demo = schedule.make_plan(spec, 1572, 159)
+    assert (demo.steps_per_epoch, demo.eval_steps, demo.patience) == (50, 20, 5)
+    # germeval2018 (augmented): 208 steps an epoch, evaluated every 53: 7.8 in two epochs
+    germeval = schedule.make_plan(spec, 6629, 503)
+    assert (germeval.steps_per_epoch, germeval.eval_steps, germeval.patience) == (208, 53, 8)
     # clinc150: 1.5 evaluations an epoch; once an epoch (large validation split): 3, not 2
     assert schedule.make_plan(spec, 15000, 3000).patience == 3
     assert schedule.make_plan(spec, 15000, 6000).patience == 3
@@ -447,7 +448,7 @@ def test_auto_patience_waits_two_epochs_of_evaluations_and_at_least_three() -> N
     assert schedule.make_plan(per_epoch, 100, 10).patience == 3
     assert schedule.make_plan(_spec(early_stopping_patience=5), 100, 10).patience == 5
     resolved = demo.resolved()
-    assert resolved["train.early_stopping_patience"] == 4
+    assert resolved["train.early_stopping_patience"] == 5
 
 
 def test_learning_rate_warms_up_holds_and_cools_down() -> None:

@@ -117,11 +117,12 @@ def eval_every(n_validation: int, samples_per_step: int, steps_per_epoch: int) -
 def patience_evals(steps_per_epoch: int, eval_steps: int | None) -> int:
     """``early_stopping_patience: auto``: the evaluations that come in :data:`PATIENCE_EPOCHS`
     epochs, at least :data:`MIN_PATIENCE`. Counted in evaluations alone, the patience would
-    depend on how often the data's size lets evaluations come: on germeval2018 (2.7 a
-    epoch) three of them span 1.1 epochs, and validation macro-F1 stayed below its first peak
-    (0.730 at 0.76 epochs) for four evaluations (1.5 epochs) before it rose past it (0.770;
-    0.776 after the cool-down). A plateau is declared only once every example has been seen
-    twice more without a gain."""
+    depend on how often the data's size lets evaluations come: on germeval2018 (6,629 train
+    rows with augmentation; every 53 of 208 steps, 3.9 evaluations an epoch) three of them span
+    0.76 epoch, and validation macro-F1 stayed below its first peak (0.730 at 0.51 epoch) for
+    four evaluations and rose past it at the fifth, 1.27 epochs later (0.770; 0.776 after the
+    cool-down). A plateau is declared only once every example has been seen twice more without
+    a gain."""
     per_epoch = steps_per_epoch / eval_steps if eval_steps else 1.0
     return max(MIN_PATIENCE, math.ceil(PATIENCE_EPOCHS * per_epoch - 1e-9))
 
